@@ -1,0 +1,302 @@
+"""Benchmarks of the metrics core, with prometheus_client and the OpenTelemetry SDK measured in
+the same run on the same machine.
+
+Run with ``make bench``. Prints a table and writes ``benchmarks/results/latest.json``.
+Each figure states what it measures; targets come from the project's issues.
+
+Per-call cost is measured as the issue asks: the median over many batches of the time per
+call, with the background thread running and draining into an in-memory sink, so the
+figure includes the GIL time the background work takes from the caller.
+"""
+
+import gc
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from time import perf_counter
+from typing import Callable, Dict, List
+
+from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
+from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
+
+BATCH = 1000
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
+
+
+def latency_us(fn: Callable[[str], None], calls: int = 200_000) -> float:
+    """Median over ``calls`` individually timed calls ``fn("hi")``, in microseconds: the
+    latency the caller sees. A call during which the background thread holds the GIL is an
+    outlier and does not move the median; :func:`per_call_us` shows that cost."""
+    for _ in range(1000):
+        fn("hi")
+    samples = [0.0] * calls
+    for i in range(calls):
+        start = perf_counter()
+        fn("hi")
+        samples[i] = perf_counter() - start
+    return statistics.median(samples) * 1e6
+
+
+def per_call_us(fn: Callable[[str], None], rounds: int = ROUNDS, batch: int = BATCH) -> float:
+    """Median over ``rounds`` batches of the mean time per call ``fn("hi")``, in
+    microseconds: CPU per call including the background work sharing the GIL."""
+    for _ in range(batch):  # warm up
+        fn("hi")
+    samples = []
+    for _ in range(rounds):
+        start = perf_counter()
+        for _ in range(batch):
+            fn("hi")
+        samples.append((perf_counter() - start) / batch * 1e6)
+    return statistics.median(samples)
+
+
+def bench_call_overhead() -> Dict[str, float]:
+    def bare(prompt: str, model: str = "gpt-4o-mini") -> None:
+        return None
+
+    sink = InMemoryMetricsSink()
+    collector = MetricsCollector(MetricsConfig(), [sink])
+    tracked = collector.track_request("openai")(bare)
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    histogram = Histogram(
+        "llm_request_seconds", "LLM request latency", ["provider", "model"], registry=registry
+    )
+
+    def prometheus_call(prompt: str) -> None:
+        with histogram.labels("openai", "gpt-4o-mini").time():
+            bare(prompt)
+
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    provider = MeterProvider()
+    meter = provider.get_meter("bench")
+    otel_hist = meter.create_histogram("gen_ai.client.operation.duration", unit="s")
+    otel_counter = meter.create_counter("llm.requests")
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "server.address": "api.openai.com",
+    }
+
+    def otel_call(prompt: str) -> None:
+        start = perf_counter()
+        bare(prompt)
+        otel_hist.record(perf_counter() - start, attrs)
+        otel_counter.add(1, attrs)
+
+    results = {}
+    base = latency_us(bare)
+    results["bare_call_us"] = base
+    results["steer_added_us"] = latency_us(tracked) - base
+    results["prometheus_added_us"] = latency_us(prometheus_call) - base
+    results["otel_added_us"] = latency_us(otel_call) - base
+    base = per_call_us(bare)
+    results["steer_cpu_us"] = per_call_us(tracked) - base
+    results["prometheus_cpu_us"] = per_call_us(prometheus_call) - base
+    results["otel_cpu_us"] = per_call_us(otel_call) - base
+    collector.flush(10)
+    stats = collector.stats()
+    results["steer_unaccounted"] = stats.unaccounted("in_memory")
+    collector.shutdown(5)
+    provider.shutdown()
+    return results
+
+
+def bench_stream_chunk() -> Dict[str, float]:
+    collector = MetricsCollector(MetricsConfig(), [InMemoryMetricsSink()])
+    chunks = 2000
+
+    def tokens(n: int, model: str = "gpt-4o-mini"):  # type: ignore[no-untyped-def]
+        for _ in range(n):
+            yield "tok"
+
+    tracked = collector.track_request("openai")(tokens)
+
+    def consume(gen) -> None:  # type: ignore[no-untyped-def]
+        for _ in gen:
+            pass
+
+    bare = per_call_us(lambda _: consume(tokens(chunks)), rounds=100, batch=5)
+    wrapped = per_call_us(lambda _: consume(tracked(chunks)), rounds=100, batch=5)
+    collector.shutdown(5)
+    return {"steer_chunk_added_us": (wrapped - bare) / chunks}
+
+
+def bench_throughput() -> Dict[str, float]:
+    sink = InMemoryMetricsSink(max_size=100_000)
+    collector = MetricsCollector(MetricsConfig(), [sink])
+    per_thread = 50_000
+    threads = 4
+    go = threading.Event()
+
+    def produce() -> None:
+        go.wait()
+        record = collector.record
+        now = time.time()
+        for i in range(per_thread):
+            record(RequestMetrics(now, f"r{i}", "openai", "gpt-4o-mini", None, 1.0, None, 12.5))
+
+    workers = [threading.Thread(target=produce) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    start = perf_counter()
+    go.set()
+    for w in workers:
+        w.join()
+    delivered_ok = collector.flush(60)
+    elapsed = perf_counter() - start
+    stats = collector.stats()
+    collector.shutdown(5)
+    total = per_thread * threads
+    return {
+        "throughput_records_per_s": total / elapsed,
+        "throughput_dropped": sum(stats.dropped.values()) + stats.sinks["in_memory"].dropped,
+        "throughput_delivered": stats.sinks["in_memory"].delivered,
+        "throughput_flush_ok": float(delivered_ok),
+    }
+
+
+def bench_memory() -> Dict[str, float]:
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    sink = InMemoryMetricsSink(max_size=10_000)
+    now = time.time()
+    batch: List[RequestMetrics] = []
+    for i in range(10_000):
+        m = RequestMetrics(
+            now,
+            f"{os.urandom(4).hex()}-{i:x}",
+            "openai",
+            "gpt-4o-mini",
+            {"http.route": "/chat"},
+            1.0,
+            None,
+            123.4,
+        )
+        m.set_usage(120, 350, None, 0)
+        batch.append(m)
+    sink.record_batch(batch)
+    del batch
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+
+    # Overload: a sink that is far too slow, 5 rounds of 20,000 records each; the process's
+    # traced memory must not grow from round to round (queues are bounded).
+    class SlowSink:
+        name = "slow"
+
+        def record(self, metrics: RequestMetrics) -> None:
+            time.sleep(0.001)
+
+        def flush(self) -> None:
+            pass
+
+    collector = MetricsCollector(MetricsConfig(max_queue_size=5_000), [SlowSink()])
+    tracemalloc.start()
+    rounds = []
+    for _ in range(5):
+        for i in range(20_000):
+            collector.record(RequestMetrics(now, f"o{i}", "openai", "gpt-4o-mini"))
+        gc.collect()
+        rounds.append(tracemalloc.get_traced_memory()[0])
+    tracemalloc.stop()
+    collector.shutdown(0.5)
+    return {
+        "memory_10k_records_mb": held / 1e6,
+        "overload_memory_growth_mb": (rounds[-1] - rounds[1]) / 1e6,
+    }
+
+
+def bench_summary() -> Dict[str, float]:
+    sink = InMemoryMetricsSink(max_size=100_000)
+    now = time.time()
+    batch = []
+    for i in range(100_000):
+        m = RequestMetrics(
+            now - (i % 250),
+            f"s{i}",
+            "openai",
+            f"model-{i % 5}",
+            None,
+            1.0,
+            None,
+            float(i % 977),
+            20.0 if i % 3 == 0 else None,
+        )
+        m.set_usage(100, 200, None, 10)
+        m.success = i % 50 != 0
+        batch.append(m)
+    sink.record_batch(batch)
+    samples = []
+    for _ in range(7):
+        start = perf_counter()
+        summary = sink.get_summary(window_seconds=300)
+        samples.append((perf_counter() - start) * 1000)
+    assert summary.total_requests == 100_000
+    return {"summary_100k_ms": statistics.median(samples)}
+
+
+TARGETS = [
+    ("steer_added_us", "<=", 1.5, "added latency per tracked call (median, us)"),
+    ("prometheus_added_us", "info", None, "  prometheus_client Histogram.time(), labels (us)"),
+    ("otel_added_us", "info", None, "  OpenTelemetry SDK Histogram.record+Counter.add (us)"),
+    ("steer_cpu_us", "info", None, "CPU per tracked call incl. background work (us)"),
+    ("prometheus_cpu_us", "info", None, "  prometheus_client, same measure (us)"),
+    ("otel_cpu_us", "info", None, "  OpenTelemetry SDK, same measure (us)"),
+    ("steer_chunk_added_us", "<=", 0.15, "added cost per streamed chunk (us)"),
+    ("throughput_records_per_s", ">=", 200_000, "4 producers into the in-memory sink (rec/s)"),
+    ("throughput_dropped", "<=", 0, "records dropped in the throughput run"),
+    ("memory_10k_records_mb", "<=", 8.0, "10,000 RequestMetrics in the in-memory sink (MB)"),
+    ("overload_memory_growth_mb", "<=", 1.0, "memory growth across overload rounds (MB)"),
+    ("summary_100k_ms", "<=", 100.0, "get_summary() over 100,000 records (ms)"),
+]
+
+
+def main() -> int:
+    results: Dict[str, float] = {}
+    for bench in (
+        bench_call_overhead,
+        bench_stream_chunk,
+        bench_throughput,
+        bench_memory,
+        bench_summary,
+    ):
+        results.update(bench())
+    results["prometheus_over_steer"] = results["prometheus_added_us"] / results["steer_added_us"]
+    results["otel_over_steer"] = results["otel_added_us"] / results["steer_added_us"]
+    failed = 0
+    print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    for key, op, target, label in TARGETS:
+        value = results[key]
+        if op == "info":
+            verdict = ""
+        else:
+            ok = value <= target if op == "<=" else value >= target
+            failed += not ok
+            verdict = f"target {op} {target:g}: {'ok' if ok else 'MISSED'}"
+        print(f"{label:<58} {value:>12.3f}  {verdict}")
+    ratios = (results["prometheus_over_steer"], results["otel_over_steer"])
+    print(
+        f"{'prometheus_client / steer, OpenTelemetry / steer':<58} "
+        f"{ratios[0]:>6.1f}x {ratios[1]:>6.1f}x"
+    )
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

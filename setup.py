@@ -1,0 +1,45 @@
+"""Packaging for steer-llm-sdk.
+
+Runtime dependencies stay small; everything tests, lint and benchmarks need lives in the
+``dev`` extra so that ``pip install -e .[dev]`` gives a complete development environment.
+"""
+
+from setuptools import find_packages, setup
+
+TOKENIZER = ["bpe-openai>=0.1.4"]
+
+DEV = TOKENIZER + [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "hypothesis>=6.100",
+    "ruff>=0.6",
+    "mypy>=1.10",
+    "tox>=4",
+    "prometheus-client>=0.20",
+    "PyYAML>=6",
+]
+
+setup(
+    name="steer-llm-sdk",
+    version="0.1.0.dev0",
+    description="Metrics for every LLM call in synchronous, thread-per-request Python.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["steer_llm_sdk", "steer_llm_sdk.*"]),
+    package_data={"steer_llm_sdk": ["py.typed"]},
+    install_requires=[
+        "requests>=2.28",
+        "structlog>=23.1",
+        "opentelemetry-sdk>=1.25",
+        "opentelemetry-exporter-otlp>=1.25",
+    ],
+    extras_require={"tokenizer": TOKENIZER, "dev": DEV},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Operating System :: POSIX",
+        "Typing :: Typed",
+    ],
+)

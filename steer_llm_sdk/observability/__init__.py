@@ -1,0 +1,52 @@
+"""Metrics for LLM calls: records, the collector, tracking, context and sinks.
+
+Usable on its own around any SDK: nothing here imports the client, the providers or the
+reliability layer.
+"""
+
+from .collector import (
+    CollectorStats,
+    MetricsCollector,
+    SinkStats,
+    configure,
+    flush,
+    get_collector,
+    shutdown,
+)
+from .config import MetricsConfig
+from .context import bind_context, current_attributes, current_metrics, metrics_context
+from .models import (
+    AgentMetrics,
+    BaseMetrics,
+    ErrorMetrics,
+    ReliabilityMetrics,
+    RequestMetrics,
+    StreamingMetrics,
+    UsageMetrics,
+)
+from .tracking import TrackedStream, new_request_id, track_request
+
+__all__ = [
+    "AgentMetrics",
+    "BaseMetrics",
+    "CollectorStats",
+    "ErrorMetrics",
+    "MetricsCollector",
+    "MetricsConfig",
+    "ReliabilityMetrics",
+    "RequestMetrics",
+    "SinkStats",
+    "StreamingMetrics",
+    "TrackedStream",
+    "UsageMetrics",
+    "bind_context",
+    "configure",
+    "current_attributes",
+    "current_metrics",
+    "flush",
+    "get_collector",
+    "metrics_context",
+    "new_request_id",
+    "shutdown",
+    "track_request",
+]

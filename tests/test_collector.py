@@ -1,0 +1,365 @@
+"""MetricsCollector: delivery, accounting, isolation of sinks, deadlines, re-entrancy."""
+
+import threading
+import time
+
+import pytest
+from conftest import FailingSink, HangingSink, RecordingSink, wait_until
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from steer_llm_sdk.observability import (
+    MetricsCollector,
+    MetricsConfig,
+    RequestMetrics,
+    configure,
+    flush,
+    get_collector,
+    shutdown,
+)
+from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
+
+
+def request(i: int = 0, **fields) -> RequestMetrics:
+    return RequestMetrics(time.time(), f"req-{i}", "openai", "gpt-4o-mini", **fields)
+
+
+def assert_balanced(collector: MetricsCollector) -> None:
+    stats = collector.stats()
+    for name in stats.sinks:
+        assert stats.unaccounted(name) == 0, (name, stats)
+
+
+def test_records_reach_sink_on_background_thread(make_collector, sink):
+    collector = make_collector([sink])
+    assert collector.record(request(1)) is True
+    assert collector.flush(5)
+    assert [r.request_id for r in sink.records] == ["req-1"]
+    assert threading.get_ident() not in sink.threads
+    assert sink.flushes == 1
+    stats = collector.stats()
+    assert stats.recorded == 1 and stats.sinks["recording"].delivered == 1
+    assert stats.pending == 0
+    assert_balanced(collector)
+
+
+def test_batch_timeout_delivers_without_flush(make_collector, sink):
+    collector = make_collector([sink], batch_size=1000, batch_timeout_seconds=0.05)
+    collector.record(request())
+    assert sink.wait_for(1, timeout=5)
+
+
+def test_full_batch_is_dispatched_before_timeout(make_collector, sink):
+    collector = make_collector([sink], batch_size=10, batch_timeout_seconds=60)
+    for i in range(10):
+        collector.record(request(i))
+    assert sink.wait_for(10, timeout=5)
+
+
+def test_record_refuses_non_records_and_counts_them(make_collector, sink):
+    collector = make_collector([sink])
+    assert collector.record("not a record") is False  # type: ignore[arg-type]
+    assert collector.stats().dropped["invalid"] == 1
+    assert_balanced(collector)
+
+
+def test_disabled_collector_accepts_nothing_and_starts_no_thread(make_collector, sink):
+    collector = make_collector([sink], enabled=False)
+    before = threading.active_count()
+    assert collector.record(request()) is False
+    assert threading.active_count() == before
+    assert collector.stats().recorded == 0
+
+
+def test_failing_sink_is_isolated_and_counted(make_collector, sink):
+    failing = FailingSink()
+    collector = make_collector([failing, sink])
+    for i in range(25):
+        collector.record(request(i))
+    collector.flush(5)
+    assert len(sink.records) == 25
+    stats = collector.stats()
+    assert stats.sinks["failing"].failed == 25
+    assert stats.sinks["failing"].delivered == 0
+    assert stats.sinks["failing"].errors >= 25  # every record, plus the failing flush()
+    assert_balanced(collector)
+
+
+def test_hanging_sink_does_not_delay_others_and_flush_meets_deadline(make_collector, sink):
+    hanging = HangingSink()
+    collector = make_collector([hanging, sink], batch_timeout_seconds=0.02)
+    for i in range(5):
+        collector.record(request(i))
+    assert hanging.entered.wait(5)
+    assert sink.wait_for(5, timeout=1.0)  # within a batch timeout or so, not blocked
+    started = time.monotonic()
+    assert collector.flush(0.3) is False
+    elapsed = time.monotonic() - started
+    assert 0.25 <= elapsed < 1.0
+    stats = collector.stats()
+    assert stats.sinks["hanging"].pending >= 4
+    assert stats.pending == stats.sinks["hanging"].pending
+    hanging.release.set()
+    assert collector.flush(5)
+    assert_balanced(collector)
+
+
+def test_shutdown_meets_deadline_with_hanging_sink(make_collector):
+    hanging = HangingSink()
+    collector = make_collector([hanging])
+    collector.record(request())
+    assert hanging.entered.wait(5)
+    started = time.monotonic()
+    assert collector.shutdown(0.3) is False
+    assert time.monotonic() - started < 1.0
+    assert collector.stats().pending == 1
+
+
+def test_overload_drops_exact_counts(make_collector):
+    hanging = HangingSink()
+    collector = make_collector(
+        [hanging], max_queue_size=50, batch_size=1, batch_timeout_seconds=0.01, sink_queue_size=10
+    )
+    collector.record(request(0))
+    assert hanging.entered.wait(5)  # the sink is now stuck on record 0
+    # Let the flush thread move what it can into the sink's (bounded) backlog.
+    for i in range(1, 11):
+        collector.record(request(i))
+    assert wait_until(lambda: collector.stats().queued == 0)
+    # The backlog holds 10 (record 0 in delivery counts as one of them), so one was refused.
+    stats = collector.stats()
+    assert stats.sinks["hanging"].pending == 10
+    assert stats.sinks["hanging"].dropped == 1
+    # Now stop the flush thread from draining: the main queue fills to exactly 50.
+    collector._pipeline.batch_timeout = 3600
+    assert wait_until(lambda: True)
+    accepted = sum(collector.record(request(100 + i)) for i in range(80))
+    stats = collector.stats()
+    queue_full = stats.dropped["queue_full"]
+    assert accepted + queue_full == 80
+    assert stats.queued + queue_full >= 80 - 50
+    hanging.release.set()
+    collector._pipeline.wake.set()
+    assert collector.flush(5)
+    assert_balanced(collector)
+
+
+def test_after_shutdown_records_are_counted(make_collector, sink):
+    collector = make_collector([sink])
+    collector.record(request(1))
+    assert collector.shutdown(5)
+    assert collector.record(request(2)) is False
+    stats = collector.stats()
+    assert stats.dropped["after_shutdown"] == 1
+    assert [r.request_id for r in sink.records] == ["req-1"]
+    assert sink.closes == 1
+    assert_balanced(collector)
+    assert collector.shutdown(1)  # idempotent
+
+
+def test_flush_from_inside_sink_returns_without_deadlock(make_collector):
+    results = []
+
+    class ReentrantSink(RecordingSink):
+        def record(self, metrics):
+            super().record(metrics)
+            if metrics.request_id == "req-0":
+                collector.record(request(99))  # record from inside a sink
+                results.append(collector.flush(10))  # must not wait for itself
+
+    reentrant = ReentrantSink()
+    collector = make_collector([reentrant])
+    collector.record(request(0))
+    assert reentrant.wait_for(2, timeout=5)
+    assert results == [False]
+    assert collector.flush(5)
+    assert_balanced(collector)
+
+
+def test_flush_and_record_from_inside_filter(make_collector, sink):
+    results = []
+
+    def reentrant_filter(metrics):
+        if metrics.request_id == "req-0":
+            collector.record(request(5))
+            results.append(collector.flush(10))
+        return metrics
+
+    collector = make_collector([sink], filters=[reentrant_filter])
+    collector.record(request(0))
+    assert collector.flush(5)
+    assert sink.wait_for(2)
+    assert results == [False]
+    assert_balanced(collector)
+
+
+def test_flush_from_tracked_function(make_collector, sink):
+    collector = make_collector([sink])
+
+    @collector.track_request("openai", model="gpt-4o")
+    def call():
+        collector.record(request(1))
+        return collector.flush(5)
+
+    assert call() is True
+    collector.flush(5)
+    assert len(sink.records) == 2
+
+
+def test_add_and_remove_sink(make_collector, sink):
+    collector = make_collector([sink])
+    second = RecordingSink("second")
+    collector.add_sink(second)
+    collector.record(request(1))
+    collector.flush(5)
+    assert len(second.records) == 1
+    assert collector.remove_sink(second, timeout=5)
+    assert second.closes == 1
+    collector.record(request(2))
+    collector.flush(5)
+    assert len(second.records) == 1 and len(sink.records) == 2
+    assert set(collector.stats().sinks) == {"recording"}
+
+
+def test_duplicate_sink_names_are_distinguished(make_collector):
+    a, b = RecordingSink(), RecordingSink()
+    collector = make_collector([a, b])
+    assert set(collector.stats().sinks) == {"recording", "recording#2"}
+
+
+def test_rejects_non_sink_and_bad_config():
+    with pytest.raises(TypeError, match="MetricsSink"):
+        MetricsCollector(MetricsConfig(), [object()])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="MetricsConfig"):
+        MetricsCollector({"enabled": True})  # type: ignore[arg-type]
+
+
+def test_record_never_raises_even_when_internals_fail(make_collector, sink):
+    collector = make_collector([sink])
+
+    class Hostile(RequestMetrics):
+        __slots__ = ()
+
+        def _failed(self):
+            raise RuntimeError("boom")
+
+    collector2 = make_collector([sink], request_sampling_rate=0.5)
+    assert collector2.record(Hostile(time.time(), "x", "openai")) is False
+    assert collector2.stats().internal_errors == 1
+    assert collector.record(request()) is True
+
+
+def test_sanitized_values_are_counted_and_clamped(make_collector, sink):
+    collector = make_collector([sink], max_attributes=2, max_attribute_length=8)
+    bad = request(1, prompt_tokens=-5, duration_ms=float("nan"))
+    bad.attributes = {"a": "x" * 20, "b": [1, 2], "c": 3}
+    bad.model = "m" * 50
+    collector.record(bad)
+    collector.flush(5)
+    got = sink.records[0]
+    assert got.prompt_tokens == 0 and got.duration_ms is None
+    assert got.attributes == {"a": "x" * 8, "b": "[1, 2]"}
+    assert got.model == "m" * 8
+    assert collector.stats().sanitized == 1
+
+
+def test_default_collector_helpers():
+    previous = get_collector()
+    collector = configure(MetricsConfig(batch_timeout_seconds=0.05, flush_on_exit=False))
+    try:
+        assert get_collector() is collector
+        assert previous.is_shutdown
+        (memory,) = collector.sinks
+        assert isinstance(memory, InMemoryMetricsSink)
+        collector.record(request(1))
+        assert flush(5)
+        assert len(memory) == 1
+    finally:
+        assert shutdown(5)
+        configure(MetricsConfig(flush_on_exit=False))
+
+
+# ---------------------------------------------------------------------------- accounting
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("record"), st.booleans()),
+        st.tuples(st.just("flush"), st.just(None)),
+        st.tuples(st.just("burst"), st.integers(1, 40)),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ops=_ops,
+    rate=st.sampled_from([1.0, 0.5, 0.0]),
+    queue=st.integers(5, 60),
+    filter_mod=st.integers(2, 5),
+)
+def test_accounting_invariant_under_random_interleavings(ops, rate, queue, filter_mod):
+    """recorded == sampled_out + filtered + dropped + delivered + failed, per sink, once idle,
+    whatever mix of successes, failures, filters, bursts and flushes happened."""
+
+    def flt(metrics):
+        number = int(metrics.request_id.split("-")[1])
+        if number % (filter_mod * 7) == 0:
+            raise ValueError("filter broke")
+        return None if number % filter_mod == 0 else metrics
+
+    good, failing = RecordingSink(), FailingSink()
+    collector = MetricsCollector(
+        MetricsConfig(
+            request_sampling_rate=rate,
+            error_sampling_rate=1.0,
+            max_queue_size=queue,
+            batch_size=7,
+            batch_timeout_seconds=0.01,
+            filters=[flt],
+            flush_on_exit=False,
+        ),
+        [good, failing],
+    )
+    counter = 0
+    try:
+        for op, arg in ops:
+            if op == "flush":
+                collector.flush(5)
+                continue
+            for _ in range(arg if op == "burst" else 1):
+                counter += 1
+                collector.record(request(counter, success=bool(arg) if op == "record" else True))
+        assert collector.flush(10)
+        stats = collector.stats()
+        assert stats.recorded == counter
+        assert stats.pending == 0
+        for name in ("recording", "failing"):
+            assert stats.unaccounted(name) == 0, stats
+        assert stats.sinks["recording"].delivered == len(good.records)
+    finally:
+        collector.shutdown(2)
+
+
+def test_accounting_holds_with_eight_producer_threads(make_collector, sink):
+    collector = make_collector([sink], max_queue_size=500, batch_size=50)
+    go = threading.Event()
+
+    def produce(base):
+        go.wait()
+        for i in range(2000):
+            collector.record(request(base + i))
+
+    threads = [threading.Thread(target=produce, args=(n * 10_000,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    go.set()
+    for t in threads:
+        t.join(30)
+    assert collector.flush(10)
+    stats = collector.stats()
+    assert stats.recorded == 16_000
+    sink_stats = stats.sinks["recording"]
+    assert sink_stats.delivered == len(sink.records)
+    assert sink_stats.delivered + sink_stats.dropped + stats.dropped["queue_full"] == 16_000
+    assert_balanced(collector)

@@ -1,0 +1,160 @@
+"""Real interpreter exits: pending records are delivered by the exit handler, including after a
+burst from 8 threads and when no thread may be started (Python 3.12+)."""
+
+import glob
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import structlog
+
+import steer_llm_sdk
+
+ROOT = Path(steer_llm_sdk.__file__).resolve().parent.parent
+# The metrics core needs only structlog (pure Python), so other interpreters can run it from
+# the source tree without an install.
+PYTHONPATH = os.pathsep.join([str(ROOT), str(Path(structlog.__file__).resolve().parent.parent)])
+
+
+def interpreters():
+    found = {sys.executable: f"{sys.version_info.major}.{sys.version_info.minor}"}
+    for path in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python3"))):
+        found.setdefault(path, Path(path).parent.parent.name)
+    return [pytest.param(path, id=version) for path, version in found.items()]
+
+
+PRELUDE = textwrap.dedent("""
+    import os, sys, threading, time
+    from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
+
+    class FileSink:
+        def __init__(self, path):
+            self.out = open(path, "a")
+        def record(self, m):
+            self.out.write(m.request_id + "\\n")
+        def flush(self):
+            self.out.flush()
+        def close(self):
+            self.out.close()
+
+    collector = MetricsCollector(
+        MetricsConfig(batch_size=10_000, batch_timeout_seconds=3600, max_queue_size=50_000,
+                      shutdown_timeout_seconds=10),
+        [FileSink(sys.argv[1])])
+    def req(i):
+        return RequestMetrics(time.time(), "r%d" % i, "openai", "gpt")
+""")
+
+
+def run(script, python, tmp_path):
+    out = tmp_path / "records.txt"
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
+    proc = subprocess.run(
+        [python, "-c", PRELUDE + textwrap.dedent(script), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out.read_text().split() if out.exists() else [], proc
+
+
+@pytest.mark.parametrize("python", interpreters())
+def test_normal_exit_without_flush_delivers(python, tmp_path):
+    got, _ = run(
+        """
+        for i in range(250):
+            collector.record(req(i))
+        # no flush, no shutdown: the exit handler must deliver
+    """,
+        python,
+        tmp_path,
+    )
+    assert got == [f"r{i}" for i in range(250)]
+
+
+@pytest.mark.parametrize("python", interpreters())
+def test_exit_right_after_burst_from_eight_threads(python, tmp_path):
+    got, _ = run(
+        """
+        def burst(base):
+            for i in range(500):
+                collector.record(req(base + i))
+        threads = [threading.Thread(target=burst, args=(n * 1000,)) for n in range(8)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+    """,
+        python,
+        tmp_path,
+    )
+    assert sorted(got) == sorted(f"r{n * 1000 + i}" for n in range(8) for i in range(500))
+
+
+@pytest.mark.parametrize("python", interpreters())
+def test_records_made_inside_atexit_are_delivered(python, tmp_path):
+    # atexit runs handlers last-registered first, so this one runs before the SDK's own.
+    got, _ = run(
+        """
+        import atexit
+        def late():
+            for i in range(10):
+                collector.record(req(i))
+        atexit.register(late)
+    """,
+        python,
+        tmp_path,
+    )
+    assert got == [f"r{i}" for i in range(10)]
+
+
+@pytest.mark.parametrize("python", interpreters())
+def test_exit_when_no_thread_can_start_drains_on_the_exiting_thread(python, tmp_path):
+    # Late in interpreter shutdown Python 3.12+ refuses new threads with this RuntimeError.
+    # The script makes thread starts fail that way from the first record on, so the
+    # background threads never run and the exit handler must deliver on its own thread.
+    got, proc = run(
+        """
+        def refuse(self):
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+        threading.Thread.start = refuse
+        for i in range(300):
+            collector.record(req(i))
+        stats = collector.stats()
+        print("running=%s queued=%d" % (collector._pipeline.running, stats.queued))
+    """,
+        python,
+        tmp_path,
+    )
+    assert "running=False queued=300" in proc.stdout
+    assert got == [f"r{i}" for i in range(300)]
+
+
+@pytest.mark.parametrize("python", interpreters()[:1])
+def test_flush_on_exit_can_be_disabled(python, tmp_path):
+    got, _ = run(
+        """
+        collector2 = MetricsCollector(MetricsConfig(flush_on_exit=False,
+                                      batch_timeout_seconds=3600), [FileSink(sys.argv[1])])
+        collector2.record(req(7))
+    """,
+        python,
+        tmp_path,
+    )
+    assert got == []
+
+
+@pytest.mark.parametrize("python", interpreters()[:1])
+def test_os_exit_skips_the_handler_as_documented(python, tmp_path):
+    got, _ = run(
+        """
+        collector.record(req(1))
+        os._exit(0)
+    """,
+        python,
+        tmp_path,
+    )
+    assert got == []

@@ -1,0 +1,162 @@
+"""Real os.fork(): the child exports its own records; the parent's queued ones are exported
+once, by the parent; a fork while the background threads hold their locks does not deadlock
+the child."""
+
+import os
+import threading
+import time
+
+import pytest
+from conftest import wait_until
+
+from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
+
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    # Python 3.12+ warns that forking a threaded process may deadlock: that is the point.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+]
+
+
+class FileSink:
+    """Appends "<pid> <request_id>" lines to a file: survives the process that wrote it."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def record_batch(self, batch):
+        self.entered.set()
+        self.gate.wait(10)
+        with self.lock, open(self.path, "a") as out:
+            for m in batch:
+                out.write(f"{os.getpid()} {m.request_id}\n")
+
+    def record(self, metrics):
+        self.record_batch([metrics])
+
+    def flush(self):
+        pass
+
+
+def lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.split() for line in f.read().splitlines()]
+
+
+def run_child(body, timeout=20.0):
+    """Fork; run ``body()`` in the child (exit 0 when it returns True); return the status."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            code = 0 if body() else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        threading.Event().wait(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("child did not finish: deadlock after fork?")
+
+
+def req(i):
+    return RequestMetrics(time.time(), f"r{i}", "openai", "gpt")
+
+
+def test_queued_records_are_exported_once_by_the_parent(tmp_path):
+    path = str(tmp_path / "out.txt")
+    sink = FileSink(path)
+    collector = MetricsCollector(
+        MetricsConfig(batch_size=1000, batch_timeout_seconds=3600, flush_on_exit=False), [sink]
+    )
+    try:
+        for i in range(5):
+            collector.record(req(i))  # queued, not yet delivered: the timeout is an hour
+        assert collector.stats().queued == 5
+
+        def child():
+            for i in range(100, 103):
+                collector.record(req(i))
+            ok = collector.flush(5)
+            stats = collector.stats()
+            return ok and stats.recorded == 3 and stats.sinks["FileSink"].delivered == 3
+
+        assert run_child(child) == 0
+        assert collector.flush(5)
+        got = lines(path)
+        parent = [rid for pid, rid in got if int(pid) == os.getpid()]
+        children = [rid for pid, rid in got if int(pid) != os.getpid()]
+        assert parent == ["r0", "r1", "r2", "r3", "r4"]
+        assert children == ["r100", "r101", "r102"]
+    finally:
+        collector.shutdown(2)
+
+
+def test_fork_while_background_threads_are_busy(tmp_path):
+    path = str(tmp_path / "busy.txt")
+    sink = FileSink(path)
+    sink.gate.clear()  # the delivery thread will sit inside record_batch
+    collector = MetricsCollector(
+        MetricsConfig(batch_size=1, batch_timeout_seconds=0.01, flush_on_exit=False), [sink]
+    )
+    try:
+        collector.record(req(0))
+        assert sink.entered.wait(5)
+
+        # Keep the flush thread cycling (it takes the pipeline lock) while we fork.
+        stop = threading.Event()
+
+        def churn():
+            i = 1
+            while not stop.is_set():
+                collector.record(req(i))
+                i += 1
+                stop.wait(0.0005)
+
+        churner = threading.Thread(target=churn)
+        churner.start()
+        try:
+
+            def child():
+                sink.gate.set()  # the child's copy of the sink must not block its new thread
+                collector.record(req(9999))
+                return collector.flush(5) and collector.stats().recorded == 1
+
+            for _ in range(5):
+                assert run_child(child) == 0
+        finally:
+            stop.set()
+            churner.join(5)
+        sink.gate.set()
+        assert collector.flush(10)
+        children = [rid for pid, rid in lines(path) if int(pid) != os.getpid()]
+        assert children == ["r9999"] * 5
+        stats = collector.stats()
+        assert stats.unaccounted("FileSink") == 0
+    finally:
+        sink.gate.set()
+        collector.shutdown(2)
+
+
+def test_in_memory_sink_starts_empty_in_child():
+    from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
+
+    memory = InMemoryMetricsSink()
+    memory.record(req(1))
+
+    def child():
+        memory.record(req(2))
+        return [m.request_id for m in memory.get_metrics()] == ["r2"]
+
+    assert run_child(child) == 0
+    assert wait_until(lambda: len(memory) == 1)

@@ -1,0 +1,98 @@
+"""Percentiles and summaries (pure math), property-tested against statistics.quantiles."""
+
+import statistics
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from steer_llm_sdk.observability import ReliabilityMetrics, RequestMetrics
+from steer_llm_sdk.observability.summary import percentile, summarize
+
+finite = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)
+
+
+@given(st.lists(finite, min_size=2, max_size=300), st.integers(1, 99))
+def test_percentile_matches_statistics_quantiles_inclusive(values, p):
+    reference = statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+    assert percentile(sorted(values), p) == pytest.approx(reference, rel=1e-9, abs=1e-6)
+
+
+@given(st.lists(finite, min_size=1, max_size=100))
+def test_percentile_bounds_and_monotonic(values):
+    ordered = sorted(values)
+    assert percentile(ordered, 0) == ordered[0]
+    assert percentile(ordered, 100) == ordered[-1]
+    results = [percentile(ordered, p) for p in (1, 25, 50, 75, 95, 99)]
+    assert results == sorted(results)
+
+
+def test_percentile_edge_cases():
+    assert percentile([], 50) is None
+    assert percentile([4.0], 99) == 4.0
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def _request(model, duration, success=True, ttft=None, tokens=(10, 5), cost=None):
+    m = RequestMetrics(1.0, "r", "openai", model, None, 1.0, None, duration, ttft)
+    m.set_usage(*tokens)
+    m.success = success
+    m.error_category = None if success else "rate_limit"
+    m.cost_usd = cost
+    m.method = "stream" if ttft is not None else "generate"
+    return m
+
+
+def test_summarize_totals_and_breakdown():
+    requests = [
+        _request("a", 100.0, cost=0.01),
+        _request("a", 300.0, success=False),
+        _request("b", 200.0, ttft=50.0, cost=0.02),
+    ]
+    reliability = [
+        ReliabilityMetrics(
+            provider="openai",
+            model="a",
+            retry_attempts=2,
+            retry_succeeded=True,
+            circuit_breaker_state="CLOSED",
+        ),
+        ReliabilityMetrics(
+            provider="openai", model="a", retry_attempts=0, circuit_breaker_state="OPEN"
+        ),
+    ]
+    s = summarize(requests, reliability, window_seconds=60)
+    assert s.total_requests == 3 and s.error_count == 1
+    assert s.error_rate == pytest.approx(1 / 3)
+    assert s.avg_latency_ms == pytest.approx(200.0)
+    assert s.p50_latency_ms == 200.0
+    assert s.p99_latency_ms == pytest.approx(298.0)
+    assert s.avg_ttft_ms == 50.0 and s.streamed_requests == 1
+    assert (s.prompt_tokens, s.completion_tokens, s.total_tokens) == (30, 15, 45)
+    assert s.total_cost_usd == pytest.approx(0.03)
+    assert s.requests_per_second == pytest.approx(3 / 60)
+    assert (s.retry_attempts, s.retried_requests, s.retry_succeeded) == (2, 1, 1)
+    assert s.circuit_breaker_states == {"openai/a": "OPEN"}
+    assert s.errors_by_category == {"rate_limit": 1}
+    assert set(s.by_model) == {"openai/a", "openai/b"}
+    a = s.by_model["openai/a"]
+    assert a.total_requests == 2 and a.error_rate == 0.5 and a.total_cost_usd == 0.01
+    data = s.to_dict()
+    assert data["by_model"]["openai/b"]["avg_ttft_ms"] == 50.0
+    assert data["p50_latency_ms"] == 200.0
+
+
+def test_empty_summary():
+    s = summarize([], [], 300)
+    assert s.total_requests == 0 and s.error_rate == 0.0 and s.p95_latency_ms is None
+    assert s.total_cost_usd is None and s.by_model == {}
+
+
+@given(st.lists(st.tuples(st.sampled_from("xyz"), st.floats(0, 1e5)), min_size=1, max_size=200))
+def test_merged_percentiles_equal_direct_computation(rows):
+    requests = [_request(model, duration) for model, duration in rows]
+    s = summarize(requests, [], 300)
+    direct = sorted(duration for _, duration in rows)
+    assert s.p95_latency_ms == pytest.approx(percentile(direct, 95))
+    assert sum(part.total_requests for part in s.by_model.values()) == len(rows)
