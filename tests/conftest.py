@@ -80,8 +80,9 @@ class HangingSink:
 
 
 @pytest.fixture
-def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
-    """Factory of collectors (fast batching by default), all shut down after the test."""
+def make_collector(request: pytest.FixtureRequest) -> Iterator[Callable[..., MetricsCollector]]:
+    """Factory of collectors (fast batching by default), all shut down after the test, which
+    fails if a collector counted an internal error (unless marked allow_internal_errors)."""
     made: List[MetricsCollector] = []
 
     def make(sinks=(), **config) -> MetricsCollector:  # type: ignore[no-untyped-def]
@@ -98,6 +99,9 @@ def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
             if release is not None:
                 release.set()
         collector.shutdown(2.0)
+    if request.node.get_closest_marker("allow_internal_errors") is None:
+        for collector in made:
+            assert collector.stats().internal_errors == 0, collector.stats()
 
 
 @pytest.fixture

@@ -115,32 +115,48 @@ def test_shutdown_meets_deadline_with_hanging_sink(make_collector):
     assert collector.stats().pending == 1
 
 
-def test_overload_drops_exact_counts(make_collector):
-    hanging = HangingSink()
+def test_overload_main_queue_drops_exact_counts(make_collector, sink):
+    gate = threading.Event()
+
+    def hold(metrics):  # keeps the flush thread busy while the queue fills
+        if metrics.request_id == "req-0":
+            gate.wait(10)
+        return metrics
+
     collector = make_collector(
-        [hanging], max_queue_size=50, batch_size=1, batch_timeout_seconds=0.01, sink_queue_size=10
+        [sink],
+        max_queue_size=50,
+        sink_queue_size=1000,
+        batch_size=1,
+        batch_timeout_seconds=0.01,
+        filters=[hold],
     )
     collector.record(request(0))
-    assert hanging.entered.wait(5)  # the sink is now stuck on record 0
-    # Let the flush thread move what it can into the sink's (bounded) backlog.
-    for i in range(1, 11):
+    assert wait_until(lambda: len(collector._pipeline.queue) == 0)  # taken, held in filter
+    accepted = [collector.record(request(i)) for i in range(1, 81)]
+    assert accepted == [True] * 50 + [False] * 30
+    assert collector.stats().dropped["queue_full"] == 30
+    gate.set()
+    assert collector.flush(5)
+    assert len(sink.records) == 51
+    assert_balanced(collector)
+
+
+def test_overload_sink_backlog_drops_exact_counts(make_collector):
+    hanging = HangingSink()
+    collector = make_collector(
+        [hanging], batch_size=1, batch_timeout_seconds=0.01, sink_queue_size=10
+    )
+    collector.record(request(0))
+    assert hanging.entered.wait(5)  # the sink is stuck on record 0, which stays pending
+    for i in range(1, 16):
         collector.record(request(i))
     assert wait_until(lambda: collector.stats().queued == 0)
-    # The backlog holds 10 (record 0 in delivery counts as one of them), so one was refused.
-    stats = collector.stats()
-    assert stats.sinks["hanging"].pending == 10
-    assert stats.sinks["hanging"].dropped == 1
-    # Now stop the flush thread from draining: the main queue fills to exactly 50.
-    collector._pipeline.batch_timeout = 3600
-    assert wait_until(lambda: True)
-    accepted = sum(collector.record(request(100 + i)) for i in range(80))
-    stats = collector.stats()
-    queue_full = stats.dropped["queue_full"]
-    assert accepted + queue_full == 80
-    assert stats.queued + queue_full >= 80 - 50
+    stats = collector.stats().sinks["hanging"]
+    assert (stats.pending, stats.dropped, stats.received) == (10, 6, 16)
     hanging.release.set()
-    collector._pipeline.wake.set()
     assert collector.flush(5)
+    assert hanging.received == 10
     assert_balanced(collector)
 
 
@@ -234,6 +250,7 @@ def test_rejects_non_sink_and_bad_config():
         MetricsCollector({"enabled": True})  # type: ignore[arg-type]
 
 
+@pytest.mark.allow_internal_errors
 def test_record_never_raises_even_when_internals_fail(make_collector, sink):
     collector = make_collector([sink])
 
@@ -363,3 +380,29 @@ def test_accounting_holds_with_eight_producer_threads(make_collector, sink):
     assert sink_stats.delivered == len(sink.records)
     assert sink_stats.delivered + sink_stats.dropped + stats.dropped["queue_full"] == 16_000
     assert_balanced(collector)
+
+
+class InlineSink(RecordingSink):
+    nonblocking = True
+
+
+class InlineFailingSink(FailingSink):
+    nonblocking = True
+    name = "inline_failing"
+
+
+def test_nonblocking_sinks_run_on_the_flush_thread_and_are_isolated(make_collector):
+    inline, failing, threaded = InlineSink("inline"), InlineFailingSink(), RecordingSink()
+    collector = make_collector([inline, failing, threaded])
+    for i in range(30):
+        collector.record(request(i))
+    assert collector.flush(5)
+    assert len(inline.records) == 30 == len(threaded.records)
+    assert inline.flushes == 1 and threaded.flushes == 1
+    assert threading.get_ident() not in inline.threads
+    assert inline.threads == {collector._pipeline.worker.ident}
+    stats = collector.stats()
+    assert stats.sinks["inline_failing"].failed == 30
+    assert_balanced(collector)
+    assert collector.shutdown(5)
+    assert inline.closes == 1

@@ -4,6 +4,7 @@ Usable on its own around any SDK: nothing here imports the client, the providers
 reliability layer.
 """
 
+from ._ids import new_request_id
 from .collector import (
     CollectorStats,
     MetricsCollector,
@@ -24,7 +25,7 @@ from .models import (
     StreamingMetrics,
     UsageMetrics,
 )
-from .tracking import TrackedStream, new_request_id, track_request
+from .tracking import TrackedStream, track_request
 
 __all__ = [
     "AgentMetrics",

@@ -170,6 +170,8 @@ class MetricsCollector:
             max_attributes=config.max_attributes,
             max_attribute_length=config.max_attribute_length,
         )
+        # One flag for the tracker's inlined enqueue: no sampling to decide, not shut down.
+        self._fast_path = not self._sampler.active
         self._pid = _getpid()
         _live.add(self)
 
@@ -220,8 +222,8 @@ class MetricsCollector:
         try:
             pipeline = self._pipeline
             queue = pipeline.queue
-            if pipeline.closed or len(queue) >= pipeline.max_queue_size:
-                return pipeline.submit(metrics)  # refused: let it count and log why
+            if pipeline.closed or len(queue) >= pipeline.high_water:
+                return pipeline.submit(metrics)  # yield, refuse or count: the slow path
             queue.append(metrics)
             size = len(queue)
             if size == 1 or size >= pipeline.batch_size:
@@ -320,6 +322,7 @@ class MetricsCollector:
         Returns:
             True if everything was delivered and every thread stopped in time.
         """
+        self._fast_path = False
         try:
             return self._pipeline.stop(self._timeout(timeout))
         except Exception as exc:
@@ -351,6 +354,7 @@ class MetricsCollector:
         if self._pid != _getpid():
             self._after_fork()
         if not self._pipeline.running:
+            self._fast_path = False
             self._pipeline.closed = True
             self._pipeline.drain_inline(time.monotonic() + timeout)
         self.shutdown(timeout)

@@ -11,8 +11,6 @@ tracked function's own exception is re-raised unchanged (the same object and tra
 
 import functools
 import inspect
-import itertools
-import os
 import weakref
 from time import perf_counter
 from time import time as _now
@@ -22,35 +20,12 @@ from .._secrets import redact
 from ..errors import error_category, is_retryable, status_code_of
 from ..streaming.json_stream import JsonObjectCounter
 from ..streaming.usage import StreamUsage
+from ._ids import next_seq, resolve_ids
 from .collector import MetricsCollector, get_collector
 from .context import _state
 from .models import ErrorMetrics, RequestMetrics, StreamingMetrics
 
 _MESSAGE_LIMIT = 500
-
-
-# Request ids: a random per-process prefix and a counter, formatted in C by one next() on a
-# map over itertools.count (atomic under the GIL). Renewed in a forked child so that ids stay
-# unique across processes.
-def _id_source() -> Iterator[str]:
-    return map((os.urandom(4).hex() + "-%x").__mod__, itertools.count(1))
-
-
-_ids = _id_source()
-
-
-def _renew_ids() -> None:
-    global _ids
-    _ids = _id_source()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_ids)
-
-
-def new_request_id() -> str:
-    """A process-unique request id (``'<8 hex>-<counter hex>'``)."""
-    return next(_ids)
 
 
 # Whether instances of a type are iterators (have __next__), cached per type.
@@ -117,7 +92,7 @@ class Tracker:
 
     def _begin(self, model: Optional[str]) -> RequestMetrics:
         """A new RequestMetrics carrying the thread's context (does not start the clock)."""
-        state = _state
+        state = _state.ctx
         ambient = state.attributes
         extra = self.attributes
         if ambient:
@@ -127,7 +102,7 @@ class Tracker:
         stack = state.stack
         return RequestMetrics(
             _now(),
-            next(_ids),
+            next_seq(),  # type: ignore[arg-type]  # counter until formatted: see _ids
             self.provider,
             model,
             attributes,
@@ -146,13 +121,14 @@ class Tracker:
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> RequestMetrics:
         metrics = self._begin(self.model)
-        _state.stack.append(metrics)
+        resolve_ids(metrics)  # the caller holds the record: give it its final id now
+        _state.ctx.stack.append(metrics)
         metrics._start = perf_counter()
         return metrics
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         end = perf_counter()
-        stack = _state.stack
+        stack = _state.ctx.stack
         metrics = stack.pop() if stack else None
         if metrics is None:
             return
@@ -234,6 +210,7 @@ class Tracker:
             if not collector._enabled:
                 return func(*args, **kwargs)
             try:
+                ctx = state.ctx
                 model = fixed_model
                 if model is None:
                     if kwargs:
@@ -243,20 +220,20 @@ class Tracker:
                             model = args[model_index]
                         else:
                             model = model_default
-                ambient = state.attributes
+                ambient = ctx.attributes
                 if ambient:
                     attributes = {**ambient, **extra} if extra else dict(ambient)
                 else:
                     attributes = dict(extra) if extra else {}
-                stack = state.stack
+                stack = ctx.stack
                 metrics = RequestMetrics(
                     _now(),
-                    next(_ids),
+                    next_seq(),  # type: ignore[arg-type]  # counter until formatted: see _ids
                     provider,
                     model,
                     attributes,
                     1.0,
-                    stack[-1].request_id if stack else state.parent_id,
+                    stack[-1].request_id if stack else ctx.parent_id,
                     None,
                     None,
                     None,
@@ -268,7 +245,8 @@ class Tracker:
                 )
                 metrics._trusted = True
                 stack.append(metrics)
-            except Exception:
+            except Exception as exc:  # measuring failed: run the call unmeasured, say so
+                collector._pipeline._internal_error("track_request", exc)
                 return func(*args, **kwargs)
             start = metrics._start = perf_counter()
             try:
@@ -295,10 +273,16 @@ class Tracker:
             if result is not None:
                 metrics._response = result
                 metrics._extractor = extractor
-            if metrics._trusted and not collector._sampler.active:
-                collector._enqueue(metrics)  # record() minus checks that cannot fail here
-            else:
+            # collector.record() inlined, minus the checks that cannot fail here.
+            pipeline = collector._pipeline
+            queue = pipeline.queue
+            if not (metrics._trusted and collector._fast_path) or len(queue) >= pipeline.high_water:
                 collector.record(metrics)
+                return result
+            queue.append(metrics)
+            size = len(queue)
+            if size == 1 or size >= pipeline.batch_size:
+                collector._first_or_full(size)
             return result
 
         tracked.__tracker__ = tracker  # type: ignore[attr-defined]
@@ -316,7 +300,8 @@ class Tracker:
             try:
                 metrics = tracker._begin(find_model(args, kwargs))
                 metrics._trusted = True
-            except Exception:
+            except Exception as exc:  # measuring failed: run the call unmeasured, say so
+                collector._pipeline._internal_error("track_request", exc)
                 return func(*args, **kwargs)
             # Calling a generator function runs none of its body: the request starts at the
             # first next(), so the clock starts there.

@@ -8,6 +8,11 @@ call, and never concurrently with itself; it still must be thread-safe for the q
 users make from other threads. A sink that raises is isolated: the exception is counted and
 logged, and the other sinks still receive everything. ``name`` (optional attribute) labels
 the sink in ``collector.stats()``; the class name is used otherwise.
+
+A sink whose ``record_batch``/``record`` and ``flush`` never block (no I/O, no waiting on
+other threads) may set ``nonblocking = True``: the collector then calls it from its flush
+thread directly, saving a thread hand-off per batch. A sink that can hang must not set it,
+or it would delay every other sink.
 """
 
 from typing import Protocol, runtime_checkable
