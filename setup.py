@@ -17,6 +17,9 @@ DEV = TOKENIZER + [
     "tox>=4",
     "prometheus-client>=0.20",
     "PyYAML>=6",
+    # Independent checks that the local server speaks the wire protocols.
+    "openai>=1.40",
+    "anthropic>=0.34",
 ]
 
 setup(

@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -248,6 +249,137 @@ def bench_summary() -> Dict[str, float]:
     return {"summary_100k_ms": statistics.median(samples)}
 
 
+def _server_process(reply_words: int) -> "tuple[subprocess.Popen, str]":
+    """The local LLM server in its own process (its threads must not share our GIL)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "steer_llm_sdk.testing.server",
+            "--port",
+            "0",
+            "--ttft-ms",
+            "0",
+            "--tokens-per-second",
+            "0",
+            "--reply-words",
+            str(reply_words),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    url = line.split("serving OpenAI at ", 1)[1].split()[0]
+    return proc, url
+
+
+def bench_client_overhead() -> Dict[str, float]:
+    """SteerLLMClient against the local server (in another process), metrics on and off:
+    1,000 generate calls and 1,000 streams of 200 chunks each way, alternating between the
+    two clients call by call; medians of individually timed calls.
+
+    Wall-clock noise on a shared VM (a few percent of a 1 ms local call) is larger than the
+    metrics cost, so the exact metrics code a call runs is also timed on its own
+    (``*_metrics_path_us``) and set against the call's wall time (``*_metrics_pct``).
+    """
+    from steer_llm_sdk import SteerLLMClient
+    from steer_llm_sdk.observability.tracking import StreamOutcome, record_stream
+    from steer_llm_sdk.streaming.usage import TokenUsage
+
+    calls = 1000
+    wall: Dict[str, List[float]] = {"on-gen": [], "off-gen": [], "on-stream": [], "off-stream": []}
+    proc, base_url = _server_process(reply_words=200)
+    try:
+        clients = {
+            name: SteerLLMClient(
+                MetricsConfig(enabled=enabled, flush_on_exit=False),
+                openai_base_url=base_url,
+                openai_api_key="bench",
+            )
+            for name, enabled in (("on", True), ("off", False))
+        }
+        for client in clients.values():  # warm pools and tokenizers
+            client.generate("warm", model="gpt-4o-mini")
+            "".join(client.stream("warm", model="gpt-4o-mini"))
+        for i in range(calls):
+            for name in ("on", "off") if i % 2 else ("off", "on"):
+                client = clients[name]
+                start = perf_counter()
+                client.generate(f"q{i}", model="gpt-4o-mini", max_tokens=8)
+                wall[f"{name}-gen"].append(perf_counter() - start)
+                start = perf_counter()
+                for _ in client.stream(f"s{i}", model="gpt-4o-mini"):
+                    pass
+                wall[f"{name}-stream"].append(perf_counter() - start)
+        collector = clients["on"].metrics_collector
+        tracker = collector.track_request(
+            "openai", model="gpt-4o-mini", **{"server.address": "127.0.0.1", "server.port": 1}
+        )
+        usage = TokenUsage(9, 8, 17, 0)
+
+        def generate_path() -> None:  # what generate() adds when metrics are on
+            with tracker as metrics:
+                metrics.set_usage(*usage)
+                metrics.response_model = "gpt-4o-mini"
+
+        def stream_path() -> None:  # what stream() adds: start, the outcome, two records
+            metrics = tracker.start()
+            outcome = StreamOutcome()
+            outcome.status, outcome.chunks, outcome.chars = "completed", 202, 900
+            outcome.first = outcome.first_token = outcome.end = perf_counter()
+            outcome.usage, outcome.aggregation_method = usage, "provider"
+            record_stream(collector, metrics, outcome)
+
+        generate_us = per_call_us(lambda _: generate_path(), rounds=50, batch=200)
+        stream_us = per_call_us(lambda _: stream_path(), rounds=50, batch=200)
+        for client in clients.values():
+            client.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    return {
+        "client_generate_added_pct": (med["on-gen"] / med["off-gen"] - 1) * 100,
+        "client_stream_added_pct": (med["on-stream"] / med["off-stream"] - 1) * 100,
+        "client_generate_metrics_path_us": generate_us,
+        "client_stream_metrics_path_us": stream_us,
+        "client_generate_metrics_pct": generate_us / (med["off-gen"] * 1e6) * 100,
+        "client_stream_metrics_pct": stream_us / (med["off-stream"] * 1e6) * 100,
+        "client_generate_ms": med["off-gen"] * 1000,
+        "client_stream_200_chunks_ms": med["off-stream"] * 1000,
+    }
+
+
+def bench_sse() -> Dict[str, float]:
+    """SSE decoding, JSON decoding and chunk accounting (what the client does per event),
+    on one core, without HTTP."""
+    import json
+
+    from steer_llm_sdk.streaming import SSEDecoder, StreamUsage
+
+    chunk = json.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": {"content": " token"}, "finish_reason": None}],
+        }
+    )
+    events = 100_000
+    body = f"data: {chunk}\n\n" * events
+    pieces = [body[i : i + 4096] for i in range(0, len(body), 4096)]  # network-sized reads
+    start = perf_counter()
+    decoder, usage, chars, count = SSEDecoder(), StreamUsage(), 0, 0
+    for piece in pieces:
+        for event in decoder.feed(piece):
+            chars += len(usage.observe(json.loads(event.data)))
+            count += 1
+    elapsed = perf_counter() - start
+    assert count == events and chars == events * len(" token")
+    return {"sse_events_per_s": events / elapsed}
+
+
 TARGETS = [
     ("steer_added_us", "<=", 1.5, "added latency per tracked call (median, us)"),
     ("prometheus_added_us", "info", None, "  prometheus_client Histogram.time(), labels (us)"),
@@ -261,6 +393,15 @@ TARGETS = [
     ("memory_10k_records_mb", "<=", 8.0, "10,000 RequestMetrics in the in-memory sink (MB)"),
     ("overload_memory_growth_mb", "<=", 1.0, "memory growth across overload rounds (MB)"),
     ("summary_100k_ms", "<=", 100.0, "get_summary() over 100,000 records (ms)"),
+    ("client_generate_added_pct", "info", None, "client generate, metrics on vs off: wall (%)"),
+    ("client_stream_added_pct", "info", None, "client 200-chunk stream, on vs off: wall (%)"),
+    ("client_generate_metrics_path_us", "info", None, "  metrics code per generate (us)"),
+    ("client_stream_metrics_path_us", "info", None, "  metrics code per stream (us)"),
+    ("client_generate_metrics_pct", "<=", 1.0, "metrics share of a local generate's wall (%)"),
+    ("client_stream_metrics_pct", "<=", 1.0, "metrics share of a local 200-chunk stream (%)"),
+    ("client_generate_ms", "info", None, "  client generate against the local server (ms)"),
+    ("client_stream_200_chunks_ms", "info", None, "  client stream of 200 chunks (ms)"),
+    ("sse_events_per_s", ">=", 100_000, "SSE decoding + chunk accounting, one core (events/s)"),
 ]
 
 
@@ -272,6 +413,8 @@ def main() -> int:
         bench_throughput,
         bench_memory,
         bench_summary,
+        bench_client_overhead,
+        bench_sse,
     ):
         results.update(bench())
     results["prometheus_over_steer"] = results["prometheus_added_us"] / results["steer_added_us"]

@@ -1,130 +1,82 @@
-"""Quickstart: measure simulated LLM calls with @track_request and print the summary.
+"""Quickstart (`make demo`): SteerLLMClient against an embedded local LLM server.
 
-Runs offline in a few seconds: the "LLM calls" below sleep for a realistic-looking latency
-and return OpenAI- or Anthropic-shaped responses, some stream, some fail. Every call is
-measured by the decorator; the records flow through the background pipeline into the
-in-memory sink, whose summary is printed as a table at the end.
+A local server speaks the OpenAI and Anthropic wire protocols with a realistic latency
+profile, so no API key and no network are needed. Eight threads share one client, as a web
+app would: blocking calls, streams, a JSON stream, and a few injected failures (429, 503, a
+connection dropped mid-stream). Cost tracking is on. The in-memory summary is printed at the
+end.
 
     python examples/quickstart.py
 """
 
-import random
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-from steer_llm_sdk.errors import RateLimitError, ServerError
-from steer_llm_sdk.observability import (
-    MetricsConfig,
-    bind_context,
-    configure,
-    metrics_context,
-    track_request,
-)
-from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
+from steer_llm_sdk import SteerLLMClient
+from steer_llm_sdk.errors import SteerLLMError
+from steer_llm_sdk.observability import MetricsConfig, bind_context, metrics_context
 from steer_llm_sdk.observability.summary import format_table
+from steer_llm_sdk.testing import Fault, LocalLLMServer
 
-rng = random.Random(7)  # deterministic demo
-rng_lock = threading.Lock()
-
-
-def pause(low_ms: float, high_ms: float) -> float:
-    with rng_lock:
-        seconds = rng.uniform(low_ms, high_ms) / 1000.0
-        roll = rng.random()
-    time.sleep(seconds)
-    return roll
+MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-20241022"]
 
 
-@track_request("openai")
-def chat(prompt: str, model: str = "gpt-4o-mini") -> dict:
-    """A blocking OpenAI-style call: returns a chat.completion-shaped dict."""
-    roll = pause(20, 60)
-    if roll < 0.08:
-        raise RateLimitError("Rate limit reached", status_code=429, provider="openai")
-    return {
-        "model": model + "-2024-07-18",
-        "choices": [{"message": {"role": "assistant", "content": "Hello!"}}],
-        "usage": {
-            "prompt_tokens": len(prompt.split()) + 9,
-            "completion_tokens": 12,
-            "total_tokens": len(prompt.split()) + 21,
-            "prompt_tokens_details": {"cached_tokens": 0},
-        },
-    }
-
-
-@track_request("anthropic")
-def stream_story(prompt: str, model: str = "claude-3-5-haiku-20241022"):
-    """A streamed Anthropic-style call: yields message events like the messages API."""
-    pause(30, 90)  # time to first token
-    yield {
-        "type": "message_start",
-        "message": {
-            "model": model,
-            "usage": {"input_tokens": 25, "cache_read_input_tokens": 100, "output_tokens": 1},
-        },
-    }
-    words = [
-        "Once",
-        "upon",
-        "a",
-        "time",
-        "a",
-        "model",
-        "streamed",
-        "a",
-        "story,",
-        "token",
-        "by",
-        "token",
-        ".",
-    ]
-    for count, word in enumerate(words, 1):
-        if pause(2, 6) < 0.01:
-            raise ServerError("Overloaded", status_code=529, provider="anthropic")
-        yield {"type": "content_block_delta", "delta": {"type": "text_delta", "text": word + " "}}
-        yield {"type": "message_delta", "usage": {"output_tokens": count}}
-    yield {"type": "message_stop"}
-
-
-def handle_request(user: int) -> None:
-    """One 'web request': a few LLM calls tagged with the route that caused them."""
-    with metrics_context(**{"http.route": "/chat", "tenant": f"t{user % 3}"}):
+def handle(client: SteerLLMClient, n: int) -> str:
+    """One 'web request': a blocking call and a streamed one, tagged with the route."""
+    model = MODELS[n % len(MODELS)]
+    with metrics_context(**{"http.route": "/chat" if n % 2 else "/summarise"}):
         try:
-            chat(f"question number {user} about the weather", model="gpt-4o-mini")
-        except RateLimitError:
-            pass
-        try:
-            text = "".join(
-                e["delta"]["text"]
-                for e in stream_story("a story")
-                if e["type"] == "content_block_delta"
-            )
-            assert text
-        except ServerError:
-            pass
-        if user % 4 == 0:
-            try:
-                chat("summarise the story", model="gpt-4o")
-            except RateLimitError:
-                pass
+            client.generate(f"Question {n}: what is new?", model=model, max_tokens=64)
+            if n % 5 == 0:
+                result = client.stream_with_usage(
+                    f"Give item {n} as JSON", model="gpt-4o-mini", response_format="json_object"
+                )
+                assert result.json_objects, "the JSON stream held one object"
+            else:
+                text = "".join(client.stream(f"Tell story {n}", model=model, max_tokens=64))
+                assert text
+            return "ok"
+        except SteerLLMError as exc:
+            return exc.category
 
 
 def main() -> None:
-    memory = InMemoryMetricsSink()
-    collector = configure(MetricsConfig(batch_timeout_seconds=0.2), [memory])
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for future in [pool.submit(bind_context(handle_request), n) for n in range(40)]:
-            future.result()
-    collector.flush(5)
-    print(format_table(memory.get_summary(window_seconds=300)))
-    stats = collector.stats()
-    sink = stats.sinks["in_memory"]
-    print(
-        f"records: {stats.recorded} recorded, {sink.delivered} delivered, "
-        f"{sum(stats.dropped.values())} dropped, {stats.pending} pending"
-    )
+    with LocalLLMServer(ttft_ms=40, tokens_per_second=400, reply_words=24) as server:
+        # Every seventh request fails: rate limited, overloaded, or cut off mid-stream.
+        faults = [Fault()] * 6
+        server.script(
+            *(
+                faults
+                + [Fault(status=429, retry_after=1)]
+                + faults
+                + [Fault(status=503)]
+                + faults
+                + [Fault(drop_after=8)]
+            )
+            * 3
+        )
+        config = MetricsConfig(enable_cost_tracking=True, batch_timeout_seconds=0.2)
+        with (
+            SteerLLMClient(
+                config,
+                openai_base_url=server.openai_base_url,
+                anthropic_base_url=server.anthropic_base_url,
+                openai_api_key="local-demo",
+                anthropic_api_key="local-demo",
+            ) as client,
+            ThreadPoolExecutor(max_workers=8) as pool,
+        ):
+            outcomes = list(pool.map(bind_context(lambda n: handle(client, n)), range(48)))
+            collector = client.metrics_collector
+            collector.flush(5)
+            summary = collector.sinks[0].get_summary(window_seconds=300)
+            print(format_table(summary))
+            stats = collector.stats()
+            delivered = stats.sinks["in_memory"].delivered
+            print(
+                f"requests: {outcomes.count('ok')} ok, {len(outcomes) - outcomes.count('ok')} "
+                f"failed; records: {stats.recorded} recorded, {delivered} delivered, "
+                f"{sum(stats.dropped.values())} dropped, {stats.pending} pending"
+            )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,21 @@ def test_all_matches_public_names(name):
         assert getattr(module, n) is not None
 
 
+def test_testing_package_exports_resolve():
+    import steer_llm_sdk.testing as testing
+
+    for name in testing.__all__:
+        assert getattr(testing, name) is not None
+    from steer_llm_sdk.testing import LocalLLMServer  # noqa: F401  (a contract name)
+
+
 def test_contract_names_from_the_issues():
+    from steer_llm_sdk import (  # noqa: F401
+        GenerationResponse,
+        SteerLLMClient,
+        StreamingResponseWithUsage,
+        Usage,
+    )
     from steer_llm_sdk.observability import (  # noqa: F401
         AgentMetrics,
         BaseMetrics,

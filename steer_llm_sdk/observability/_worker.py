@@ -34,6 +34,7 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from .._secrets import redact
+from ..pricing import PriceTable
 from ._ids import resolve_ids
 from ._log import rate_limited
 from ._usage import complete_from_response
@@ -114,6 +115,7 @@ class Pipeline:
         filters: Sequence[Any],
         max_attributes: int,
         max_attribute_length: int,
+        prices: Optional[PriceTable] = None,
     ) -> None:
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
@@ -126,6 +128,8 @@ class Pipeline:
         )
         self.max_attributes = max_attributes
         self.max_attribute_length = max_attribute_length
+        self.prices = prices
+        self._unpriced: set = set()  # models already warned about
         self._sinks: List[MetricsSink] = list(sinks)
         self.closed = False
         self._init_runtime()
@@ -357,11 +361,14 @@ class Pipeline:
         for record in records:
             if type(record.request_id) is int or type(record.parent_request_id) is int:
                 resolve_ids(record)
-            if record.metric_type == "request" and record._response is not None:  # type: ignore[attr-defined]
-                try:
-                    complete_from_response(record, max_len)  # type: ignore[arg-type]
-                except Exception as exc:  # a user usage_extractor failed; keep the record
-                    self._log_failure("usage_extractor", record, exc)
+            if record.metric_type == "request":
+                if record._response is not None:  # type: ignore[attr-defined]
+                    try:
+                        complete_from_response(record, max_len)  # type: ignore[arg-type]
+                    except Exception as exc:  # a user usage_extractor failed; keep the record
+                        self._log_failure("usage_extractor", record, exc)
+                if self.prices is not None and record.cost_usd is None:  # type: ignore[attr-defined]
+                    self._price(record)
             model = record.model
             # The common case, inlined: built by the SDK, a short model name, no attributes.
             if not (
@@ -397,6 +404,26 @@ class Pipeline:
             else:
                 kept.append(record)
         return kept, sanitized, filtered, errors
+
+    def _price(self, record: Any) -> None:
+        """Fill ``cost_usd`` from the price table; warn once per model without a price."""
+        prices = self.prices
+        if prices is None or record.prompt_tokens is None or record.completion_tokens is None:
+            return
+        model = record.response_model if record.response_model in prices else record.model
+        cost = prices.cost(
+            model, record.prompt_tokens, record.completion_tokens, record.cached_tokens
+        )
+        if cost is not None:
+            record.cost_usd = cost
+        elif model not in self._unpriced and len(self._unpriced) < 1000:
+            self._unpriced.add(model)
+            rate_limited.warning(
+                f"unpriced:{model}",
+                "steer_llm_sdk has no price for this model; cost_usd is None",
+                model=model,
+                provider=record.provider,
+            )
 
     def _offer(self, channel: Channel, batch: List[BaseMetrics]) -> None:
         """Append to a channel's backlog within its bound (lock held)."""

@@ -12,6 +12,7 @@ import time
 import weakref
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
+from ..pricing import load_pricing
 from ._log import rate_limited
 from ._worker import Pipeline
 from .config import MetricsConfig
@@ -169,6 +170,7 @@ class MetricsCollector:
             filters=config.filters,
             max_attributes=config.max_attributes,
             max_attribute_length=config.max_attribute_length,
+            prices=load_pricing(config.pricing) if config.enable_cost_tracking else None,
         )
         # One flag for the tracker's inlined enqueue: no sampling to decide, not shut down.
         self._fast_path = not self._sampler.active
@@ -397,6 +399,15 @@ def configure(
     if previous is not None:
         previous.shutdown()
     return collector
+
+
+def _swap_default(collector: Optional[MetricsCollector]) -> Optional[MetricsCollector]:
+    """Install ``collector`` as the default without shutting the previous one down; return
+    the previous one (for test helpers that restore it)."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, collector
+    return previous
 
 
 def get_collector() -> MetricsCollector:

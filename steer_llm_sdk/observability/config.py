@@ -7,7 +7,9 @@ into the same validated object; a bad variable's error names the variable.
 
 import math
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+from ..pricing import PriceTable
 
 ENV_PREFIX = "STEER_METRICS_"
 
@@ -87,6 +89,9 @@ class MetricsConfig:
         max_attributes: attributes kept per record (the first ones), [0, 10,000].
         max_attribute_length: longest attribute key or string value, and longest name field.
         model_argument: keyword argument of a tracked function that names the model.
+        pricing: prices overriding or extending the bundled table (see
+            :mod:`steer_llm_sdk.pricing`): a ``PriceTable`` or ``{model: {"input",
+            "output", "cached_input"}}`` in USD per million tokens.
 
     Raises:
         TypeError: a field has the wrong type.
@@ -95,7 +100,7 @@ class MetricsConfig:
     Instances are immutable; use :meth:`replace` to derive a changed copy.
     """
 
-    __slots__ = tuple(_SCALARS) + ("filters",)
+    __slots__ = tuple(_SCALARS) + ("filters", "pricing")
     enabled: bool
     batch_size: int
     batch_timeout_seconds: float
@@ -113,6 +118,7 @@ class MetricsConfig:
     max_attributes: int
     max_attribute_length: int
     model_argument: str
+    pricing: Optional[PriceTable]
 
     def __init__(
         self,
@@ -133,6 +139,7 @@ class MetricsConfig:
         max_attributes: int = 32,
         max_attribute_length: int = 256,
         model_argument: str = "model",
+        pricing: Union[None, PriceTable, Mapping[str, Any]] = None,
     ) -> None:
         values = dict(locals())
         del values["self"]
@@ -151,6 +158,7 @@ class MetricsConfig:
                 value = _check_float(name, value, low, high, low_open=kind == "float>")
             object.__setattr__(self, name, value)
         object.__setattr__(self, "filters", _check_filters(filters))
+        object.__setattr__(self, "pricing", _check_pricing(pricing))
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("MetricsConfig is immutable; use replace(**changes)")
@@ -227,6 +235,14 @@ def _parse_env(var: str, kind: str, raw: str) -> Any:
         return float(raw)
     except ValueError:
         raise ValueError(f"{var}: expected a number, got {raw!r}") from None
+
+
+def _check_pricing(pricing: Any) -> Optional[PriceTable]:
+    if pricing is None or isinstance(pricing, PriceTable):
+        return pricing
+    if not isinstance(pricing, Mapping):
+        raise TypeError("pricing must be a PriceTable or a mapping of model -> prices")
+    return PriceTable(pricing)  # raises ValueError naming the bad entry
 
 
 def _check_filters(filters: Any) -> Tuple[Callable[..., Any], ...]:

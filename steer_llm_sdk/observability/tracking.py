@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from .._secrets import redact
 from ..errors import error_category, is_retryable, status_code_of
 from ..streaming.json_stream import JsonObjectCounter
-from ..streaming.usage import StreamUsage
+from ..streaming.usage import StreamUsage, TokenUsage
 from ._ids import next_seq, resolve_ids
 from .collector import MetricsCollector, get_collector
 from .context import _state
@@ -117,6 +117,16 @@ class Tracker:
             self.method,
             self.response_format,
         )
+
+    def start(self, model: Optional[str] = None) -> RequestMetrics:
+        """Begin a request whose end the caller reports itself (with :func:`record_stream`
+        or ``collector.record``): a RequestMetrics carrying the thread's context, its clock
+        started. Not pushed on the thread's stack."""
+        metrics = self._begin(model if model is not None else self.model)
+        resolve_ids(metrics)
+        metrics._trusted = True
+        metrics._start = perf_counter()
+        return metrics
 
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> RequestMetrics:
@@ -543,6 +553,87 @@ def _close_quietly(obj: Any) -> None:
             pass
 
 
+class StreamOutcome:
+    """What a finished stream reports; filled by whoever consumed it (the tracked-stream
+    wrapper or the client) and turned into records by :func:`record_stream`.
+
+    Times are ``perf_counter()`` readings; ``usage`` is None when nothing counted tokens.
+    """
+
+    __slots__ = (
+        "status",
+        "error",
+        "chunks",
+        "chars",
+        "first",
+        "first_token",
+        "end",
+        "usage",
+        "response_model",
+        "json_objects",
+        "aggregation_method",
+        "aggregation_confidence",
+    )
+
+    def __init__(self) -> None:
+        self.status = "cancelled"
+        self.error: Optional[BaseException] = None
+        self.chunks = 0
+        self.chars = 0
+        self.first: Optional[float] = None
+        self.first_token: Optional[float] = None
+        self.end = 0.0
+        self.usage: Optional[TokenUsage] = None
+        self.response_model: Optional[str] = None
+        self.json_objects = 0
+        self.aggregation_method = "none"
+        self.aggregation_confidence = 0.0
+
+
+def record_stream(
+    collector: MetricsCollector, metrics: RequestMetrics, outcome: StreamOutcome
+) -> None:
+    """Emit a stream's RequestMetrics, its StreamingMetrics (if enabled) and, on error, an
+    ErrorMetrics. Never raises."""
+    try:
+        start = metrics._start
+        elapsed = outcome.end - start
+        metrics.method = "stream"
+        metrics.duration_ms = elapsed * 1000.0
+        if outcome.first_token is not None:
+            metrics.time_to_first_token_ms = (outcome.first_token - start) * 1000.0
+        if outcome.usage is not None:
+            metrics.set_usage(*outcome.usage)
+        if outcome.response_model is not None:
+            metrics.response_model = outcome.response_model
+        if outcome.error is not None:
+            _record_failure(collector, metrics, outcome.error, outcome.end)
+        else:
+            collector.record(metrics)
+        if collector.config.enable_streaming_metrics:
+            first = outcome.first
+            streaming = StreamingMetrics(
+                timestamp=metrics.timestamp,
+                request_id=metrics.request_id,
+                provider=metrics.provider,
+                model=metrics.model,
+                attributes=dict(metrics.attributes),
+                parent_request_id=metrics.parent_request_id,
+                total_chunks=outcome.chunks,
+                total_chars=outcome.chars,
+                chunks_per_second=outcome.chunks / elapsed if elapsed > 0 else None,
+                first_chunk_latency_ms=None if first is None else (first - start) * 1000.0,
+                json_objects_found=outcome.json_objects,
+                aggregation_method=outcome.aggregation_method,
+                aggregation_confidence=outcome.aggregation_confidence,
+                status=outcome.status,
+            )
+            streaming._trusted = True
+            collector.record(streaming)
+    except Exception:  # never into user code
+        pass
+
+
 def _finish_stream(
     collector: MetricsCollector,
     metrics: RequestMetrics,
@@ -556,43 +647,16 @@ def _finish_stream(
     first_token: Optional[float],
     end: float,
 ) -> None:
-    """Emit the stream's RequestMetrics, StreamingMetrics and, on error, ErrorMetrics."""
-    try:
-        start = metrics._start
-        elapsed = end - start
-        metrics.duration_ms = elapsed * 1000.0
-        if first_token is not None:
-            metrics.time_to_first_token_ms = (first_token - start) * 1000.0
-        reported = usage.usage()
-        if reported is not None:
-            metrics.set_usage(*reported)
-        if usage.model is not None:
-            metrics.response_model = usage.model
-        if error is not None:
-            _record_failure(collector, metrics, error, end)
-        else:
-            collector.record(metrics)
-        if collector.config.enable_streaming_metrics:
-            streaming = StreamingMetrics(
-                timestamp=metrics.timestamp,
-                request_id=metrics.request_id,
-                provider=metrics.provider,
-                model=metrics.model,
-                attributes=dict(metrics.attributes),
-                parent_request_id=metrics.parent_request_id,
-                total_chunks=count,
-                total_chars=chars,
-                chunks_per_second=count / elapsed if elapsed > 0 else None,
-                first_chunk_latency_ms=None if first is None else (first - start) * 1000.0,
-                json_objects_found=0 if json_counter is None else json_counter.count,
-                aggregation_method="provider" if reported is not None else "none",
-                aggregation_confidence=1.0 if reported is not None else 0.0,
-                status=status,
-            )
-            streaming._trusted = True
-            collector.record(streaming)
-    except Exception:  # never into user code
-        pass
+    """The tracked-stream wrapper's end: usage only as the stream reported it."""
+    outcome = StreamOutcome()
+    outcome.status, outcome.error, outcome.chunks, outcome.chars = status, error, count, chars
+    outcome.first, outcome.first_token, outcome.end = first, first_token, end
+    outcome.usage = usage.usage()
+    outcome.response_model = usage.model
+    outcome.json_objects = 0 if json_counter is None else json_counter.count
+    if outcome.usage is not None:
+        outcome.aggregation_method, outcome.aggregation_confidence = "provider", 1.0
+    record_stream(collector, metrics, outcome)
 
 
 def track_request(

@@ -1,0 +1,168 @@
+"""The HTTP boundary shared by the wire protocols: requests errors, error responses,
+Retry-After, and server-sent events read from a streamed response.
+
+Every ``requests`` exception and every HTTP error status becomes one of the SDK's errors
+here, with ``raise ... from exc``; nothing from ``requests`` leaks past this module.
+"""
+
+import codecs
+import email.utils
+import json
+import time
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Type
+
+import requests
+import urllib3
+
+from .._secrets import redact
+from ..errors import (
+    ContentFilterError,
+    InvalidRequestError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ServerError,
+    SteerLLMError,
+    StreamError,
+    error_class_for_status,
+)
+from ..streaming.sse import ServerSentEvent, SSEDecoder
+
+# Most specific first: the first isinstance() match wins. ConnectTimeout is a ConnectionError
+# and a Timeout; SSLError and ProxyError are ConnectionErrors that retrying will not fix.
+_REQUESTS_ERRORS: Tuple[Tuple[Type[BaseException], Type[SteerLLMError], Optional[bool]], ...] = (
+    (requests.exceptions.ConnectTimeout, ProviderTimeoutError, None),
+    (requests.exceptions.ReadTimeout, ProviderTimeoutError, None),
+    (requests.exceptions.Timeout, ProviderTimeoutError, None),
+    (requests.exceptions.SSLError, ProviderConnectionError, False),
+    (requests.exceptions.ProxyError, ProviderConnectionError, False),
+    (requests.exceptions.ChunkedEncodingError, StreamError, None),
+    (requests.exceptions.ContentDecodingError, StreamError, False),
+    (requests.exceptions.ConnectionError, ProviderConnectionError, None),
+    (requests.exceptions.InvalidURL, InvalidRequestError, None),
+    (requests.exceptions.InvalidSchema, InvalidRequestError, None),
+    (requests.exceptions.MissingSchema, InvalidRequestError, None),
+    (requests.exceptions.InvalidHeader, InvalidRequestError, None),
+    (requests.exceptions.InvalidJSONError, InvalidRequestError, None),
+    (requests.exceptions.URLRequired, InvalidRequestError, None),
+    (requests.exceptions.RequestException, ProviderError, False),
+)
+
+
+def translate_requests_error(exc: BaseException, provider: str) -> SteerLLMError:
+    """The SDK error for a ``requests`` exception (message redacted, cause chained by the
+    caller)."""
+    if (
+        isinstance(exc, requests.exceptions.ConnectionError)
+        and exc.args
+        and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
+    ):
+        # requests reports a read timeout while iterating a streamed body as a
+        # ConnectionError wrapping urllib3's ReadTimeoutError: it is a timeout.
+        return ProviderTimeoutError(f"ReadTimeout: {exc}", provider=provider)
+    for foreign, ours, retryable in _REQUESTS_ERRORS:
+        if isinstance(exc, foreign):
+            message = f"{type(exc).__name__}: {exc}"
+            return ours(message, provider=provider, retryable=retryable)
+    return ProviderError(f"{type(exc).__name__}: {exc}", provider=provider)
+
+
+def retry_after_seconds(
+    headers: Mapping[str, str], now: Callable[[], float] = time.time
+) -> Optional[float]:
+    """The server's Retry-After hint in seconds (``retry-after-ms``, then ``Retry-After`` as
+    seconds or an HTTP date), or None."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
+    return headers.get("x-request-id") or headers.get("request-id")
+
+
+def error_from_response(
+    status: int,
+    body: str,
+    headers: Mapping[str, str],
+    provider: str,
+    describe: Callable[[Any], Tuple[Optional[str], Optional[str]]],
+    secrets: Tuple[str, ...] = (),
+) -> ProviderError:
+    """The SDK error for an HTTP error response.
+
+    Args:
+        describe: the protocol's reader of its error body: ``(message, code)``.
+        secrets: literal values to redact from the message (the configured keys).
+    """
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        data = None
+    message, code = describe(data) if data is not None else (None, None)
+    if not message:
+        message = body[:300] if body else f"HTTP {status}"
+    text = redact(f"{provider} returned {status}: {message}", secrets)
+    cls: Type[ProviderError] = error_class_for_status(status)
+    if code and ("content_policy" in code or "content_filter" in code):
+        cls = ContentFilterError
+    extra: Dict[str, Any] = {}
+    if cls in (RateLimitError, ServerError):
+        extra["retry_after"] = retry_after_seconds(headers)
+    return cls(
+        text, status_code=status, provider=provider, request_id=request_id_of(headers), **extra
+    )
+
+
+def read_body(response: requests.Response, limit: int = 65536) -> str:
+    """The body of an error response, at most ``limit`` bytes, decoded leniently (works
+    whether or not ``requests`` already read it)."""
+    data = b""
+    try:
+        for chunk in response.iter_content(8192):
+            data += chunk
+            if len(data) >= limit:
+                break
+    except Exception:
+        pass
+    return data[:limit].decode("utf-8", "replace")
+
+
+def iter_events(response: requests.Response, provider: str) -> Iterator[ServerSentEvent]:
+    """Server-sent events from a streamed response, as the bytes arrive.
+
+    Raises:
+        StreamError: the connection broke off or the bytes are not UTF-8.
+        ProviderTimeoutError: no data within the read timeout.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    events = SSEDecoder()
+    try:
+        for raw in response.iter_content(chunk_size=None):
+            yield from events.feed(decoder.decode(raw))
+        yield from events.feed(decoder.decode(b"", final=True))
+        events.close()
+    except UnicodeDecodeError as exc:
+        raise StreamError(
+            f"{provider} stream is not valid UTF-8", provider=provider, retryable=False
+        ) from exc
+    except requests.RequestException as exc:
+        raise translate_requests_error(exc, provider) from exc

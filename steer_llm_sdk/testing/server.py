@@ -1,0 +1,635 @@
+"""LocalLLMServer: a real HTTP server on 127.0.0.1 speaking the OpenAI chat-completions and
+Anthropic messages wire protocols, for tests, demos and benchmarks without a provider.
+
+    with LocalLLMServer(ttft_ms=50, tokens_per_second=200) as server:
+        client = SteerLLMClient(openai_base_url=server.openai_base_url,
+                                anthropic_base_url=server.anthropic_base_url,
+                                openai_api_key="test", anthropic_api_key="test")
+
+What it serves:
+
+* deterministic text (a function of the prompt) and usage that matches it exactly: tokens
+  are counted with the same tokenizer the client uses locally, and every word of a plain
+  reply is one ``o200k_base`` token;
+* a latency profile: time to first token and tokens per second;
+* scripted faults, one per request in order (:meth:`script`): an HTTP status with the
+  provider's error body (429 with ``Retry-After``, 500, 502, 503, 529, 401, 400), a
+  connection dropped mid-stream, a malformed event, a stall;
+* a request log (:attr:`requests`) for assertions;
+* replay of recorded exchanges (vcrpy cassettes, see :meth:`replay`; needs PyYAML).
+
+Run it on its own with ``python -m steer_llm_sdk.testing.server --port 8000``.
+"""
+
+import argparse
+import json
+import socket
+import threading
+import time
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Deque, Dict, List, Optional, Sequence
+
+from ..streaming.tokens import count_messages, count_text, encoder
+
+# Common English words that are each one token (with their leading space) in o200k_base, so
+# a reply of N words is N completion tokens.
+WORDS = (
+    "the",
+    "model",
+    "said",
+    "that",
+    "this",
+    "answer",
+    "is",
+    "a",
+    "good",
+    "one",
+    "for",
+    "you",
+    "and",
+    "we",
+    "will",
+    "see",
+    "what",
+    "comes",
+    "next",
+    "in",
+    "time",
+    "it",
+    "was",
+    "not",
+    "so",
+    "bad",
+    "to",
+    "be",
+    "here",
+    "with",
+    "all",
+    "of",
+    "them",
+    "at",
+    "home",
+    "on",
+    "day",
+)
+
+_STATUS_ERRORS = {
+    400: ("invalid_request_error", "Invalid request"),
+    401: ("authentication_error", "Invalid API key"),
+    403: ("permission_error", "Permission denied"),
+    404: ("not_found_error", "Not found"),
+    429: ("rate_limit_error", "Rate limit reached"),
+    500: ("api_error", "Internal server error"),
+    502: ("api_error", "Bad gateway"),
+    503: ("api_error", "Service unavailable"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+@dataclass
+class Fault:
+    """What to do to one request instead of answering it normally.
+
+    Attributes:
+        status: answer with this HTTP status and the protocol's error body.
+        retry_after: ``Retry-After`` header value (seconds) with ``status``.
+        drop_after: for streams, drop the connection after this many events.
+        malformed_after: for streams, send a malformed event after this many events.
+        stall: seconds to wait before answering (or, with ``drop_after``/``stall_after``
+            unset, before the first byte).
+        stall_after: for streams, stall after this many events.
+    """
+
+    status: Optional[int] = None
+    retry_after: Optional[float] = None
+    drop_after: Optional[int] = None
+    malformed_after: Optional[int] = None
+    stall: float = 0.0
+    stall_after: Optional[int] = None
+
+
+@dataclass
+class RecordedRequest:
+    """One request the server received."""
+
+    method: str
+    path: str
+    headers: Dict[str, str]
+    body: Any
+    time: float = field(default_factory=time.time)
+
+
+class LocalLLMServer:
+    """A local LLM server; see the module docstring. Thread-safe.
+
+    Args:
+        host: address to bind (loopback only by default).
+        port: 0 picks a free port.
+        ttft_ms: delay before the first streamed token (and before a blocking answer).
+        tokens_per_second: streaming rate; None sends as fast as possible.
+        reply_words: length of the generated reply in words (= completion tokens).
+        report_usage: False leaves usage out of OpenAI streams, as servers that ignore
+            ``stream_options.include_usage`` do.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ttft_ms: float = 0.0,
+        tokens_per_second: Optional[float] = None,
+        reply_words: int = 12,
+        report_usage: bool = True,
+    ) -> None:
+        self.host = host
+        self.ttft_ms = ttft_ms
+        self.tokens_per_second = tokens_per_second
+        self.reply_words = reply_words
+        self.report_usage = report_usage
+        self.requests: List[RecordedRequest] = []
+        self._faults: Deque[Fault] = deque()
+        self._replays: Deque[Dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = _Server((host, port), _Handler)
+        self._server.owner = self
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        """Base URL in the OpenAI convention (with ``/v1``)."""
+        return self.url + "/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """Base URL in the Anthropic convention (without ``/v1``)."""
+        return self.url
+
+    def start(self) -> "LocalLLMServer":
+        if self._thread is None:
+            # Load the tokenizers now, not inside the first (timed) request.
+            for name in ("o200k_base", "cl100k_base"):
+                encoder(name)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="local-llm-server",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; stalled responses are released."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(5)
+        self._server.server_close()
+
+    def __enter__(self) -> "LocalLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ scripting
+    def script(self, *faults: Fault) -> None:
+        """Queue faults; each request takes the next one (a ``Fault()`` answers normally)."""
+        with self._lock:
+            self._faults.extend(faults)
+
+    def replay(self, cassette: str) -> None:
+        """Answer the next requests with the recorded responses of a vcrpy cassette file,
+        in order (one per interaction). Needs PyYAML."""
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - PyYAML is in the dev extra
+            raise ImportError("LocalLLMServer.replay needs PyYAML (pip install pyyaml)") from exc
+        with open(cassette, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+        with self._lock:
+            for interaction in data["interactions"]:
+                self._replays.append(interaction["response"])
+
+    def _next(self) -> "tuple[Optional[Fault], Optional[Dict[str, Any]]]":
+        with self._lock:
+            if self._replays:
+                return None, self._replays.popleft()
+            return (self._faults.popleft() if self._faults else None), None
+
+    def _log(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    # ------------------------------------------------------------------ content
+    def reply_text(self, prompt: str, words: Optional[int] = None) -> List[str]:
+        """The reply to ``prompt`` as its list of pieces (one token each)."""
+        seed = zlib.crc32(prompt.encode("utf-8"))
+        count = words if words is not None else self.reply_words
+        picked = [WORDS[(seed + i * 7919) % len(WORDS)] for i in range(count)]
+        return [picked[0]] + [" " + w for w in picked[1:]] if picked else []
+
+    def pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # the default backlog of 5 resets bursts of connections
+    owner: LocalLLMServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or close early are part of the job: no traceback for them.
+        import sys
+
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm the second waits for
+    # the client's delayed ACK (~40 ms a response).
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    # ------------------------------------------------------------------ dispatch
+    def do_POST(self) -> None:
+        owner = self.server.owner
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = None
+        owner._log(
+            RecordedRequest(
+                "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
+            )
+        )
+        path = self.path.split("?", 1)[0]
+        if path.endswith("/chat/completions"):
+            protocol = "openai"
+        elif path.endswith("/v1/messages"):
+            protocol = "anthropic"
+        else:
+            self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+            return
+        fault, replay = owner._next()
+        if replay is not None:
+            self._replay(replay)
+            return
+        fault = fault or Fault()
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            self._error(protocol, 400, "messages must be a list")
+            return
+        if fault.stall and fault.stall_after is None:
+            owner.pause(fault.stall)
+        if fault.status is not None:
+            self._error(protocol, fault.status, retry_after=fault.retry_after)
+            return
+        if protocol == "openai":
+            self._openai(body, fault)
+        else:
+            self._anthropic(body, fault)
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") in ("", "/health"):
+            self._json(200, {"status": "ok"})
+        else:
+            self._json(404, {"error": {"message": "not found"}})
+
+    # ------------------------------------------------------------------ plain responses
+    def _json(self, status: int, payload: Any, headers: Optional[Dict[str, str]] = None) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("x-request-id", f"req_local_{id(self):x}")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(
+        self,
+        protocol: str,
+        status: int,
+        message: Optional[str] = None,
+        retry_after: Optional[float] = None,
+    ) -> None:
+        kind, default = _STATUS_ERRORS.get(status, ("api_error", "Error"))
+        text = message or default
+        if protocol == "openai":
+            payload: Dict[str, Any] = {"error": {"message": text, "type": kind, "code": None}}
+        else:
+            payload = {"type": "error", "error": {"type": kind, "message": text}}
+        headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
+        self._json(status, payload, headers)
+
+    # ------------------------------------------------------------------ protocols
+    def _prompt_of(self, body: Dict[str, Any]) -> str:
+        return "\n".join(str(m.get("content", "")) for m in body["messages"] if isinstance(m, dict))
+
+    def _usage(self, body: Dict[str, Any], pieces: Sequence[str]) -> "tuple[int, int]":
+        """(prompt, completion) tokens, counted as the client counts them locally."""
+        messages = list(body["messages"])
+        if isinstance(body.get("system"), str):
+            messages.insert(0, {"role": "system", "content": body["system"]})
+        model = body.get("model")
+        return count_messages(messages, model).tokens, count_text("".join(pieces), model).tokens
+
+    def _pieces(self, body: Dict[str, Any]) -> List[str]:
+        owner = self.server.owner
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        words = owner.reply_words if not isinstance(limit, int) else min(limit, owner.reply_words)
+        pieces = owner.reply_text(self._prompt_of(body), words)
+        fmt = body.get("response_format")
+        if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+            return ['{"answer": "', *pieces, '"}']  # one JSON object, streamed in pieces
+        return pieces
+
+    def _openai(self, body: Dict[str, Any], fault: Fault) -> None:
+        owner = self.server.owner
+        model = str(body.get("model") or "unknown")
+        pieces = self._pieces(body)
+        prompt_tokens, completion_tokens = self._usage(body, pieces)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        created = int(time.time())
+        ident = f"chatcmpl-local{zlib.crc32(json.dumps(body).encode()):x}"
+        if not body.get("stream"):
+            owner.pause(owner.ttft_ms / 1000.0 + self._generation_seconds(len(pieces)))
+            self._json(
+                200,
+                {
+                    "id": ident,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(pieces)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
+            return
+        base = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+        }
+        events = [
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        ]
+        events += [
+            {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            for piece in pieces
+        ]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        include = (body.get("stream_options") or {}).get("include_usage")
+        if include and owner.report_usage:
+            events.append({**base, "choices": [], "usage": usage})
+        frames = [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
+        self._stream(frames, fault, first_content=1)
+
+    def _anthropic(self, body: Dict[str, Any], fault: Fault) -> None:
+        owner = self.server.owner
+        model = str(body.get("model") or "unknown")
+        pieces = self._pieces(body)
+        prompt_tokens, completion_tokens = self._usage(body, pieces)
+        ident = f"msg_local{zlib.crc32(json.dumps(body).encode()):x}"
+        if not body.get("stream"):
+            owner.pause(owner.ttft_ms / 1000.0 + self._generation_seconds(len(pieces)))
+            self._json(
+                200,
+                {
+                    "id": ident,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "text", "text": "".join(pieces)}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {
+                        "input_tokens": prompt_tokens,
+                        "output_tokens": completion_tokens,
+                        "cache_read_input_tokens": 0,
+                        "cache_creation_input_tokens": 0,
+                    },
+                },
+            )
+            return
+        frames = [
+            _event(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": ident,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {
+                            "input_tokens": prompt_tokens,
+                            "output_tokens": 1,
+                            "cache_read_input_tokens": 0,
+                            "cache_creation_input_tokens": 0,
+                        },
+                    },
+                },
+            ),
+            _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            ),
+            _event("ping", {"type": "ping"}),
+        ]
+        frames += [
+            _event(
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": p},
+                },
+            )
+            for p in pieces
+        ]
+        frames += [
+            _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            _event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": completion_tokens},
+                },
+            ),
+            _event("message_stop", {"type": "message_stop"}),
+        ]
+        self._stream(frames, fault, first_content=3)
+
+    def _generation_seconds(self, tokens: int) -> float:
+        rate = self.server.owner.tokens_per_second
+        return tokens / rate if rate else 0.0
+
+    # ------------------------------------------------------------------ streaming
+    def _stream(self, frames: List[str], fault: Fault, first_content: int) -> None:
+        owner = self.server.owner
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream; charset=utf-8")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("x-request-id", f"req_local_{id(self):x}")
+        self.end_headers()
+        rate = owner.tokens_per_second
+        try:
+            for index, frame in enumerate(frames):
+                if index == fault.drop_after:
+                    self._drop()
+                    return
+                if index == fault.malformed_after:
+                    self._chunk("data: {this is not json\n\n")
+                if index == fault.stall_after:
+                    owner.pause(fault.stall)
+                if index == first_content:
+                    owner.pause(owner.ttft_ms / 1000.0)
+                elif index > first_content and rate:
+                    owner.pause(1.0 / rate)
+                self._chunk(frame)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away: fine
+
+    def _chunk(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _drop(self) -> None:
+        """Cut the connection without ending the chunked body, as a network failure would."""
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _replay(self, response: Dict[str, Any]) -> None:
+        status = int(response.get("status", {}).get("code", 200))
+        text = response.get("body", {}).get("string", "") or ""
+        headers = {
+            k.lower(): v[0] if isinstance(v, list) else v
+            for k, v in (response.get("headers") or {}).items()
+        }
+        content_type = headers.get("content-type", "application/json")
+        if content_type.startswith("text/event-stream"):
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for frame in text.replace("\r\n", "\n").split("\n\n"):
+                if frame.strip():
+                    self._chunk(frame + "\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            return
+        data = text.encode("utf-8")
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        for key in ("x-request-id", "request-id", "retry-after"):
+            if key in headers:
+                self.send_header(key, str(headers[key]))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _event(name: str, payload: Dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(payload)}\n\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Serve the OpenAI and Anthropic wire protocols locally, with generated replies."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--ttft-ms", type=float, default=50.0)
+    parser.add_argument(
+        "--tokens-per-second", type=float, default=100.0, help="0 streams as fast as possible"
+    )
+    parser.add_argument("--reply-words", type=int, default=24)
+    args = parser.parse_args(argv)
+    server = LocalLLMServer(
+        args.host,
+        args.port,
+        ttft_ms=args.ttft_ms,
+        tokens_per_second=args.tokens_per_second,
+        reply_words=args.reply_words,
+    )
+    print(
+        f"serving OpenAI at {server.openai_base_url} and Anthropic at "
+        f"{server.anthropic_base_url}; Ctrl-C stops",
+        flush=True,
+    )
+    for name in ("o200k_base", "cl100k_base"):  # as start() does
+        encoder(name)
+    try:
+        server._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server._server.server_close()
+
+
+if __name__ == "__main__":
+    main()
