@@ -50,3 +50,9 @@ def test_custom_sink_example():
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_every_example_is_covered(name):
     assert f"test_{name[:-3]}" in Path(__file__).read_text() or name == "quickstart.py"
+
+
+def test_otlp_export_example():
+    out = run("otlp_export.py").stdout
+    assert "gen_ai.client.operation.duration" in out and "llm.requests" in out
+    assert "gen_ai.client.operation.time_to_first_chunk" in out

@@ -16,13 +16,16 @@ from steer_llm_sdk.testing import LocalLLMServer
 
 @pytest.fixture
 def pair():
-    with LocalLLMServer() as server, SteerLLMClient(
-        MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02),
-        openai_base_url=server.openai_base_url,
-        anthropic_base_url=server.anthropic_base_url,
-        openai_api_key="test",
-        anthropic_api_key="test",
-    ) as client:
+    with (
+        LocalLLMServer() as server,
+        SteerLLMClient(
+            MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02),
+            openai_base_url=server.openai_base_url,
+            anthropic_base_url=server.anthropic_base_url,
+            openai_api_key="test",
+            anthropic_api_key="test",
+        ) as client,
+    ):
         yield server, client
 
 

@@ -1,5 +1,5 @@
-"""Test helpers shipped to users: a local LLM server speaking both wire protocols, and a
-capture of metric records.
+"""Test helpers shipped to users: a local LLM server speaking both wire protocols, a real
+OTLP metrics receiver, and a capture of metric records.
 
 ``LocalLLMServer`` runs a real HTTP server on 127.0.0.1; ``capture_metrics`` collects every
 record a block of code produces. Names load on first use, so that
@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "OTLPReceiver": "otlp",
     "Fault": "server",
     "LocalLLMServer": "server",
     "RecordedRequest": "server",

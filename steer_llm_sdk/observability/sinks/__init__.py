@@ -1,7 +1,30 @@
-"""Sinks: where metric records go. See :mod:`.base` for the protocol."""
+"""Sinks: where metric records go. See :mod:`.base` for the protocol.
+
+``OTelMetricsSink`` loads the OpenTelemetry SDK on first use.
+"""
+
+from typing import Any
 
 from ..summary import MetricsSummary, ModelSummary
 from .base import MetricsSink
 from .in_memory import InMemoryMetricsSink
+from .structlog import StructlogMetricsSink
 
-__all__ = ["InMemoryMetricsSink", "MetricsSink", "MetricsSummary", "ModelSummary"]
+__all__ = [
+    "InMemoryMetricsSink",
+    "MetricsSink",
+    "MetricsSummary",
+    "ModelSummary",
+    "OTelMetricsSink",
+    "StructlogMetricsSink",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The OpenTelemetry SDK takes ~100 ms to import: only when the sink is asked for.
+    if name == "OTelMetricsSink":
+        from .otlp import OTelMetricsSink
+
+        globals()[name] = OTelMetricsSink
+        return OTelMetricsSink
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
