@@ -3,18 +3,21 @@
 A local server speaks the OpenAI and Anthropic wire protocols with a realistic latency
 profile, so no API key and no network are needed. Eight threads share one client, as a web
 app would: blocking calls, streams, a JSON stream, and a few injected failures (429, 503, a
-connection dropped mid-stream). Cost tracking is on. The in-memory summary is printed at the
-end.
+connection dropped mid-stream) that the client retries. Then a provider goes down: the
+circuit breaker opens, rejects calls without touching the network, probes after its recovery
+timeout and closes again. Cost tracking is on. The in-memory summary is printed at the end.
 
     python examples/quickstart.py
 """
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from steer_llm_sdk import SteerLLMClient
-from steer_llm_sdk.errors import SteerLLMError
+from steer_llm_sdk.errors import CircuitOpenError, ServerError, SteerLLMError
 from steer_llm_sdk.observability import MetricsConfig, bind_context, metrics_context
 from steer_llm_sdk.observability.summary import format_table
+from steer_llm_sdk.reliability import CircuitBreaker, RetryPolicy
 from steer_llm_sdk.testing import Fault, LocalLLMServer
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku-20241022"]
@@ -39,6 +42,24 @@ def handle(client: SteerLLMClient, n: int) -> str:
             return exc.category
 
 
+def outage(client: SteerLLMClient, server: LocalLLMServer) -> None:
+    """gpt-4o answers 503 until the breaker opens; calls are then refused without a network
+    call; after the recovery timeout one probe goes through and closes it again."""
+    server.script(*[Fault(status=503)] * 3)
+    for _ in range(2):
+        try:
+            client.generate("are you there?", model="gpt-4o")
+        except (ServerError, CircuitOpenError):
+            pass
+    sent = len(server.requests)
+    try:
+        client.generate("still there?", model="gpt-4o")
+    except CircuitOpenError:
+        assert len(server.requests) == sent, "an open circuit makes no network call"
+    time.sleep(client.circuit_breaker.recovery_timeout)  # the demo waits for recovery
+    client.generate("back?", model="gpt-4o")  # the half-open probe succeeds: closed again
+
+
 def main() -> None:
     with LocalLLMServer(ttft_ms=40, tokens_per_second=400, reply_words=24) as server:
         # Every seventh request fails: rate limited, overloaded, or cut off mid-stream.
@@ -46,7 +67,7 @@ def main() -> None:
         server.script(
             *(
                 faults
-                + [Fault(status=429, retry_after=1)]
+                + [Fault(status=429, retry_after=0.1)]
                 + faults
                 + [Fault(status=503)]
                 + faults
@@ -54,28 +75,37 @@ def main() -> None:
             )
             * 3
         )
-        config = MetricsConfig(enable_cost_tracking=True, batch_timeout_seconds=0.2)
-        with (
-            SteerLLMClient(
-                config,
-                openai_base_url=server.openai_base_url,
-                anthropic_base_url=server.anthropic_base_url,
-                openai_api_key="local-demo",
-                anthropic_api_key="local-demo",
-            ) as client,
-            ThreadPoolExecutor(max_workers=8) as pool,
-        ):
+        client = SteerLLMClient(
+            MetricsConfig(enable_cost_tracking=True, batch_timeout_seconds=0.2),
+            openai_base_url=server.openai_base_url,
+            anthropic_base_url=server.anthropic_base_url,
+            openai_api_key="local-demo",
+            anthropic_api_key="local-demo",
+            retry_policy=RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=1.0),
+            circuit_breaker=CircuitBreaker(failure_threshold=3, recovery_timeout=0.5),
+        )
+        with client, ThreadPoolExecutor(max_workers=8) as pool:
             outcomes = list(pool.map(bind_context(lambda n: handle(client, n)), range(48)))
+            outage(client, server)
             collector = client.metrics_collector
             collector.flush(5)
-            summary = collector.sinks[0].get_summary(window_seconds=300)
-            print(format_table(summary))
+            sink = collector.sinks[0]
+            print(format_table(sink.get_summary(window_seconds=300)))
+            transitions = [
+                r
+                for r in sink.get_metrics(metric_type="reliability")
+                if r.event == "circuit_transition"
+            ]
+            path = [transitions[0].previous_circuit_state] if transitions else []
+            path += [t.circuit_breaker_state for t in transitions]
+            print(f"circuit breaker for openai:gpt-4o: {' -> '.join(path)}")
             stats = collector.stats()
             delivered = stats.sinks["in_memory"].delivered
+            ok = outcomes.count("ok")
             print(
-                f"requests: {outcomes.count('ok')} ok, {len(outcomes) - outcomes.count('ok')} "
-                f"failed; records: {stats.recorded} recorded, {delivered} delivered, "
-                f"{sum(stats.dropped.values())} dropped, {stats.pending} pending"
+                f"requests: {ok} ok, {len(outcomes) - ok} failed; records: {stats.recorded} "
+                f"recorded, {delivered} delivered, {sum(stats.dropped.values())} dropped, "
+                f"{stats.pending} pending"
             )
 
 

@@ -7,6 +7,7 @@ The only module that wires providers, streaming and observability together.
 import json
 import os
 import threading
+import time
 import weakref
 from time import perf_counter
 from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Tuple
@@ -16,8 +17,21 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ._secrets import mask_key
-from .errors import InvalidRequestError, ProviderError, SteerLLMError, StreamError
-from .observability import MetricsCollector, MetricsConfig, get_collector
+from .errors import (
+    CircuitOpenError,
+    InvalidRequestError,
+    ProviderError,
+    SteerLLMError,
+    StreamError,
+)
+from .observability import (
+    ErrorMetrics,
+    MetricsCollector,
+    MetricsConfig,
+    ReliabilityMetrics,
+    get_collector,
+)
+from .observability._ids import new_request_id
 from .observability.sinks import InMemoryMetricsSink, MetricsSink
 from .observability.tracking import StreamOutcome, Tracker, record_stream
 from .providers import PROTOCOLS
@@ -28,6 +42,7 @@ from .providers._http import (
     request_id_of,
     translate_requests_error,
 )
+from .reliability import CircuitBreaker, CircuitState, RetryPolicy
 from .streaming.json_stream import JsonObjectCounter
 from .streaming.tokens import count_messages, count_text
 from .streaming.usage import StreamUsage, TokenUsage
@@ -109,6 +124,11 @@ class SteerLLMClient:
         pool_size: pooled connections per provider (size it to your thread count).
         environ: where to read the variables (default ``os.environ``).
 
+        retry_policy: how failed attempts are retried (default ``RetryPolicy()``: 3
+            attempts, exponential backoff with full jitter, Retry-After honoured).
+        circuit_breaker: circuits per provider+model (default ``CircuitBreaker()``); may be
+            shared between clients.
+
     Thread-safe: one client is meant to be shared by all threads of a process. A context
     manager; ``close()`` releases the pooled connections. After ``os.fork()`` the child gets
     fresh connection pools. Keys never appear in reprs, errors or metrics.
@@ -127,6 +147,8 @@ class SteerLLMClient:
         timeout: float = 60.0,
         anthropic_version: str = "2023-06-01",
         pool_size: int = 32,
+        retry_policy: Optional[RetryPolicy] = None,
+        circuit_breaker: Optional[CircuitBreaker] = None,
         environ: Optional[Mapping[str, str]] = None,
     ) -> None:
         env = os.environ if environ is None else environ
@@ -164,6 +186,18 @@ class SteerLLMClient:
         self._server_attributes = {
             name: _server_attributes(url) for name, url in self._base_urls.items()
         }
+        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
+        self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
+        # A weak listener: a breaker shared between clients must not keep this one alive.
+        self_ref = weakref.WeakMethod(self._on_transition)
+
+        def on_transition(key: str, before: CircuitState, after: CircuitState) -> None:
+            method = self_ref()
+            if method is not None:
+                method(key, before, after)
+
+        self._transition_listener = on_transition
+        self.circuit_breaker.add_listener(on_transition)
         _clients.add(self)
 
     # ------------------------------------------------------------------ plumbing
@@ -227,6 +261,36 @@ class SteerLLMClient:
             )
         return response
 
+    def _post_json(self, provider: str, body: Dict[str, Any]) -> Tuple[requests.Response, Any]:
+        response = self._post(provider, body, stream=False)
+        try:
+            return response, response.json()
+        except ValueError as exc:
+            raise ProviderError(
+                f"{provider} returned a body that is not JSON",
+                provider=provider,
+                status_code=response.status_code,
+            ) from exc
+        finally:
+            response.close()
+
+    def _on_transition(self, key: str, before: CircuitState, after: CircuitState) -> None:
+        """Record a circuit breaker state change (one ReliabilityMetrics per change)."""
+        collector = self.metrics_collector
+        if not collector.config.enable_reliability_metrics:
+            return
+        provider, _, model = key.partition(":")
+        record = ReliabilityMetrics(
+            timestamp=time.time(),
+            request_id=new_request_id(),
+            provider=provider,
+            model=model,
+            circuit_breaker_state=after.value,
+            previous_circuit_state=before.value,
+            event="circuit_transition",
+        )
+        collector.record(record)
+
     def _request(
         self,
         messages: Messages,
@@ -261,6 +325,7 @@ class SteerLLMClient:
         temperature: Optional[float] = None,
         response_format: Any = None,
         provider: Optional[str] = None,
+        retries: Optional[int] = None,
         **params: Any,
     ) -> GenerationResponse:
         """One blocking completion.
@@ -272,10 +337,12 @@ class SteerLLMClient:
             max_tokens, temperature: sampling limits.
             response_format: ``"json_object"``, ``{"type": "json_schema", ...}``, ... (OpenAI).
             provider: override the routing.
+            retries: retries for this call (0 disables); default from the retry policy.
             **params: sent as they are in the request body.
 
         Raises:
-            SteerLLMError: a subclass per failure (see :mod:`steer_llm_sdk.errors`).
+            SteerLLMError: a subclass per failure (see :mod:`steer_llm_sdk.errors`);
+                ``CircuitOpenError`` without a network call while the circuit is open.
         """
         fmt = _format_name(response_format)
         name, model, _, body = self._request(
@@ -283,17 +350,8 @@ class SteerLLMClient:
         )
         protocol = PROTOCOLS[name]
         with self._tracker(name, model, "generate", fmt) as metrics:
-            response = self._post(name, body, stream=False)
-            try:
-                data = response.json()
-            except ValueError as exc:
-                raise ProviderError(
-                    f"{name} returned a body that is not JSON",
-                    provider=name,
-                    status_code=response.status_code,
-                ) from exc
-            finally:
-                response.close()
+            attempts = _Attempts(self, name, model, retries, metrics, "generate")
+            response, data = attempts.run(lambda: self._post_json(name, body))
             text, answered, finish, usage = protocol.parse_response(data)
             if usage is not None:
                 metrics.set_usage(*usage)
@@ -317,12 +375,14 @@ class SteerLLMClient:
         temperature: Optional[float] = None,
         response_format: Any = None,
         provider: Optional[str] = None,
+        retries: Optional[int] = None,
         **params: Any,
     ) -> "TextStream":
         """Start a streamed completion; iterate the returned :class:`TextStream` for text
-        deltas. The request is sent now: an error status raises here. Closing the stream (or
-        leaving its ``with`` block, or breaking out and dropping it) releases the connection.
-        Arguments as for :meth:`generate`.
+        deltas. The request is sent now: an error status raises here, after retries; a
+        stream that breaks off is retried only while no text has reached the caller.
+        Closing the stream (or leaving its ``with`` block, or breaking out and dropping it)
+        releases the connection. Arguments as for :meth:`generate`.
         """
         fmt = _format_name(response_format)
         name, model, msgs, body = self._request(
@@ -330,14 +390,20 @@ class SteerLLMClient:
         )
         collector = self.metrics_collector
         metrics = self._tracker(name, model, "stream", fmt).start(model)
+        attempts = _Attempts(self, name, model, retries, metrics, "stream")
         try:
-            response = self._post(name, body, stream=True)
+            response = attempts.run(lambda: self._post(name, body, stream=True), final=False)
         except SteerLLMError as exc:
             outcome = StreamOutcome()
             outcome.status, outcome.error, outcome.end = "error", exc, perf_counter()
             record_stream(collector, metrics, outcome)
+            attempts.record(success=False)
             raise
-        return TextStream(response, name, model, msgs, fmt, collector, metrics)
+
+        def reconnect(exc: SteerLLMError) -> requests.Response:
+            return attempts.resume(exc, lambda: self._post(name, body, stream=True))
+
+        return TextStream(response, name, model, msgs, fmt, collector, metrics, reconnect, attempts)
 
     def stream_with_usage(
         self,
@@ -349,6 +415,7 @@ class SteerLLMClient:
         response_format: Any = None,
         provider: Optional[str] = None,
         on_chunk: Optional[Callable[[str], None]] = None,
+        retries: Optional[int] = None,
         **params: Any,
     ) -> StreamingResponseWithUsage:
         """Stream a completion to its end and return the whole of it with its usage.
@@ -364,6 +431,7 @@ class SteerLLMClient:
             temperature=temperature,
             response_format=response_format,
             provider=provider,
+            retries=retries,
             **params,
         ) as text_stream:
             for delta in text_stream:
@@ -379,6 +447,7 @@ class SteerLLMClient:
             sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             session.close()
+        self.circuit_breaker.remove_listener(self._transition_listener)
         if self._owns_collector and self._collector is not None:
             self._collector.shutdown()
 
@@ -396,6 +465,143 @@ class SteerLLMClient:
     def __repr__(self) -> str:
         keys = ", ".join(f"{name}_api_key={mask_key(key)}" for name, key in self._keys.items())
         return f"SteerLLMClient({keys}, base_urls={self._base_urls})"
+
+
+class _Attempts:
+    """The attempts of one request: circuit breaker admission, retries with backoff, an
+    ErrorMetrics per retried attempt, and the request's ReliabilityMetrics (once)."""
+
+    def __init__(
+        self,
+        client: "SteerLLMClient",
+        provider: str,
+        model: str,
+        retries: Optional[int],
+        metrics: Any,
+        method: str,
+    ) -> None:
+        policy = client.retry_policy
+        self.policy = policy if retries is None else policy.with_attempts(max(0, retries) + 1)
+        self.breaker = client.circuit_breaker
+        self.key = f"{provider}:{model}"
+        self.collector = client.metrics_collector
+        self.metrics = metrics
+        self.method = method
+        self.attempt = 0
+        self.retries = 0
+        self.waited = 0.0
+        self.last_category: Optional[str] = None
+        self.recorded = False
+
+    def run(self, call: Callable[[], Any], final: bool = True) -> Any:
+        """``call()`` until it succeeds or the policy gives up; ``final`` records the
+        request's ReliabilityMetrics when done."""
+        try:
+            while True:
+                try:
+                    result = self._once(call)
+                    break
+                except SteerLLMError as exc:
+                    if not self._back_off(exc):
+                        raise
+        except BaseException:
+            if final:
+                self.record(success=False)
+            raise
+        if final:
+            self.record(success=True)
+        return result
+
+    def can_resume(self, exc: BaseException) -> bool:
+        """Whether a stream that failed with ``exc`` (before any text reached the caller)
+        may be tried again."""
+        return (
+            isinstance(exc, SteerLLMError)
+            and not isinstance(exc, CircuitOpenError)
+            and self.policy.should_retry(exc, self.attempt)
+        )
+
+    def resume(self, exc: SteerLLMError, call: Callable[[], Any]) -> Any:
+        """After a stream broke off: count the failure, wait, and call again."""
+        self._failed(exc)
+        self._back_off(exc)
+        return self.run(call, final=False)
+
+    def _once(self, call: Callable[[], Any]) -> Any:
+        self.attempt += 1
+        try:
+            self.breaker.before_call(self.key)
+        except CircuitOpenError as exc:
+            self.last_category = exc.category
+            raise
+        try:
+            result = call()
+        except SteerLLMError as exc:
+            self._failed(exc)
+            raise
+        self.breaker.record_success(self.key)
+        return result
+
+    def _failed(self, exc: SteerLLMError) -> None:
+        self.last_category = exc.category
+        if exc.retryable:
+            self.breaker.record_failure(self.key)
+        else:  # the provider answered: the circuit has no reason to open
+            self.breaker.record_success(self.key)
+
+    def _back_off(self, exc: SteerLLMError) -> bool:
+        if isinstance(exc, CircuitOpenError) or not self.policy.should_retry(exc, self.attempt):
+            return False
+        delay = self.policy.delay(self.retries + 1, exc)
+        self._attempt_error(exc)
+        self.policy.sleep(delay)
+        self.waited += delay
+        self.retries += 1
+        return True
+
+    def _attempt_error(self, exc: SteerLLMError) -> None:
+        if not self.collector.config.enable_reliability_metrics:
+            return
+        m = self.metrics
+        self.collector.record(
+            ErrorMetrics(
+                timestamp=time.time(),
+                request_id=m.request_id,
+                provider=m.provider,
+                model=m.model,
+                attributes=dict(m.attributes),
+                parent_request_id=m.parent_request_id,
+                error_class=type(exc).__name__,
+                error_category=exc.category,
+                status_code=exc.status_code,
+                retryable=exc.retryable,
+                message=exc.message[:500],
+            )
+        )
+
+    def record(self, success: bool) -> None:
+        """The request's ReliabilityMetrics; once."""
+        if self.recorded or not self.collector.config.enable_reliability_metrics:
+            return
+        self.recorded = True
+        m = self.metrics
+        self.collector.record(
+            ReliabilityMetrics(
+                timestamp=m.timestamp,
+                request_id=m.request_id,
+                provider=m.provider,
+                model=m.model,
+                attributes=dict(m.attributes),
+                parent_request_id=m.parent_request_id,
+                retry_attempts=self.retries,
+                retry_succeeded=success and self.retries > 0,
+                total_retry_delay_ms=self.waited * 1000.0,
+                circuit_breaker_state=self.breaker.state(self.key).value,
+                error_category=self.last_category,
+                final_success=success,
+                method=self.method,
+            )
+        )
 
 
 class TextStream:
@@ -417,9 +623,19 @@ class TextStream:
         response_format: str,
         collector: MetricsCollector,
         metrics: Any,
+        reconnect: Optional[Callable[[SteerLLMError], requests.Response]] = None,
+        attempts: Optional[_Attempts] = None,
     ) -> None:
         self._run = _StreamRun(
-            response, provider, model, messages, response_format, collector, metrics
+            response,
+            provider,
+            model,
+            messages,
+            response_format,
+            collector,
+            metrics,
+            reconnect,
+            attempts,
         )
         self._gen = self._run.events()
         self.provider = provider
@@ -469,6 +685,8 @@ class _StreamRun:
         response_format: str,
         collector: MetricsCollector,
         metrics: Any,
+        reconnect: Optional[Callable[[SteerLLMError], requests.Response]] = None,
+        attempts: Optional[_Attempts] = None,
     ) -> None:
         self.response = response
         self.provider = provider
@@ -477,6 +695,8 @@ class _StreamRun:
         self.format = response_format
         self.collector = collector
         self.metrics = metrics
+        self.reconnect = reconnect
+        self.attempts = attempts
         self.request_id = request_id_of(response.headers)
         self.deltas: List[str] = []
         self.result: Optional[StreamingResponseWithUsage] = None
@@ -488,35 +708,25 @@ class _StreamRun:
         usage = StreamUsage()
         outcome = StreamOutcome()
         counter = JsonObjectCounter() if self.format.startswith("json") else None
-        done, skip = getattr(protocol, "DONE", None), getattr(protocol, "SKIP", None)
         try:
-            ended = False
-            for event in iter_events(self.response, self.provider):
-                if outcome.first is None:
-                    outcome.first = perf_counter()
-                chunk = protocol.decode_event(event)
-                if chunk is done:
-                    ended = True
+            while True:
+                try:
+                    yield from self._read(protocol, usage, outcome, counter)
                     break
-                outcome.chunks += 1
-                if chunk is skip:
-                    continue
-                text = usage.observe(chunk)
-                if protocol.is_end(chunk):
-                    ended = True
-                    break
-                if text:
-                    if outcome.first_token is None:
-                        outcome.first_token = perf_counter()
-                    outcome.chars += len(text)
-                    if counter is not None:
-                        counter.feed(text)
-                    self.deltas.append(text)
-                    yield text
-            if not ended:
-                raise StreamError(
-                    f"{self.provider} stream ended before its end marker", provider=self.provider
-                )
+                except SteerLLMError as exc:
+                    # Broke off before any text reached the caller: safe to ask again.
+                    if (
+                        self.deltas
+                        or self.reconnect is None
+                        or self.attempts is None
+                        or (not self.attempts.can_resume(exc))
+                    ):
+                        raise
+                    self.response.close()
+                    self.response = self.reconnect(exc)
+                    usage = StreamUsage()
+                    outcome.chunks = outcome.chars = 0
+                    outcome.first = outcome.first_token = None
             outcome.status = "completed"
         except GeneratorExit:
             outcome.status = "cancelled"
@@ -528,6 +738,39 @@ class _StreamRun:
             outcome.end = perf_counter()
             self.response.close()
             self.finish(usage, outcome, counter)
+
+    def _read(
+        self,
+        protocol: Any,
+        usage: StreamUsage,
+        outcome: StreamOutcome,
+        counter: Optional[JsonObjectCounter],
+    ) -> Generator[str, None, None]:
+        """One response's events up to the protocol's end marker."""
+        done, skip = getattr(protocol, "DONE", None), getattr(protocol, "SKIP", None)
+        for event in iter_events(self.response, self.provider):
+            if outcome.first is None:
+                outcome.first = perf_counter()
+            chunk = protocol.decode_event(event)
+            if chunk is done:
+                return
+            outcome.chunks += 1
+            if chunk is skip:
+                continue
+            text = usage.observe(chunk)
+            if protocol.is_end(chunk):
+                return
+            if text:
+                if outcome.first_token is None:
+                    outcome.first_token = perf_counter()
+                outcome.chars += len(text)
+                if counter is not None:
+                    counter.feed(text)
+                self.deltas.append(text)
+                yield text
+        raise StreamError(
+            f"{self.provider} stream ended before its end marker", provider=self.provider
+        )
 
     def finish(
         self, usage: StreamUsage, outcome: StreamOutcome, counter: Optional[JsonObjectCounter]
@@ -547,6 +790,8 @@ class _StreamRun:
         outcome.response_model = usage.model
         outcome.json_objects = counter.count if counter is not None else 0
         record_stream(self.collector, self.metrics, outcome)
+        if self.attempts is not None:
+            self.attempts.record(success=outcome.status != "error")
         if outcome.status == "completed":
             self.result = StreamingResponseWithUsage(
                 text=text,

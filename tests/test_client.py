@@ -17,10 +17,12 @@ from steer_llm_sdk.errors import (
     StreamError,
 )
 from steer_llm_sdk.observability import MetricsConfig, metrics_context
+from steer_llm_sdk.reliability import RetryPolicy
 from steer_llm_sdk.streaming.tokens import count_messages, count_text
 from steer_llm_sdk.testing import Fault, LocalLLMServer
 
 KEY = "sk-test-key-that-must-never-leak-1234"
+NO_RETRIES = RetryPolicy(max_attempts=1)
 MODELS = ["gpt-4o-mini", "claude-3-5-haiku-20241022"]
 
 
@@ -39,6 +41,7 @@ def client(server):
         openai_api_key=KEY,
         anthropic_api_key=KEY,
         timeout=5,
+        retry_policy=NO_RETRIES,  # one attempt: these tests are about each failure itself
     ) as steer:
         yield steer
 
@@ -225,6 +228,7 @@ def test_stall_times_out(server):
         openai_base_url=server.openai_base_url,
         openai_api_key=KEY,
         timeout=0.2,
+        retry_policy=NO_RETRIES,
     ) as steer:
         server.script(Fault(stall=3))
         with pytest.raises(ProviderTimeoutError):
@@ -240,6 +244,7 @@ def test_connection_refused():
         openai_api_key=KEY,
         openai_base_url="http://127.0.0.1:9/v1",
         timeout=2,
+        retry_policy=NO_RETRIES,
     ) as steer:
         with pytest.raises(ProviderConnectionError) as info:
             steer.generate("x", model="gpt-4o")
@@ -323,4 +328,5 @@ def test_owned_collector_is_shut_down_on_close(server):
     steer.generate("x", model="gpt-4o")
     steer.close()
     assert steer.metrics_collector.is_shutdown
-    assert len(steer.metrics_collector.sinks[0]) == 1
+    sink = steer.metrics_collector.sinks[0]
+    assert len(sink.get_metrics(metric_type="request")) == 1

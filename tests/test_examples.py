@@ -26,7 +26,8 @@ def test_quickstart_prints_summary_table():
     out = run("quickstart.py").stdout
     for model in ("openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-3-5-haiku-20241022"):
         assert model in out
-    assert "total" in out and "rate_limit" in out and "server_error" in out
+    assert "total" in out and "retries" in out and "recovered" in out
+    assert "circuit breaker for openai:gpt-4o: CLOSED -> OPEN -> HALF_OPEN -> CLOSED" in out
     assert "0 dropped, 0 pending" in out
 
 

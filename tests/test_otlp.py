@@ -63,7 +63,7 @@ def test_client_calls_exported_with_genai_conventions(protocol):
         client.stream_with_usage("hi", model="gpt-4o-mini")
         llm.script(Fault(status=429))
         with pytest.raises(RateLimitError):
-            client.generate("hi", model="gpt-4o-mini")
+            client.generate("hi", model="gpt-4o-mini", retries=0)
         assert collector.flush(10)
         latest = receiver.latest()
         points = list(latest.values())

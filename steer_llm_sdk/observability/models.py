@@ -344,6 +344,9 @@ class ReliabilityMetrics(BaseMetrics):
         error_category: the last failure's category, None if the request succeeded first time.
         final_success: whether the request succeeded in the end.
         method: ``generate`` or ``stream``, so the record is sampled with its request.
+        event: ``request`` (one per request) or ``circuit_transition`` (one per breaker
+            state change of ``provider``/``model``).
+        previous_circuit_state: for a transition, the state it left.
     """
 
     __slots__ = (
@@ -354,6 +357,8 @@ class ReliabilityMetrics(BaseMetrics):
         "error_category",
         "final_success",
         "method",
+        "event",
+        "previous_circuit_state",
     )
     metric_type = "reliability"
     _schema = _BASE_SCHEMA + (
@@ -364,6 +369,8 @@ class ReliabilityMetrics(BaseMetrics):
         ("error_category", _TEXT),
         ("final_success", _FLAG),
         ("method", _NAME),
+        ("event", _NAME),
+        ("previous_circuit_state", _TEXT),
     )
 
     def __init__(
@@ -383,6 +390,8 @@ class ReliabilityMetrics(BaseMetrics):
         error_category: Optional[str] = None,
         final_success: bool = True,
         method: str = "generate",
+        event: str = "request",
+        previous_circuit_state: Optional[str] = None,
     ) -> None:
         self.timestamp = timestamp
         self.request_id = request_id
@@ -399,6 +408,8 @@ class ReliabilityMetrics(BaseMetrics):
         self.error_category = error_category
         self.final_success = final_success
         self.method = method
+        self.event = event
+        self.previous_circuit_state = previous_circuit_state
 
     def _failed(self) -> bool:
         return not self.final_success

@@ -139,7 +139,8 @@ class MetricsSummary(ModelSummary):
 
     Adds to :class:`ModelSummary`: ``window_seconds``, ``requests_per_second`` (requests in
     the window divided by ``window_seconds``), ``retry_attempts`` (sum over reliability
-    records), ``retried_requests``, ``retry_succeeded``, ``circuit_breaker_states``
+    records), ``retried_requests``, ``retry_succeeded``, ``circuit_breaker_transitions``,
+    ``circuit_breaker_states``
     ("provider/model" -> last reported state) and ``by_model``.
     """
 
@@ -149,6 +150,7 @@ class MetricsSummary(ModelSummary):
         "retry_attempts",
         "retried_requests",
         "retry_succeeded",
+        "circuit_breaker_transitions",
         "circuit_breaker_states",
         "by_model",
     )
@@ -157,6 +159,7 @@ class MetricsSummary(ModelSummary):
     retry_attempts: int
     retried_requests: int
     retry_succeeded: int
+    circuit_breaker_transitions: int
     circuit_breaker_states: Dict[str, str]
     by_model: Dict[str, ModelSummary]
 
@@ -194,9 +197,11 @@ def summarize(
         setattr(out, name, getattr(total, name))
     out.window_seconds = window_seconds
     out.requests_per_second = total.total_requests / window_seconds if window_seconds else 0.0
-    out.retry_attempts = sum([r.retry_attempts for r in reliability if r.retry_attempts])
-    out.retried_requests = len([r for r in reliability if r.retry_attempts])
-    out.retry_succeeded = len([r for r in reliability if r.retry_succeeded])
+    per_request = [r for r in reliability if r.event != "circuit_transition"]
+    out.retry_attempts = sum([r.retry_attempts for r in per_request if r.retry_attempts])
+    out.retried_requests = len([r for r in per_request if r.retry_attempts])
+    out.retry_succeeded = len([r for r in per_request if r.retry_succeeded])
+    out.circuit_breaker_transitions = len(reliability) - len(per_request)
     out.circuit_breaker_states = {
         f"{r.provider}/{r.model}": r.circuit_breaker_state for r in reliability
     }
@@ -258,6 +263,8 @@ def format_table(summary: MetricsSummary) -> str:
     extras = [f"window {summary.window_seconds:g}s", f"{summary.requests_per_second:.2f} req/s"]
     if summary.retry_attempts:
         extras.append(f"retries {summary.retry_attempts} ({summary.retry_succeeded} recovered)")
+    if summary.circuit_breaker_transitions:
+        extras.append(f"circuit breaker transitions {summary.circuit_breaker_transitions}")
     if summary.errors_by_category:
         extras.append(
             "errors by category: "
