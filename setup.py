@@ -20,6 +20,10 @@ DEV = TOKENIZER + [
     # Independent checks that the local server speaks the wire protocols.
     "openai>=1.40",
     "anthropic>=0.34",
+    # Framework integrations, tested for real.
+    "flask>=2.2",
+    "django>=4.2",
+    "gunicorn>=21",
 ]
 
 setup(

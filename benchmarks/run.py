@@ -412,6 +412,45 @@ def bench_otlp_sink() -> Dict[str, float]:
     return {"otlp_sink_records_per_s": len(batch) / elapsed}
 
 
+def bench_dashboard() -> Dict[str, float]:
+    """The debug summary (JSON) and dashboard (HTML) with 10,000 records in the sink."""
+    from steer_llm_sdk.observability.integrations.dashboard import (
+        render_dashboard,
+        summary_payload,
+    )
+
+    sink = InMemoryMetricsSink(max_size=10_000)
+    collector = MetricsCollector(MetricsConfig(flush_on_exit=False), [sink])
+    now = time.time()
+    batch = []
+    for i in range(10_000):
+        m = RequestMetrics(
+            now - i % 280,
+            f"d{i}",
+            "openai",
+            f"model-{i % 5}",
+            None,
+            1.0,
+            None,
+            float(50 + i % 900),
+            30.0 if i % 2 else None,
+        )
+        m.set_usage(100, 40)
+        m.success = i % 40 != 0
+        batch.append(m)
+    sink.record_batch(batch)
+    json_ms = statistics.median(_timed(lambda: summary_payload(collector)) for _ in range(7))
+    html_ms = statistics.median(_timed(lambda: render_dashboard(collector)) for _ in range(7))
+    collector.shutdown(1)
+    return {"debug_json_10k_ms": json_ms, "dashboard_html_10k_ms": html_ms}
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = perf_counter()
+    fn()
+    return (perf_counter() - start) * 1000
+
+
 TARGETS = [
     ("steer_added_us", "<=", 1.5, "added latency per tracked call (median, us)"),
     ("prometheus_added_us", "info", None, "  prometheus_client Histogram.time(), labels (us)"),
@@ -435,6 +474,8 @@ TARGETS = [
     ("client_stream_200_chunks_ms", "info", None, "  client stream of 200 chunks (ms)"),
     ("sse_events_per_s", ">=", 100_000, "SSE decoding + chunk accounting, one core (events/s)"),
     ("otlp_sink_records_per_s", ">=", 20_000, "OTLP sink, RequestMetrics processed (rec/s)"),
+    ("debug_json_10k_ms", "<=", 50.0, "debug summary JSON, 10,000 records (ms)"),
+    ("dashboard_html_10k_ms", "<=", 50.0, "dashboard HTML, 10,000 records (ms)"),
 ]
 
 
@@ -449,6 +490,7 @@ def main() -> int:
         bench_client_overhead,
         bench_sse,
         bench_otlp_sink,
+        bench_dashboard,
     ):
         results.update(bench())
     results["prometheus_over_steer"] = results["prometheus_added_us"] / results["steer_added_us"]

@@ -12,7 +12,9 @@ from .collector import (
     configure,
     flush,
     get_collector,
+    reset_after_fork,
     shutdown,
+    shutdown_all,
 )
 from .config import MetricsConfig
 from .context import bind_context, current_attributes, current_metrics, metrics_context
@@ -48,6 +50,8 @@ __all__ = [
     "get_collector",
     "metrics_context",
     "new_request_id",
+    "reset_after_fork",
     "shutdown",
+    "shutdown_all",
     "track_request",
 ]

@@ -434,6 +434,35 @@ def shutdown(timeout: Optional[float] = None) -> bool:
     return collector.shutdown(timeout) if collector is not None else True
 
 
+def shutdown_all(timeout: Optional[float] = None) -> bool:
+    """Flush and shut down every collector of this process (each within ``timeout``, or its
+    own ``shutdown_timeout_seconds``). For exit hooks such as gunicorn's ``worker_exit``.
+
+    Returns:
+        True if every collector delivered everything in time.
+    """
+    complete = True
+    for collector in list(_live):
+        if not collector.is_shutdown:
+            complete = collector.shutdown(timeout) and complete
+    return complete
+
+
+def reset_after_fork() -> int:
+    """Give every collector inherited from a parent process fresh locks, queues, threads and
+    counters. Idempotent; ``os.fork()`` calls it already, hooks of pre-fork servers may too.
+
+    Returns:
+        How many collectors were reset.
+    """
+    reset = 0
+    for collector in list(_live):
+        if collector._pid != _getpid():
+            collector._after_fork()
+            reset += 1
+    return reset
+
+
 def _shutdown_all_at_exit() -> None:
     for collector in list(_live):
         try:

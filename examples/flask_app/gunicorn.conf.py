@@ -1,0 +1,10 @@
+"""gunicorn settings for the Flask example: pre-fork workers with the SDK's hooks."""
+
+import os
+
+from steer_llm_sdk.observability.integrations.gunicorn import post_fork, worker_exit  # noqa: F401
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
+preload_app = True
+graceful_timeout = 10

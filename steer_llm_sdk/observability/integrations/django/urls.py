@@ -1,0 +1,12 @@
+"""``include("steer_llm_sdk.observability.integrations.django.urls")`` under a prefix of
+your choice: ``<prefix>debug`` and ``<prefix>debug/dashboard``."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "steer_llm_metrics"
+urlpatterns = [
+    path("debug", views.debug_json, name="debug"),
+    path("debug/dashboard", views.debug_dashboard, name="dashboard"),
+]

@@ -1,0 +1,36 @@
+"""Debug views: the summary as JSON and the dashboard page (off unless enabled, staff only
+unless ``STEER_LLM_METRICS["authorize"]`` says otherwise)."""
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+
+from ..dashboard import render_dashboard, summary_payload
+from .apps import metrics_settings
+
+
+def _guard(request: HttpRequest) -> float:
+    options = metrics_settings()
+    if not options["debug_endpoints"]:
+        raise Http404("LLM metrics debug endpoints are disabled")
+    authorize = options["authorize"]
+    if authorize is not None:
+        allowed = authorize(request)
+    else:
+        user = getattr(request, "user", None)
+        allowed = bool(user is not None and user.is_active and user.is_staff)
+    if not allowed:
+        raise PermissionDenied("not allowed to see LLM metrics")
+    return float(options["window_seconds"])
+
+
+def debug_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(summary_payload(None, _guard(request)))
+
+
+def debug_dashboard(request: HttpRequest) -> HttpResponse:
+    page = render_dashboard(None, _guard(request))
+    response = HttpResponse(page, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    )
+    return response

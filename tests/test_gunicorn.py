@@ -1,0 +1,115 @@
+"""gunicorn end to end: `gunicorn --preload -w 4` serving the Flask example on 127.0.0.1, its
+views calling the local LLM server, 400 requests at concurrency 16; the OTLP receiver must
+then hold exactly 400 requests' worth of counts from 4 distinct worker processes, nothing
+duplicated and nothing lost, after a graceful SIGTERM of the master."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "examples" / "flask_app"
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+
+pytestmark = [
+    pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"),
+    pytest.mark.timeout(120),
+]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url, proc, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited early: {proc.stdout.read()}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        pause.wait(0.1)
+    raise AssertionError("gunicorn did not come up")
+
+
+def test_preforked_workers_export_every_request_exactly_once():
+    port = free_port()
+    with LocalLLMServer(reply_words=5) as llm, OTLPReceiver("http") as receiver:
+        env = dict(
+            os.environ,
+            STEER_LLM_BASE_URL=llm.url,
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            STEER_OTLP_EXPORT_INTERVAL="2",
+            GUNICORN_BIND=f"127.0.0.1:{port}",
+            GUNICORN_WORKERS="4",
+            PYTHONPATH=str(ROOT),
+        )
+        proc = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py", "app:create_app()"],
+            cwd=APP,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_healthy(base + "/healthz", proc)
+            local = threading.local()
+
+            def call(n):
+                session = getattr(local, "session", None)
+                if session is None:
+                    session = local.session = requests.Session()
+                response = session.post(base + "/chat", json={"prompt": f"q{n}"}, timeout=30)
+                response.raise_for_status()
+                return response.json()["tokens"]
+
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                tokens = list(pool.map(call, range(400)))
+            assert len(tokens) == 400 and all(t > 0 for t in tokens)
+            assert len(llm.requests) == 400
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                output, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                output, _ = proc.communicate()
+        assert proc.returncode == 0, output
+
+        per_worker = {}
+        for (instance, name, _), point in receiver.latest().items():
+            if name == "llm.requests":
+                per_worker[instance] = per_worker.get(instance, 0) + point["value"]
+        assert sum(per_worker.values()) == 400, per_worker
+        assert len(per_worker) == 4, per_worker
+        durations = sum(
+            p["count"]
+            for (_, name, _), p in receiver.latest().items()
+            if name == "gen_ai.client.operation.duration"
+        )
+        assert durations == 400
+        routes = {
+            p["attributes"].get("http.route")
+            for (_, name, _), p in receiver.latest().items()
+            if name == "llm.requests"
+        }
+        assert routes == {"/chat"}  # the Flask route, allow-listed for export
