@@ -403,7 +403,8 @@ class SteerLLMClient:
         def reconnect(exc: SteerLLMError) -> requests.Response:
             return attempts.resume(exc, lambda: self._post(name, body, stream=True))
 
-        return TextStream(response, name, model, msgs, fmt, collector, metrics, reconnect, attempts)
+        run = _StreamRun(response, name, model, msgs, fmt, collector, metrics, reconnect, attempts)
+        return TextStream(run)
 
     def stream_with_usage(
         self,
@@ -565,12 +566,7 @@ class _Attempts:
         m = self.metrics
         self.collector.record(
             ErrorMetrics(
-                timestamp=time.time(),
-                request_id=m.request_id,
-                provider=m.provider,
-                model=m.model,
-                attributes=dict(m.attributes),
-                parent_request_id=m.parent_request_id,
+                **{**m.request_fields(), "timestamp": time.time()},
                 error_class=type(exc).__name__,
                 error_category=exc.category,
                 status_code=exc.status_code,
@@ -587,12 +583,7 @@ class _Attempts:
         m = self.metrics
         self.collector.record(
             ReliabilityMetrics(
-                timestamp=m.timestamp,
-                request_id=m.request_id,
-                provider=m.provider,
-                model=m.model,
-                attributes=dict(m.attributes),
-                parent_request_id=m.parent_request_id,
+                **m.request_fields(),
                 retry_attempts=self.retries,
                 retry_succeeded=success and self.retries > 0,
                 total_retry_delay_ms=self.waited * 1000.0,
@@ -611,38 +602,17 @@ class TextStream:
     ends (``completed``), fails (``error``), or is closed, left, abandoned after ``break`` or
     never iterated (``cancelled``); the HTTP connection is released in every case.
     :meth:`result` gives the whole response once the stream has ended. Not thread-safe:
-    consume it on one thread.
+    consume it on one thread. Made by :meth:`SteerLLMClient.stream`.
     """
 
-    def __init__(
-        self,
-        response: requests.Response,
-        provider: str,
-        model: str,
-        messages: List[Dict[str, Any]],
-        response_format: str,
-        collector: MetricsCollector,
-        metrics: Any,
-        reconnect: Optional[Callable[[SteerLLMError], requests.Response]] = None,
-        attempts: Optional[_Attempts] = None,
-    ) -> None:
-        self._run = _StreamRun(
-            response,
-            provider,
-            model,
-            messages,
-            response_format,
-            collector,
-            metrics,
-            reconnect,
-            attempts,
-        )
-        self._gen = self._run.events()
-        self.provider = provider
-        self.model = model
-        self.request_id = self._run.request_id
+    def __init__(self, run: "_StreamRun") -> None:
+        self._run = run
+        self._gen = run.events()
+        self.provider = run.provider
+        self.model = run.model
+        self.request_id = run.request_id
         # Dropped without being iterated: no generator code ever runs, so watch this object.
-        weakref.finalize(self, self._run.finish_unstarted)
+        weakref.finalize(self, run.finish_unstarted)
 
     def __iter__(self) -> "TextStream":
         return self

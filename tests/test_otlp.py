@@ -147,7 +147,9 @@ def test_cardinality_overflow_folds_and_counts():
         collector.shutdown(5)
 
 
-@pytest.mark.parametrize("model", [None, "", "m" * 10_000, "naïve/模型"])
+@pytest.mark.parametrize(
+    "model", [None, "", "m" * 10_000, "naïve/模型"], ids=["none", "empty", "10k-chars", "unicode"]
+)
 def test_odd_model_names_never_break_export(model):
     with OTLPReceiver() as receiver:
         sink, collector = make(receiver.endpoint)

@@ -41,14 +41,14 @@ def test_openai_package_blocking_and_streamed(server):
 def test_anthropic_package_blocking_and_streamed(server):
     client = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="test", max_retries=0)
     message = client.messages.create(
-        model="claude-3-5-haiku-latest",
+        model="claude-haiku-4-5",
         max_tokens=100,
         messages=[{"role": "user", "content": "Hello"}],
     )
     assert message.content[0].text == "".join(server.reply_text("Hello", 10))
     assert message.usage.output_tokens == 10
     with client.messages.stream(
-        model="claude-3-5-haiku-latest",
+        model="claude-haiku-4-5",
         max_tokens=100,
         messages=[{"role": "user", "content": "Hello"}],
     ) as stream:

@@ -89,6 +89,18 @@ class BaseMetrics:
         # known to be valid: they skip field validation (user-supplied text is still checked).
         self._trusted = False
 
+    def request_fields(self) -> Dict[str, Any]:
+        """The fields that tie another record to this one's request (timestamp, ids,
+        provider, model, a copy of the attributes), as keyword arguments."""
+        return {
+            "timestamp": self.timestamp,
+            "request_id": self.request_id,
+            "provider": self.provider,
+            "model": self.model,
+            "attributes": dict(self.attributes),
+            "parent_request_id": self.parent_request_id,
+        }
+
     def _failed(self) -> bool:
         """Whether this record describes a failure (judged by the error sampling rate)."""
         return False

@@ -348,12 +348,7 @@ def _error_record(metrics: RequestMetrics, exc: BaseException) -> ErrorMetrics:
     except Exception:
         message = None
     record = ErrorMetrics(
-        timestamp=metrics.timestamp,
-        request_id=metrics.request_id,
-        provider=metrics.provider,
-        model=metrics.model,
-        attributes=dict(metrics.attributes),
-        parent_request_id=metrics.parent_request_id,
+        **metrics.request_fields(),
         error_class=metrics.error_class or type(exc).__name__,
         error_category=metrics.error_category or "unknown",
         status_code=status_code_of(exc),
@@ -613,12 +608,7 @@ def record_stream(
         if collector.config.enable_streaming_metrics:
             first = outcome.first
             streaming = StreamingMetrics(
-                timestamp=metrics.timestamp,
-                request_id=metrics.request_id,
-                provider=metrics.provider,
-                model=metrics.model,
-                attributes=dict(metrics.attributes),
-                parent_request_id=metrics.parent_request_id,
+                **metrics.request_fields(),
                 total_chunks=outcome.chunks,
                 total_chars=outcome.chars,
                 chunks_per_second=outcome.chunks / elapsed if elapsed > 0 else None,

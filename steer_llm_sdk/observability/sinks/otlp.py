@@ -38,6 +38,7 @@ empty aggregations; the inherited provider's exporter is disabled, so the parent
 exported once, by the parent.
 """
 
+import inspect
 import os
 import threading
 import uuid
@@ -107,6 +108,8 @@ _BREAKER_VALUES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
 _PROTOCOLS = ("http/protobuf", "grpc")
 
 _sinks: "weakref.WeakSet[OTelMetricsSink]" = weakref.WeakSet()
+# View(aggregation_cardinality_limit=) exists from SDK 1.42 on.
+_VIEW_TAKES_LIMIT = "aggregation_cardinality_limit" in inspect.signature(View).parameters
 
 
 class _CountingExporter(MetricExporter):
@@ -357,10 +360,16 @@ class OTelMetricsSink:
         self.usage_cost = meter.create_counter(f"{ns}.usage.cost", unit="USD")
 
     def _views(self) -> Sequence[View]:
-        limit = self.max_attribute_sets + 1  # room for the overflow set we fold into
+        # Room for the overflow set we fold into. Older SDKs (Python 3.9 gets 1.41) lack the
+        # setting and keep their own default limit.
+        limit: Dict[str, Any] = (
+            {"aggregation_cardinality_limit": self.max_attribute_sets + 1}
+            if _VIEW_TAKES_LIMIT
+            else {}
+        )
         durations = ExplicitBucketHistogramAggregation(boundaries=DURATION_BUCKETS)
         views = [
-            View(instrument_name=name, aggregation=durations, aggregation_cardinality_limit=limit)
+            View(instrument_name=name, aggregation=durations, **limit)
             for name in (
                 "gen_ai.client.operation.duration",
                 "gen_ai.client.operation.time_to_first_chunk",
@@ -371,12 +380,10 @@ class OTelMetricsSink:
             View(
                 instrument_name="gen_ai.client.token.usage",
                 aggregation=ExplicitBucketHistogramAggregation(boundaries=TOKEN_BUCKETS),
-                aggregation_cardinality_limit=limit,
+                **limit,
             )
         )
-        views.append(
-            View(instrument_name=f"{self.namespace}.*", aggregation_cardinality_limit=limit)
-        )
+        views.append(View(instrument_name=f"{self.namespace}.*", **limit))
         return views
 
     # ------------------------------------------------------------------ attributes
