@@ -167,9 +167,6 @@ class Tracker:
             wrapper = self._wrap_function(func)
         return functools.update_wrapper(wrapper, func)
 
-    def _collector_for_call(self) -> MetricsCollector:
-        return self._collector or get_collector()
-
     def _model_argument(self, func: Callable[..., Any]) -> Tuple[str, Optional[int], Any]:
         """Where a call names its model: (keyword name, position or None, default or None),
         located once at decoration time."""
