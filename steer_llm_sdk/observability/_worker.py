@@ -384,6 +384,8 @@ class Pipeline:
             if not filters:
                 kept.append(record)
                 continue
+            if type(record.attributes) is not dict:  # the shared read-only ambient mapping
+                record.attributes = dict(record.attributes)  # filters may change their copy
             for flt in filters:
                 try:
                     result = flt(record)

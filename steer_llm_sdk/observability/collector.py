@@ -172,8 +172,13 @@ class MetricsCollector:
             max_attribute_length=config.max_attribute_length,
             prices=load_pricing(config.pricing) if config.enable_cost_tracking else None,
         )
-        # One flag for the tracker's inlined enqueue: no sampling to decide, not shut down.
+        # What the tracker's inlined enqueue reads on every call, one attribute away: a flag
+        # (no sampling to decide, not shut down), the queue (replaced only after a fork) and
+        # the pipeline's constant thresholds.
         self._fast_path = not self._sampler.active
+        self._queue = self._pipeline.queue
+        self._high_water = self._pipeline.high_water
+        self._batch_size = self._pipeline.batch_size
         self._pid = _getpid()
         _live.add(self)
 
@@ -348,6 +353,7 @@ class MetricsCollector:
     def _after_fork(self) -> None:
         self._pid = _getpid()
         self._pipeline.reset_after_fork()
+        self._queue = self._pipeline.queue
 
     def _at_exit(self) -> None:
         if not self.config.flush_on_exit or self._pipeline.closed:

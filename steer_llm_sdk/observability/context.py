@@ -8,12 +8,17 @@ carries the current context into work run on another thread.
 
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, TypeVar
 
 from ._ids import format_id, resolve_ids
 from .models import RequestMetrics
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+#: The ambient attributes outside any metrics_context(): empty and read-only.
+EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 class Context:
@@ -26,9 +31,9 @@ class Context:
     def __init__(self) -> None:
         # Active RequestMetrics, innermost last.
         self.stack: List[RequestMetrics] = []
-        # Ambient attributes, already merged across nested metrics_context() blocks; replaced,
-        # never mutated, so records may share the dict until the background copies it.
-        self.attributes: Dict[str, Any] = {}
+        # Ambient attributes, merged across nested metrics_context() blocks. A read-only
+        # mapping, replaced and never mutated, so tracked calls share it instead of copying.
+        self.attributes: Mapping[str, Any] = EMPTY
         # Parent request id inherited from another thread through bind_context().
         self.parent_id: Optional[str] = None
 
@@ -52,6 +57,8 @@ def current_metrics() -> Optional[RequestMetrics]:
         return None
     metrics = stack[-1]
     metrics._trusted = False  # user code may now set any value
+    if type(metrics.attributes) is not dict:  # shared and read-only: give it its own
+        metrics.attributes = dict(metrics.attributes)
     resolve_ids(metrics)
     return metrics
 
@@ -62,7 +69,7 @@ def current_attributes() -> Dict[str, Any]:
 
 
 @contextmanager
-def metrics_context(**attributes: Any) -> Iterator[Dict[str, Any]]:
+def metrics_context(**attributes: Any) -> Iterator[Mapping[str, Any]]:
     """Add ``attributes`` to every record started in this thread inside the block.
 
     Nested blocks merge, inner values winning; leaving a block restores the outer attributes,
@@ -70,11 +77,11 @@ def metrics_context(**attributes: Any) -> Iterator[Dict[str, Any]]:
     ``metrics_context(**{"http.route": "/chat"})``.
 
     Yields:
-        The merged attributes now in effect (read-only by convention).
+        The merged attributes now in effect (a read-only mapping).
     """
     state = _state.ctx
     previous = state.attributes
-    state.attributes = {**previous, **attributes}
+    state.attributes = MappingProxyType({**previous, **attributes})
     try:
         yield state.attributes
     finally:
@@ -95,7 +102,7 @@ def bind_context(fn: F) -> F:
     def run_in_context(*args: Any, **kwargs: Any) -> Any:
         state = _state.ctx
         saved = state.attributes, state.parent_id
-        state.attributes = {**saved[0], **attributes}
+        state.attributes = MappingProxyType({**saved[0], **attributes})
         state.parent_id = parent_id
         try:
             return fn(*args, **kwargs)

@@ -13,7 +13,7 @@ No I/O here, and no imports from the rest of the package.
 
 import math
 from operator import attrgetter
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 Scalar = Union[str, int, float, bool]
 
@@ -49,7 +49,9 @@ class BaseMetrics:
         request_id: identifies the request; records of one request share it.
         provider: ``"openai"``, ``"anthropic"``, ... (``"unknown"`` if not given).
         model: the model asked for, or None.
-        attributes: str -> str/int/float/bool, bounded by the collector's config.
+        attributes: str -> str/int/float/bool, bounded by the collector's config. Records
+            of one thread's context may share one read-only mapping: to change attributes
+            (in a filter, say), assign a new dict.
         sample_rate: the sampling rate this record survived (1.0 when not sampled).
         parent_request_id: the enclosing tracked request's id, for nested calls.
     """
@@ -74,7 +76,7 @@ class BaseMetrics:
         request_id: str = "",
         provider: str = "unknown",
         model: Optional[str] = None,
-        attributes: Optional[Dict[str, Scalar]] = None,
+        attributes: Optional[Mapping[str, Scalar]] = None,
         sample_rate: float = 1.0,
         parent_request_id: Optional[str] = None,
     ) -> None:
@@ -189,7 +191,7 @@ class RequestMetrics(BaseMetrics):
         request_id: str = "",
         provider: str = "unknown",
         model: Optional[str] = None,
-        attributes: Optional[Dict[str, Scalar]] = None,
+        attributes: Optional[Mapping[str, Scalar]] = None,
         sample_rate: float = 1.0,
         parent_request_id: Optional[str] = None,
         duration_ms: Optional[float] = None,
@@ -309,7 +311,7 @@ class StreamingMetrics(BaseMetrics):
         request_id: str = "",
         provider: str = "unknown",
         model: Optional[str] = None,
-        attributes: Optional[Dict[str, Scalar]] = None,
+        attributes: Optional[Mapping[str, Scalar]] = None,
         sample_rate: float = 1.0,
         parent_request_id: Optional[str] = None,
         total_chunks: int = 0,
@@ -392,7 +394,7 @@ class ReliabilityMetrics(BaseMetrics):
         request_id: str = "",
         provider: str = "unknown",
         model: Optional[str] = None,
-        attributes: Optional[Dict[str, Scalar]] = None,
+        attributes: Optional[Mapping[str, Scalar]] = None,
         sample_rate: float = 1.0,
         parent_request_id: Optional[str] = None,
         retry_attempts: int = 0,
@@ -458,7 +460,7 @@ class ErrorMetrics(BaseMetrics):
         request_id: str = "",
         provider: str = "unknown",
         model: Optional[str] = None,
-        attributes: Optional[Dict[str, Scalar]] = None,
+        attributes: Optional[Mapping[str, Scalar]] = None,
         sample_rate: float = 1.0,
         parent_request_id: Optional[str] = None,
         error_class: str = "Exception",
@@ -526,7 +528,7 @@ class UsageMetrics(BaseMetrics):
         request_id: str = "",
         provider: str = "unknown",
         model: Optional[str] = None,
-        attributes: Optional[Dict[str, Scalar]] = None,
+        attributes: Optional[Mapping[str, Scalar]] = None,
         sample_rate: float = 1.0,
         parent_request_id: Optional[str] = None,
         window_start: float = 0.0,
@@ -617,7 +619,7 @@ def _clean_text(value: Any, kind: str, max_length: int) -> Tuple[Any, bool]:
 
 
 def _clean_attributes(attrs: Any, max_attributes: int, max_length: int) -> Tuple[Dict, bool]:
-    if type(attrs) is not dict:
+    if not isinstance(attrs, Mapping):
         return {}, True
     changed = len(attrs) > max_attributes
     out: Dict[str, Scalar] = {}
@@ -724,7 +726,7 @@ def sanitize(record: BaseMetrics, max_attributes: int, max_attribute_length: int
     elif not _looks_valid(record, max_attribute_length):
         changed = _sanitize_fields(record, max_attribute_length)
     attrs = record.attributes
-    if type(attrs) is not dict or attrs:
+    if attrs or not isinstance(attrs, Mapping):
         clean, bad = _clean_attributes(attrs, max_attributes, max_attribute_length)
         if bad:
             record.attributes = clean

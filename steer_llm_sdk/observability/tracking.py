@@ -227,11 +227,8 @@ class Tracker:
                             model = args[model_index]
                         else:
                             model = model_default
-                ambient = ctx.attributes
-                if ambient:
-                    attributes = {**ambient, **extra} if extra else dict(ambient)
-                else:
-                    attributes = dict(extra) if extra else {}
+                # The ambient mapping is read-only and replaced, never changed: share it.
+                attributes = {**ctx.attributes, **extra} if extra else ctx.attributes
                 stack = ctx.stack
                 metrics = RequestMetrics(
                     _now(),
@@ -255,11 +252,12 @@ class Tracker:
             except Exception as exc:  # measuring failed: run the call unmeasured, say so
                 collector._pipeline._internal_error("track_request", exc)
                 return func(*args, **kwargs)
-            start = metrics._start = perf_counter()
+            start = perf_counter()
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
                 end = perf_counter()
+                metrics._start = start
                 _pop(stack, metrics)
                 _record_failure(collector, metrics, exc, end)
                 raise
@@ -275,20 +273,22 @@ class Tracker:
             else:
                 is_stream = stream_mode
             if is_stream:
+                metrics._start = start
                 return _tracked_stream(collector, metrics, result, restart_clock=False)
             metrics.duration_ms = (end - start) * 1000.0
             if result is not None:
                 metrics._response = result
                 metrics._extractor = extractor
             # collector.record() inlined, minus the checks that cannot fail here.
-            pipeline = collector._pipeline
-            queue = pipeline.queue
-            if not (metrics._trusted and collector._fast_path) or len(queue) >= pipeline.high_water:
+            queue = collector._queue
+            if not (metrics._trusted and collector._fast_path) or (
+                len(queue) >= collector._high_water
+            ):
                 collector.record(metrics)
                 return result
             queue.append(metrics)
             size = len(queue)
-            if size == 1 or size >= pipeline.batch_size:
+            if size == 1 or size >= collector._batch_size:
                 collector._first_or_full(size)
             return result
 
