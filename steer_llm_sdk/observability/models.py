@@ -619,7 +619,7 @@ def _clean_text(value: Any, kind: str, max_length: int) -> Tuple[Any, bool]:
 
 
 def _clean_attributes(attrs: Any, max_attributes: int, max_length: int) -> Tuple[Dict, bool]:
-    if not isinstance(attrs, Mapping):
+    if type(attrs) is not dict and not isinstance(attrs, Mapping):  # the ABC check is slow
         return {}, True
     changed = len(attrs) > max_attributes
     out: Dict[str, Scalar] = {}
@@ -726,7 +726,7 @@ def sanitize(record: BaseMetrics, max_attributes: int, max_attribute_length: int
     elif not _looks_valid(record, max_attribute_length):
         changed = _sanitize_fields(record, max_attribute_length)
     attrs = record.attributes
-    if attrs or not isinstance(attrs, Mapping):
+    if attrs or (type(attrs) is not dict and not isinstance(attrs, Mapping)):
         clean, bad = _clean_attributes(attrs, max_attributes, max_attribute_length)
         if bad:
             record.attributes = clean
