@@ -216,24 +216,13 @@ class MetricsCollector:
                 if sanitize(metrics, config.max_attributes, config.max_attribute_length):
                     self._pipeline.count("sanitized")
                 metrics._trusted = True
-            return self._enqueue(metrics)
-        except Exception as exc:  # never into user code
-            try:
-                self._pipeline._internal_error("record", exc)
-            except Exception:
-                pass
-            return False
-
-    def _enqueue(self, metrics: BaseMetrics) -> bool:
-        """Queue a valid, sampled record (Pipeline.submit inlined: the hot path)."""
-        try:
-            pipeline = self._pipeline
-            queue = pipeline.queue
-            if pipeline.closed or len(queue) >= pipeline.high_water:
-                return pipeline.submit(metrics)  # yield, refuse or count: the slow path
+            # Pipeline.submit() inlined (the tracker inlines the same step).
+            queue = self._queue
+            if self._pipeline.closed or len(queue) >= self._high_water:
+                return self._pipeline.submit(metrics)  # yield, refuse or count: the slow path
             queue.append(metrics)
             size = len(queue)
-            if size == 1 or size >= pipeline.batch_size:
+            if size == 1 or size >= self._batch_size:
                 return self._first_or_full(size)
             return True
         except Exception as exc:  # never into user code
