@@ -41,6 +41,7 @@ setup(
         "structlog>=23.1",
         "opentelemetry-sdk>=1.25",
         "opentelemetry-exporter-otlp>=1.25",
+        "typing_extensions>=4.1; python_version < '3.11'",
     ],
     extras_require={"tokenizer": TOKENIZER, "dev": DEV},
     classifiers=[

@@ -13,7 +13,8 @@ from steer_llm_sdk.observability import (
     StreamingMetrics,
     UsageMetrics,
 )
-from steer_llm_sdk.observability.models import METRIC_TYPES, sanitize
+from steer_llm_sdk.observability._sanitize import sanitize
+from steer_llm_sdk.observability.models import METRIC_TYPES
 
 ALL = [RequestMetrics, StreamingMetrics, ReliabilityMetrics, ErrorMetrics, UsageMetrics]
 

@@ -5,10 +5,10 @@ reliability layer.
 """
 
 from ._ids import new_request_id
-from .collector import (
-    CollectorStats,
-    MetricsCollector,
-    SinkStats,
+from .collector import CollectorStats, MetricsCollector, SinkStats
+from .config import MetricsConfig
+from .context import bind_context, current_attributes, current_metrics, metrics_context
+from .lifecycle import (
     configure,
     flush,
     get_collector,
@@ -16,8 +16,6 @@ from .collector import (
     shutdown,
     shutdown_all,
 )
-from .config import MetricsConfig
-from .context import bind_context, current_attributes, current_metrics, metrics_context
 from .models import (
     AgentMetrics,
     BaseMetrics,

@@ -10,6 +10,8 @@ import itertools
 import os
 from typing import Any
 
+from .lifecycle import IDENTITY, on_fork_call
+
 _seq = itertools.count(1)
 next_seq = _seq.__next__
 _prefix = os.urandom(4).hex() + "-"
@@ -38,5 +40,4 @@ def _renew_prefix() -> None:
     _prefix = os.urandom(4).hex() + "-"
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_prefix)
+on_fork_call(_renew_prefix, IDENTITY)

@@ -1,28 +1,19 @@
 """MetricsCollector: the entry point of records into the pipeline, and its accounting.
 
-Module-level helpers manage a process-wide default collector (:func:`configure`,
-:func:`get_collector`, :func:`flush`, :func:`shutdown`), deliver pending records at
-interpreter exit, and reset every collector in a forked child.
+The process-wide default collector, the exit drain and fork resets live in
+:mod:`.lifecycle`.
 """
 
-import atexit
-import os
-import threading
 import time
-import weakref
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from ..pricing import load_pricing
-from ._log import rate_limited
-from ._worker import Pipeline
+from . import lifecycle
 from .config import MetricsConfig
-from .models import BaseMetrics, sanitize
+from .models import BaseMetrics
+from .pipeline import Pipeline
 from .sampling import Sampler
 from .sinks.base import MetricsSink
-from .sinks.in_memory import InMemoryMetricsSink
-
-_getpid = os.getpid
-_live: "weakref.WeakSet[MetricsCollector]" = weakref.WeakSet()
 
 
 class SinkStats:
@@ -142,6 +133,10 @@ class MetricsCollector:
 
     Thread-safe. ``record()`` never blocks and never raises; ``flush()`` and ``shutdown()``
     return by their deadline even if a sink hangs.
+
+    Every way in (``record()``, ``track_request`` as decorator or context manager, tracked
+    streams, the client) hands records to one admission function, ``_admit``, chosen by
+    :meth:`_choose_admission` whenever the collector's state changes.
     """
 
     def __init__(
@@ -171,91 +166,67 @@ class MetricsCollector:
             max_attributes=config.max_attributes,
             max_attribute_length=config.max_attribute_length,
             prices=load_pricing(config.pricing) if config.enable_cost_tracking else None,
+            on_reset=self._choose_admission,
         )
-        # What the tracker's inlined enqueue reads on every call, one attribute away: a flag
-        # (no sampling to decide, not shut down), the queue (replaced only after a fork) and
-        # the pipeline's constant thresholds.
-        self._fast_path = not self._sampler.active
-        self._queue = self._pipeline.queue
-        self._high_water = self._pipeline.high_water
-        self._batch_size = self._pipeline.batch_size
-        self._pid = _getpid()
-        _live.add(self)
+        self._choose_admission()
+        lifecycle.register_collector(self)
+
+    def _choose_admission(self) -> None:
+        """Pick the admission function for the current state (enabled, sampling, shut
+        down, the current queue). Called at construction, on every state change and after
+        a fork; nothing else decides how a record is admitted."""
+        sampler = self._sampler
+        self._admit = self._pipeline.admission(
+            self._enabled, sampler.sample if sampler.active else None
+        )
 
     # ------------------------------------------------------------------ recording
     @property
     def enabled(self) -> bool:
+        """Whether records are measured and admitted. Settable: disabling makes every
+        tracked call run unmeasured (and uncounted) until enabled again."""
         return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        self._choose_admission()
+
+    def set_sampling(
+        self,
+        request_rate: Optional[float] = None,
+        streaming_rate: Optional[float] = None,
+        error_rate: Optional[float] = None,
+    ) -> None:
+        """Change sampling rates (None keeps a rate as it is), validated like the config.
+
+        Raises:
+            ValueError: a rate outside [0, 1].
+        """
+        current = self._sampler
+        rates = (
+            current.request_rate if request_rate is None else request_rate,
+            current.streaming_rate if streaming_rate is None else streaming_rate,
+            current.error_rate if error_rate is None else error_rate,
+        )
+        for name, rate in zip(("request_rate", "streaming_rate", "error_rate"), rates):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+                raise ValueError(f"{name} must be a number in [0, 1], got {rate!r}")
+        self._sampler = Sampler(*(float(r) for r in rates))
+        self._choose_admission()
 
     def record(self, metrics: BaseMetrics) -> bool:
         """Offer one record to the pipeline. Never blocks, never raises.
 
-        Runs on the caller's thread: the enabled check, the sampling decision and one
-        enqueue. Validation, filters and sinks run in the background.
+        Runs on the caller's thread: the admission step (sampling decision, validation of a
+        record built by user code, one enqueue). Filters and sinks run in the background.
 
         Returns:
             True if the record was accepted, False if it was refused (disabled, sampled out,
             queue full, after shutdown, not a metrics record); every refusal except
             "disabled" is counted in :meth:`stats`.
         """
-        try:
-            if not self._enabled:
-                return False
-            if not isinstance(metrics, BaseMetrics):
-                self._pipeline.count("invalid")
-                return False
-            sampler = self._sampler
-            if sampler.active and not sampler.sample(metrics):
-                self._pipeline.count("sampled_out")
-                return False
-            if not metrics._trusted:
-                # Records built or touched by user code are validated here, on the caller's
-                # thread, so the flush thread's per-record work stays small (under the GIL its
-                # time is taken from every other thread).
-                config = self.config
-                if sanitize(metrics, config.max_attributes, config.max_attribute_length):
-                    self._pipeline.count("sanitized")
-                metrics._trusted = True
-            # Pipeline.submit() inlined (the tracker inlines the same step).
-            queue = self._queue
-            if self._pipeline.closed or len(queue) >= self._high_water:
-                return self._pipeline.submit(metrics)  # yield, refuse or count: the slow path
-            queue.append(metrics)
-            size = len(queue)
-            if size == 1 or size >= self._batch_size:
-                return self._first_or_full(size)
-            return True
-        except Exception as exc:  # never into user code
-            try:
-                self._pipeline._internal_error("record", exc)
-            except Exception:
-                pass
-            return False
-
-    def _first_or_full(self, size: int) -> bool:
-        """The record just queued is the first of a batch or fills one: check for a fork,
-        start the threads if needed, wake the flush thread when the batch is full.
-
-        The pid check lives here rather than on every record (a getpid() system call costs
-        about as much as the rest of ``record()``). ``os.fork()`` is handled exactly by the
-        at-fork hook; this check catches forks made from C without Python's hooks (uWSGI
-        without ``py-call-uwsgi-fork-hooks``). Such a child inherits the parent's queue; what
-        it holds when the fork is noticed is dropped and counted as ``dropped["fork"]``,
-        because the parent delivers its own copy of those records.
-        """
-        pipeline = self._pipeline
-        if self._pid != _getpid():
-            inherited = len(pipeline.queue)
-            self._after_fork()
-            with pipeline.lock:
-                pipeline.dropped["fork"] += inherited
-            return False
-        if not pipeline.started:
-            pipeline.start()
-        if size >= pipeline.batch_size and not pipeline.wake_pending:
-            pipeline.wake_pending = True
-            pipeline.wake.set()
-        return True
+        return self._admit(metrics)
 
     def track_request(
         self,
@@ -303,7 +274,7 @@ class MetricsCollector:
             to do the work). Never raises.
         """
         try:
-            if self._pid != _getpid():
+            if self._forked():
                 self._after_fork()
             return self._pipeline.flush(self._timeout(timeout))
         except Exception as exc:
@@ -318,8 +289,9 @@ class MetricsCollector:
         Returns:
             True if everything was delivered and every thread stopped in time.
         """
-        self._fast_path = False
         try:
+            self._pipeline.close()
+            self._choose_admission()
             return self._pipeline.stop(self._timeout(timeout))
         except Exception as exc:
             self._pipeline._internal_error("shutdown", exc)
@@ -339,20 +311,21 @@ class MetricsCollector:
         return max(0.0, float(timeout))
 
     # ------------------------------------------------------------------ process lifecycle
+    def _forked(self) -> bool:
+        return self._pipeline.intake.forked()
+
     def _after_fork(self) -> None:
-        self._pid = _getpid()
-        self._pipeline.reset_after_fork()
-        self._queue = self._pipeline.queue
+        self._pipeline.reset_after_fork()  # chooses the admission function again
 
     def _at_exit(self) -> None:
         if not self.config.flush_on_exit or self._pipeline.closed:
             return
         timeout = self.config.shutdown_timeout_seconds
-        if self._pid != _getpid():
+        if self._forked():
             self._after_fork()
         if not self._pipeline.running:
-            self._fast_path = False
-            self._pipeline.closed = True
+            self._pipeline.close()
+            self._choose_admission()
             self._pipeline.drain_inline(time.monotonic() + timeout)
         self.shutdown(timeout)
 
@@ -364,115 +337,3 @@ class MetricsCollector:
 def _check_sink(sink: Any) -> None:
     if not (callable(getattr(sink, "record", None)) and callable(getattr(sink, "flush", None))):
         raise TypeError(f"{sink!r} is not a MetricsSink: it needs record() and flush() methods")
-
-
-# ---------------------------------------------------------------------- default collector
-_default: Optional[MetricsCollector] = None
-_default_lock = threading.Lock()
-
-
-def configure(
-    config: Optional[MetricsConfig] = None, sinks: Sequence[MetricsSink] = ()
-) -> MetricsCollector:
-    """Set the process-wide default collector and return it.
-
-    Args:
-        config: default ``MetricsConfig.from_env()`` (``STEER_METRICS_*`` variables).
-        sinks: default one :class:`InMemoryMetricsSink`.
-
-    A previous default collector is shut down (its pending records delivered first).
-    Module-level ``track_request`` resolves the default at call time, so calling this after
-    decorating functions applies to them.
-    """
-    global _default
-    collector = MetricsCollector(
-        config if config is not None else MetricsConfig.from_env(),
-        list(sinks) if sinks else [InMemoryMetricsSink()],
-    )
-    with _default_lock:
-        previous, _default = _default, collector
-    if previous is not None:
-        previous.shutdown()
-    return collector
-
-
-def _swap_default(collector: Optional[MetricsCollector]) -> Optional[MetricsCollector]:
-    """Install ``collector`` as the default without shutting the previous one down; return
-    the previous one (for test helpers that restore it)."""
-    global _default
-    with _default_lock:
-        previous, _default = _default, collector
-    return previous
-
-
-def get_collector() -> MetricsCollector:
-    """The default collector, created from the environment on first use."""
-    collector = _default
-    if collector is not None:
-        return collector
-    with _default_lock:
-        if _default is None:
-            globals()["_default"] = MetricsCollector(
-                MetricsConfig.from_env(), [InMemoryMetricsSink()]
-            )
-        return _default  # type: ignore[return-value]
-
-
-def flush(timeout: Optional[float] = None) -> bool:
-    """Flush the default collector (see :meth:`MetricsCollector.flush`)."""
-    return get_collector().flush(timeout)
-
-
-def shutdown(timeout: Optional[float] = None) -> bool:
-    """Shut the default collector down, if one exists."""
-    collector = _default
-    return collector.shutdown(timeout) if collector is not None else True
-
-
-def shutdown_all(timeout: Optional[float] = None) -> bool:
-    """Flush and shut down every collector of this process (each within ``timeout``, or its
-    own ``shutdown_timeout_seconds``). For exit hooks such as gunicorn's ``worker_exit``.
-
-    Returns:
-        True if every collector delivered everything in time.
-    """
-    complete = True
-    for collector in list(_live):
-        if not collector.is_shutdown:
-            complete = collector.shutdown(timeout) and complete
-    return complete
-
-
-def reset_after_fork() -> int:
-    """Give every collector inherited from a parent process fresh locks, queues, threads and
-    counters. Idempotent; ``os.fork()`` calls it already, hooks of pre-fork servers may too.
-
-    Returns:
-        How many collectors were reset.
-    """
-    reset = 0
-    for collector in list(_live):
-        if collector._pid != _getpid():
-            collector._after_fork()
-            reset += 1
-    return reset
-
-
-def _shutdown_all_at_exit() -> None:
-    for collector in list(_live):
-        try:
-            collector._at_exit()
-        except Exception as exc:
-            rate_limited.warning(
-                "exit", "steer_llm_sdk metrics exit flush failed", error=type(exc).__name__
-            )
-
-
-def _reset_all_after_fork() -> None:
-    for collector in list(_live):
-        collector._after_fork()
-
-
-atexit.register(_shutdown_all_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_all_after_fork)

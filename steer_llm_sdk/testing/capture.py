@@ -4,7 +4,7 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 from ..observability import MetricsCollector, MetricsConfig
-from ..observability.collector import _swap_default
+from ..observability.lifecycle import swap_default
 from ..observability.sinks import InMemoryMetricsSink
 
 
@@ -20,9 +20,9 @@ def capture_metrics(config: Optional[MetricsConfig] = None) -> Iterator[InMemory
     """
     sink = InMemoryMetricsSink()
     collector = MetricsCollector(config or MetricsConfig(flush_on_exit=False), [sink])
-    previous = _swap_default(collector)
+    previous = swap_default(collector)
     try:
         yield sink
     finally:
-        _swap_default(previous)
+        swap_default(previous)
         collector.shutdown()

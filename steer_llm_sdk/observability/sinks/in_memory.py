@@ -1,16 +1,13 @@
 """InMemoryMetricsSink: a bounded ring buffer of records with queries and summaries."""
 
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from typing import Callable, Deque, List, Optional, Sequence, Type, Union
 
+from ..lifecycle import SINKS, on_fork
 from ..models import BaseMetrics, ReliabilityMetrics, RequestMetrics
 from ..summary import MetricsSummary, summarize
-
-_instances: "weakref.WeakSet[InMemoryMetricsSink]" = weakref.WeakSet()
 
 
 class InMemoryMetricsSink:
@@ -52,7 +49,7 @@ class InMemoryMetricsSink:
         self._lock = threading.Lock()
         self._buffer: Deque[BaseMetrics] = deque(maxlen=max_size)
         self.evicted = 0
-        _instances.add(self)
+        on_fork(self, "_after_fork", SINKS)
 
     # ----------------------------------------------------------------- sink protocol
     def record(self, metrics: BaseMetrics) -> None:
@@ -160,12 +157,3 @@ class InMemoryMetricsSink:
         self._lock = threading.Lock()
         self._buffer = deque(maxlen=self.max_size)
         self.evicted = 0
-
-
-def _reinit_after_fork() -> None:
-    for sink in list(_instances):
-        sink._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_after_fork)

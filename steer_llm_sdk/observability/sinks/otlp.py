@@ -42,7 +42,6 @@ import inspect
 import os
 import threading
 import uuid
-import weakref
 from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
@@ -66,6 +65,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
 
+from ..lifecycle import SINKS, on_fork
 from ..models import BaseMetrics
 
 _log = structlog.get_logger("steer_llm_sdk")
@@ -107,7 +107,6 @@ OVERFLOW = {"otel.metric.overflow": True}
 _BREAKER_VALUES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
 _PROTOCOLS = ("http/protobuf", "grpc")
 
-_sinks: "weakref.WeakSet[OTelMetricsSink]" = weakref.WeakSet()
 # View(aggregation_cardinality_limit=) exists from SDK 1.42 on.
 _VIEW_TAKES_LIMIT = "aggregation_cardinality_limit" in inspect.signature(View).parameters
 
@@ -245,7 +244,7 @@ class OTelMetricsSink:
         self.overflowed: Dict[str, int] = {}
         self._stale = False
         self._build()
-        _sinks.add(self)
+        on_fork(self, "_after_fork", SINKS)
 
     # ------------------------------------------------------------------ setup
     def _exporter(self) -> MetricExporter:
@@ -618,17 +617,3 @@ class OTelMetricsSink:
             f"OTelMetricsSink(service_name={self.service_name!r}, "
             f"protocol={self.protocol!r}, endpoint={self.endpoint!r})"
         )
-
-
-def _reinit_after_fork() -> None:
-    for sink in list(_sinks):
-        try:
-            sink._after_fork()
-        except Exception as exc:  # a broken sink must not break the child
-            _log.warning(
-                "steer_llm_sdk OTLP sink could not restart after fork", error=type(exc).__name__
-            )
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_after_fork)

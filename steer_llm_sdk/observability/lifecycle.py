@@ -1,0 +1,213 @@
+"""Process-wide state, in one place: the default collector, the exit drain, and the one
+at-fork registry.
+
+Every component that holds threads, locks, sockets or per-process identity registers here
+with :func:`on_fork` (collectors, the request-id prefix, the rate-limited log, sinks, client
+sessions). After ``os.fork()`` the child runs each registered reset once, in order of their
+``order`` (process identity first, then sinks, then collectors, then clients), so a
+collector restarting in the child already sees fresh sinks.
+
+Collectors are also registered for the exit drain (:func:`shutdown_all` and the ``atexit``
+handler) and for :func:`reset_after_fork`, which pre-fork servers' hooks may call.
+"""
+
+import atexit
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+
+from ._log import rate_limited
+
+if TYPE_CHECKING:
+    from .collector import MetricsCollector
+    from .config import MetricsConfig
+    from .sinks.base import MetricsSink
+
+#: Reset order after a fork: lower first.
+IDENTITY, SINKS, COLLECTORS, CLIENTS = 0, 10, 20, 30
+
+_registry_lock = threading.Lock()
+# (order, sequence, a weak reference to the owner or None for a plain function, the
+# method name or the function)
+_fork_hooks: List[Tuple[int, int, Any, Any]] = []
+_sequence = 0
+
+
+def on_fork(owner: Any, method: str = "_after_fork", order: int = SINKS) -> None:
+    """Call ``owner.<method>()`` in every forked child, for as long as ``owner`` lives.
+
+    Args:
+        owner: held weakly (a dropped sink or client is simply skipped).
+        method: the name of its reset method.
+        order: :data:`IDENTITY`, :data:`SINKS`, :data:`COLLECTORS` or :data:`CLIENTS`.
+    """
+    _add_hook(order, weakref.ref(owner), method)
+
+
+def on_fork_call(function: Callable[[], None], order: int = IDENTITY) -> None:
+    """Call a module-level ``function()`` in every forked child (held strongly)."""
+    _add_hook(order, None, function)
+
+
+def _add_hook(order: int, ref: Any, target: Any) -> None:
+    global _sequence
+    with _registry_lock:
+        _sequence += 1
+        _fork_hooks.append((order, _sequence, ref, target))
+        _fork_hooks.sort(key=lambda hook: hook[:2])
+        if len(_fork_hooks) > 64 and _sequence % 64 == 0:  # forget dead owners now and then
+            _fork_hooks[:] = [h for h in _fork_hooks if h[2] is None or h[2]() is not None]
+
+
+def _run_fork_hooks() -> None:
+    """In the child, right after ``os.fork()``: every registered reset, in order. A failing
+    reset is logged and the rest still run (a broken sink must not break the child)."""
+    global _registry_lock, _default_lock
+    # Another thread may have held these at the fork: a held lock stays held in the child.
+    _registry_lock = threading.Lock()
+    _default_lock = threading.Lock()
+    for _, _, ref, target in list(_fork_hooks):
+        try:
+            if ref is None:
+                target()
+                continue
+            owner = ref()
+            if owner is not None:
+                getattr(owner, target)()
+        except Exception as exc:
+            rate_limited.warning(
+                "fork_reset", "steer_llm_sdk could not reset after fork", error=type(exc).__name__
+            )
+
+
+# ---------------------------------------------------------------------- collectors
+_live: "weakref.WeakSet[MetricsCollector]" = weakref.WeakSet()
+
+
+def register_collector(collector: "MetricsCollector") -> None:
+    """Include ``collector`` in the exit drain, :func:`shutdown_all` and fork resets."""
+    _live.add(collector)
+    on_fork(collector, "_after_fork", COLLECTORS)
+
+
+def collectors() -> List["MetricsCollector"]:
+    """The live collectors of this process."""
+    return list(_live)
+
+
+def shutdown_all(timeout: Optional[float] = None) -> bool:
+    """Flush and shut down every collector of this process (each within ``timeout``, or its
+    own ``shutdown_timeout_seconds``). For exit hooks such as gunicorn's ``worker_exit``.
+
+    Returns:
+        True if every collector delivered everything in time.
+    """
+    complete = True
+    for collector in collectors():
+        if not collector.is_shutdown:
+            complete = collector.shutdown(timeout) and complete
+    return complete
+
+
+def reset_after_fork() -> int:
+    """Give every collector inherited from a parent process fresh locks, queues, threads and
+    counters. Idempotent; ``os.fork()`` calls it already, hooks of pre-fork servers may too.
+
+    Returns:
+        How many collectors were reset.
+    """
+    reset = 0
+    for collector in collectors():
+        if collector._forked():
+            collector._after_fork()
+            reset += 1
+    return reset
+
+
+def _drain_at_exit() -> None:
+    for collector in collectors():
+        try:
+            collector._at_exit()
+        except Exception as exc:
+            rate_limited.warning(
+                "exit", "steer_llm_sdk metrics exit flush failed", error=type(exc).__name__
+            )
+
+
+# ---------------------------------------------------------------------- default collector
+_default: Optional["MetricsCollector"] = None
+_default_lock = threading.Lock()
+
+
+def configure(
+    config: Optional["MetricsConfig"] = None, sinks: Sequence["MetricsSink"] = ()
+) -> "MetricsCollector":
+    """Set the process-wide default collector and return it.
+
+    Args:
+        config: default ``MetricsConfig.from_env()`` (``STEER_METRICS_*`` variables).
+        sinks: default one :class:`InMemoryMetricsSink`.
+
+    A previous default collector is shut down (its pending records delivered first).
+    Module-level ``track_request`` resolves the default at call time, so calling this after
+    decorating functions applies to them.
+    """
+    global _default
+    collector = _new_default(config, sinks)
+    with _default_lock:
+        previous, _default = _default, collector
+    if previous is not None:
+        previous.shutdown()
+    return collector
+
+
+def _new_default(
+    config: Optional["MetricsConfig"], sinks: Sequence["MetricsSink"] = ()
+) -> "MetricsCollector":
+    from .collector import MetricsCollector
+    from .config import MetricsConfig
+    from .sinks.in_memory import InMemoryMetricsSink
+
+    return MetricsCollector(
+        config if config is not None else MetricsConfig.from_env(),
+        list(sinks) if sinks else [InMemoryMetricsSink()],
+    )
+
+
+def swap_default(collector: Optional["MetricsCollector"]) -> Optional["MetricsCollector"]:
+    """Install ``collector`` as the default without shutting the previous one down; return
+    the previous one (for test helpers that restore it)."""
+    global _default
+    with _default_lock:
+        previous, _default = _default, collector
+    return previous
+
+
+def get_collector() -> "MetricsCollector":
+    """The default collector, created from the environment on first use."""
+    global _default
+    collector = _default
+    if collector is not None:
+        return collector
+    with _default_lock:
+        if _default is None:
+            _default = _new_default(None)
+        return _default
+
+
+def flush(timeout: Optional[float] = None) -> bool:
+    """Flush the default collector (see :meth:`MetricsCollector.flush`)."""
+    return get_collector().flush(timeout)
+
+
+def shutdown(timeout: Optional[float] = None) -> bool:
+    """Shut the default collector down, if one exists."""
+    collector = _default
+    return collector.shutdown(timeout) if collector is not None else True
+
+
+on_fork_call(rate_limited.reset, IDENTITY)
+atexit.register(_drain_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_run_fork_hooks)

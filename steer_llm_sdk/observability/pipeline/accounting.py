@@ -1,0 +1,78 @@
+"""Where every record goes, counted in one place.
+
+Reasons are an enum inside the pipeline; they become strings only in :meth:`Accounting.snapshot`
+(the ``stats()`` boundary). One re-entrant lock guards the counters and the queue moves of the
+pipeline (re-entrant because a garbage-collected stream wrapper may record from inside a
+locked section on the same thread); it is held only for counting and moving, never while a
+filter or sink runs.
+"""
+
+import enum
+import threading
+from typing import Any, Dict, Iterable
+
+
+class Drop(enum.Enum):
+    """Why an accepted or offered record did not reach the sinks."""
+
+    QUEUE_FULL = "queue_full"  # the main queue was at max_queue_size
+    AFTER_SHUTDOWN = "after_shutdown"  # recorded after shutdown()
+    FILTER_ERROR = "filter_error"  # a filter raised or returned a non-record
+    INVALID = "invalid"  # not a metrics record
+    FORK = "fork"  # inherited by a child forked without Python's fork hooks
+
+
+class Accounting:
+    """The pipeline's counters. Thread-safe: every change happens under :attr:`lock`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.sampled_out = 0
+        self.filtered = 0
+        self.sanitized = 0
+        self.internal_errors = 0
+        self.taken = 0  # records the flush thread took from the queue
+        self.in_flight = 0  # taken and not yet handed to the channels
+        self.dropped: Dict[Drop, int] = {reason: 0 for reason in Drop}
+
+    def drop(self, reason: Drop, count: int = 1) -> None:
+        with self.lock:
+            self.dropped[reason] += count
+
+    def sample_out(self) -> None:
+        with self.lock:
+            self.sampled_out += 1
+
+    def sanitize(self) -> None:
+        with self.lock:
+            self.sanitized += 1
+
+    def internal_error(self) -> None:
+        with self.lock:
+            self.internal_errors += 1
+
+    def snapshot(self, queued_items: int, markers: int, channels: Iterable[Any]) -> Dict[str, Any]:
+        """A consistent copy of every counter as plain data (see ``CollectorStats``).
+
+        Args:
+            queued_items: length of the main queue (records and flush markers).
+            markers: flush markers among them.
+            channels: the sinks' channels, each with its own counters.
+        """
+        with self.lock:
+            queued = queued_items - markers + self.in_flight
+            accepted = self.taken + queued_items - markers
+            dropped = {reason.value: n for reason, n in self.dropped.items()}
+            # Drops decided before a record entered the queue count towards "recorded";
+            # filter_error is counted among the accepted ones the flush thread took.
+            refused = sum(n for r, n in self.dropped.items() if r is not Drop.FILTER_ERROR)
+            return {
+                "recorded": self.sampled_out + accepted + refused,
+                "sampled_out": self.sampled_out,
+                "filtered": self.filtered,
+                "dropped": dropped,
+                "sanitized": self.sanitized,
+                "queued": queued,
+                "internal_errors": self.internal_errors,
+                "sinks": {c.name: c.counters() for c in channels},
+            }

@@ -1,0 +1,98 @@
+"""Enrichment, on the flush thread: final ids, usage read from a stored response, price.
+
+A tracked blocking call stores its return value on the record (``RequestMetrics._response``);
+token counts and the response model are read from it here, so neither the attribute walking
+nor a user's ``usage_extractor`` runs on the caller's thread.
+"""
+
+from typing import Any, Callable, Mapping, Optional
+
+from ...pricing import PriceTable
+from ...streaming.usage import TokenUsage, extract_model, extract_usage
+from .._ids import resolve_ids
+from .._log import rate_limited
+from ..models import BaseMetrics, RequestMetrics
+
+#: Called with (component, exception) when user code (a usage extractor) fails.
+OnFailure = Callable[[str, Any, BaseException], None]
+
+
+class Enricher:
+    """Completes records before they are sanitised and filtered. Used by one thread.
+
+    Args:
+        prices: the price table, or None when cost tracking is off.
+        max_length: bound for text read from a response (the response model).
+        on_failure: reports a failing user ``usage_extractor``; the record is kept.
+    """
+
+    def __init__(self, prices: Optional[PriceTable], max_length: int, on_failure: OnFailure):
+        self.prices = prices
+        self.max_length = max_length
+        self.on_failure = on_failure
+        self._unpriced: set = set()  # models already warned about
+
+    def enrich(self, record: BaseMetrics) -> None:
+        if type(record.request_id) is int or type(record.parent_request_id) is int:
+            resolve_ids(record)
+        if record.metric_type != "request":
+            return
+        if record._response is not None:  # type: ignore[attr-defined]
+            try:
+                complete_from_response(record, self.max_length)  # type: ignore[arg-type]
+            except Exception as exc:  # a user usage_extractor failed; keep the record
+                self.on_failure("usage_extractor", record, exc)
+        if (
+            self.prices is not None
+            and record.cost_usd is None  # type: ignore[attr-defined]
+            and record.completion_tokens is not None  # type: ignore[attr-defined]
+        ):
+            self._price(record)
+
+    def _price(self, record: Any) -> None:
+        """Fill ``cost_usd`` from the price table; warn once per model without a price."""
+        prices = self.prices
+        if prices is None or record.prompt_tokens is None:
+            return
+        model = record.response_model if record.response_model in prices else record.model
+        cost = prices.cost(
+            model, record.prompt_tokens, record.completion_tokens, record.cached_tokens
+        )
+        if cost is not None:
+            record.cost_usd = cost
+        elif model not in self._unpriced and len(self._unpriced) < 1000:
+            self._unpriced.add(model)
+            rate_limited.warning(
+                f"unpriced:{model}",
+                "steer_llm_sdk has no price for this model; cost_usd is None",
+                model=model,
+                provider=record.provider,
+            )
+
+
+def complete_from_response(record: RequestMetrics, max_length: int) -> None:
+    """Fill token counts and ``response_model`` from the stored response, then drop it.
+
+    Counts set explicitly on the record win. Values from the wire are checked like the rest
+    of a trusted record: counts must be non-negative ints, the model a str of at most
+    ``max_length`` characters. Raises whatever a user extractor raises.
+    """
+    response = record._response
+    extractor = record._extractor
+    record._response = record._extractor = None
+    usage: Any = extractor(response) if extractor is not None else extract_usage(response)
+    if usage is not None and record.prompt_tokens is None and record.completion_tokens is None:
+        if isinstance(usage, Mapping):
+            usage = TokenUsage(*(usage.get(name) for name in TokenUsage._fields))
+        elif not isinstance(usage, tuple):
+            usage = TokenUsage(*(getattr(usage, name, None) for name in TokenUsage._fields))
+        record.set_usage(*(_count(value) for value in usage[:4]))
+    if record.response_model is None:
+        model = extract_model(response)
+        record.response_model = None if model is None else model[:max_length]
+
+
+def _count(value: Any) -> Optional[int]:
+    if type(value) is not int:
+        return None
+    return value if value >= 0 else 0
