@@ -1,12 +1,14 @@
 """Wire protocols, one module each, and the HTTP boundary they share.
 
-A protocol module provides ``NAME``, ``DEFAULT_BASE_URL``, ``url(base)``,
-``headers(api_key, version)``, ``request_body(...)``, ``parse_response(data)``,
-``describe_error(data)``, ``decode_event(event)`` and ``is_end(chunk)``.
+Each protocol module implements :class:`~.base.WireProtocol` (mypy checks it through the
+:data:`PROTOCOLS` table below).
 """
 
+from typing import Dict
+
 from . import anthropic, openai
+from .base import END, SKIP, WireProtocol
 
-PROTOCOLS = {openai.NAME: openai, anthropic.NAME: anthropic}
+PROTOCOLS: Dict[str, WireProtocol] = {openai.NAME: openai, anthropic.NAME: anthropic}
 
-__all__ = ["PROTOCOLS", "anthropic", "openai"]
+__all__ = ["END", "PROTOCOLS", "SKIP", "WireProtocol", "anthropic", "openai"]

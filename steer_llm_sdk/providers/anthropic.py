@@ -13,12 +13,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import ProviderError, ServerError, StreamError
 from ..streaming.sse import ServerSentEvent
 from ..streaming.usage import TokenUsage, extract_model, extract_usage, field
+from .base import SKIP
 
 NAME = "anthropic"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
-SKIP = object()  # an event that carries nothing (ping)
 
 
 def url(base_url: str) -> str:

@@ -11,10 +11,10 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import ProviderError, ServerError, StreamError
 from ..streaming.sse import ServerSentEvent
 from ..streaming.usage import TokenUsage, extract_model, extract_usage, field
+from .base import END
 
 NAME = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DONE = object()  # the end-of-stream marker
 
 
 def url(base_url: str) -> str:
@@ -86,7 +86,7 @@ def describe_error(data: Any) -> Tuple[Optional[str], Optional[str]]:
 
 
 def decode_event(event: ServerSentEvent) -> Any:
-    """The decoded chunk of one event; :data:`DONE` at ``[DONE]``.
+    """The decoded chunk of one event; :data:`~.base.END` at ``[DONE]``.
 
     Raises:
         StreamError: the data is not JSON.
@@ -94,7 +94,7 @@ def decode_event(event: ServerSentEvent) -> Any:
     """
     data = event.data
     if data == "[DONE]":
-        return DONE
+        return END
     try:
         chunk = json.loads(data)
     except ValueError as exc:
@@ -108,4 +108,4 @@ def decode_event(event: ServerSentEvent) -> Any:
 
 
 def is_end(chunk: Any) -> bool:
-    return chunk is DONE
+    return False  # [DONE] ends the stream as END, not as a chunk

@@ -1,0 +1,344 @@
+"""SteerLLMClient: a synchronous client for the OpenAI chat-completions and Anthropic messages
+wire protocols over ``requests``, measuring every call it makes.
+
+The only module that wires providers, reliability, streaming and observability together;
+the parts live beside it: :mod:`.routing` (which provider, request pieces),
+:mod:`.transport` (sessions and sending), :mod:`.attempts` (retries and the breaker, with
+their records) and :mod:`.streams` (measured text streams).
+"""
+
+import os
+import time
+import weakref
+from time import perf_counter
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import requests
+
+from .._secrets import mask_key
+from ..errors import SteerLLMError
+from ..observability import (
+    MetricsCollector,
+    MetricsConfig,
+    ReliabilityMetrics,
+    get_collector,
+)
+from ..observability._ids import new_request_id
+from ..observability.sinks import InMemoryMetricsSink, MetricsSink
+from ..observability.streams import StreamOutcome, record_stream
+from ..observability.tracking import Tracker
+from ..providers import PROTOCOLS
+from ..providers._http import request_id_of
+from ..reliability import CircuitBreaker, CircuitState, RetryPolicy
+from ..types import GenerationResponse, Messages, StreamingResponseWithUsage
+from .attempts import Attempts
+from .routing import format_name, normalize_messages, route, server_attributes
+from .streams import StreamRun, TextStream, as_usage
+from .transport import Transport
+
+
+class SteerLLMClient:
+    """Synchronous LLM client that records metrics for every call.
+
+    Args:
+        metrics_config: a config for a collector owned by this client.
+        metrics_sinks: sinks for that collector (default: one in-memory sink).
+        metrics_collector: use this collector instead (not owned: not shut down on close).
+            With none of the three, the process default collector is used.
+        openai_api_key, anthropic_api_key: default ``OPENAI_API_KEY``/``ANTHROPIC_API_KEY``.
+        openai_base_url: default ``OPENAI_BASE_URL`` or the OpenAI API; includes ``/v1``.
+        anthropic_base_url: default ``ANTHROPIC_BASE_URL`` or the Anthropic API; without
+            ``/v1``.
+        timeout: seconds to connect and between bytes read (``requests`` semantics).
+        anthropic_version: the ``anthropic-version`` header.
+        pool_size: pooled connections per provider (size it to your thread count).
+        environ: where to read the variables (default ``os.environ``).
+
+        retry_policy: how failed attempts are retried (default ``RetryPolicy()``: 3
+            attempts, exponential backoff with full jitter, Retry-After honoured).
+        circuit_breaker: circuits per provider+model (default ``CircuitBreaker()``); may be
+            shared between clients.
+
+    Thread-safe: one client is meant to be shared by all threads of a process. A context
+    manager; ``close()`` releases the pooled connections. After ``os.fork()`` the child gets
+    fresh connection pools. Keys never appear in reprs, errors or metrics.
+    """
+
+    def __init__(
+        self,
+        metrics_config: Optional[MetricsConfig] = None,
+        metrics_sinks: Optional[Sequence[MetricsSink]] = None,
+        metrics_collector: Optional[MetricsCollector] = None,
+        *,
+        openai_api_key: Optional[str] = None,
+        anthropic_api_key: Optional[str] = None,
+        openai_base_url: Optional[str] = None,
+        anthropic_base_url: Optional[str] = None,
+        timeout: float = 60.0,
+        anthropic_version: str = "2023-06-01",
+        pool_size: int = 32,
+        retry_policy: Optional[RetryPolicy] = None,
+        circuit_breaker: Optional[CircuitBreaker] = None,
+        environ: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        if metrics_collector is not None and (metrics_config or metrics_sinks):
+            raise TypeError("pass metrics_collector, or metrics_config/metrics_sinks, not both")
+        self._owns_collector = metrics_collector is None and bool(metrics_config or metrics_sinks)
+        if self._owns_collector:
+            metrics_collector = MetricsCollector(
+                metrics_config or MetricsConfig(),
+                list(metrics_sinks) if metrics_sinks else [InMemoryMetricsSink()],
+            )
+        self._collector = metrics_collector
+        keys = {
+            "openai": openai_api_key or env.get("OPENAI_API_KEY"),
+            "anthropic": anthropic_api_key or env.get("ANTHROPIC_API_KEY"),
+        }
+        base_urls = {
+            "openai": (
+                openai_base_url
+                or env.get("OPENAI_BASE_URL")
+                or PROTOCOLS["openai"].DEFAULT_BASE_URL
+            ),
+            "anthropic": (
+                anthropic_base_url
+                or env.get("ANTHROPIC_BASE_URL")
+                or PROTOCOLS["anthropic"].DEFAULT_BASE_URL
+            ),
+        }
+        self._transport = Transport(keys, base_urls, timeout, anthropic_version, pool_size)
+        self._server_attributes = {name: server_attributes(url) for name, url in base_urls.items()}
+        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
+        self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
+        # A weak listener: a breaker shared between clients must not keep this one alive.
+        self_ref = weakref.WeakMethod(self._on_transition)
+
+        def on_transition(key: str, before: CircuitState, after: CircuitState) -> None:
+            method = self_ref()
+            if method is not None:
+                method(key, before, after)
+
+        self._transition_listener = on_transition
+        self.circuit_breaker.add_listener(on_transition)
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def metrics_collector(self) -> MetricsCollector:
+        """The collector this client records into."""
+        return self._collector or get_collector()
+
+    def _attempts(
+        self, provider: str, model: str, retries: Optional[int], metrics: Any, method: str
+    ) -> Attempts:
+        return Attempts(
+            self.retry_policy,
+            self.circuit_breaker,
+            self.metrics_collector,
+            provider,
+            model,
+            retries,
+            metrics,
+            method,
+        )
+
+    def _tracker(self, provider: str, model: str, method: str, fmt: str) -> Tracker:
+        return self.metrics_collector.track_request(
+            provider,
+            model=model,
+            method=method,
+            response_format=fmt,
+            **self._server_attributes[provider],
+        )
+
+    def _on_transition(self, key: str, before: CircuitState, after: CircuitState) -> None:
+        """Record a circuit breaker state change (one ReliabilityMetrics per change)."""
+        collector = self.metrics_collector
+        if not collector.config.enable_reliability_metrics:
+            return
+        provider, _, model = key.partition(":")
+        record = ReliabilityMetrics(
+            timestamp=time.time(),
+            request_id=new_request_id(),
+            provider=provider,
+            model=model,
+            circuit_breaker_state=after.value,
+            previous_circuit_state=before.value,
+            event="circuit_transition",
+        )
+        collector.record(record)
+
+    def _request(
+        self,
+        messages: Messages,
+        model: str,
+        provider: Optional[str],
+        max_tokens: Optional[int],
+        temperature: Optional[float],
+        response_format: Any,
+        stream: bool,
+        params: Dict[str, Any],
+    ) -> Tuple[str, str, List[Dict[str, Any]], Dict[str, Any]]:
+        name, model = route(model, provider)
+        msgs = normalize_messages(messages)
+        body = PROTOCOLS[name].request_body(
+            msgs,
+            model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            response_format=response_format,
+            stream=stream,
+            params=params,
+        )
+        return name, model, msgs, body
+
+    # ------------------------------------------------------------------ API
+    def generate(
+        self,
+        messages: Messages,
+        model: str,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        response_format: Any = None,
+        provider: Optional[str] = None,
+        retries: Optional[int] = None,
+        **params: Any,
+    ) -> GenerationResponse:
+        """One blocking completion.
+
+        Args:
+            messages: a string (one user message) or ``{"role", "content"}`` dicts; system
+                messages go where each protocol wants them.
+            model: routes to a provider (see :func:`route`).
+            max_tokens, temperature: sampling limits.
+            response_format: ``"json_object"``, ``{"type": "json_schema", ...}``, ... (OpenAI).
+            provider: override the routing.
+            retries: retries for this call (0 disables); default from the retry policy.
+            **params: sent as they are in the request body.
+
+        Raises:
+            SteerLLMError: a subclass per failure (see :mod:`steer_llm_sdk.errors`);
+                ``CircuitOpenError`` without a network call while the circuit is open.
+        """
+        fmt = format_name(response_format)
+        name, model, _, body = self._request(
+            messages, model, provider, max_tokens, temperature, response_format, False, params
+        )
+        protocol = PROTOCOLS[name]
+        with self._tracker(name, model, "generate", fmt) as metrics:
+            attempts = self._attempts(name, model, retries, metrics, "generate")
+            response, data = attempts.run(lambda: self._transport.post_json(name, body))
+            text, answered, finish, usage = protocol.parse_response(data)
+            if usage is not None:
+                metrics.set_usage(*usage)
+            metrics.response_model = answered
+        return GenerationResponse(
+            text=text,
+            model=answered or model,
+            provider=name,
+            usage=as_usage(usage),
+            finish_reason=finish,
+            request_id=request_id_of(response.headers),
+            raw=data,
+        )
+
+    def stream(
+        self,
+        messages: Messages,
+        model: str,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        response_format: Any = None,
+        provider: Optional[str] = None,
+        retries: Optional[int] = None,
+        **params: Any,
+    ) -> "TextStream":
+        """Start a streamed completion; iterate the returned :class:`TextStream` for text
+        deltas. The request is sent now: an error status raises here, after retries; a
+        stream that breaks off is retried only while no text has reached the caller.
+        Closing the stream (or leaving its ``with`` block, or breaking out and dropping it)
+        releases the connection. Arguments as for :meth:`generate`.
+        """
+        fmt = format_name(response_format)
+        name, model, msgs, body = self._request(
+            messages, model, provider, max_tokens, temperature, response_format, True, params
+        )
+        collector = self.metrics_collector
+        metrics = self._tracker(name, model, "stream", fmt).start(model)
+        attempts = self._attempts(name, model, retries, metrics, "stream")
+        try:
+            response = attempts.run(
+                lambda: self._transport.post(name, body, stream=True), final=False
+            )
+        except SteerLLMError as exc:
+            outcome = StreamOutcome()
+            outcome.status, outcome.error, outcome.end = "error", exc, perf_counter()
+            record_stream(collector, metrics, outcome)
+            attempts.record(success=False)
+            raise
+
+        def reconnect(exc: SteerLLMError) -> requests.Response:
+            return attempts.resume(exc, lambda: self._transport.post(name, body, stream=True))
+
+        run = StreamRun(response, name, model, msgs, fmt, collector, metrics, reconnect, attempts)
+        return TextStream(run)
+
+    def stream_with_usage(
+        self,
+        messages: Messages,
+        model: str,
+        *,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        response_format: Any = None,
+        provider: Optional[str] = None,
+        on_chunk: Optional[Callable[[str], None]] = None,
+        retries: Optional[int] = None,
+        **params: Any,
+    ) -> StreamingResponseWithUsage:
+        """Stream a completion to its end and return the whole of it with its usage.
+
+        ``on_chunk(text)`` is called with each text delta as it arrives. Usage comes from the
+        provider, or is counted locally when the provider sent none (see
+        ``aggregation_method``). Arguments as for :meth:`generate`.
+        """
+        with self.stream(
+            messages,
+            model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            response_format=response_format,
+            provider=provider,
+            retries=retries,
+            **params,
+        ) as text_stream:
+            for delta in text_stream:
+                if on_chunk is not None:
+                    on_chunk(delta)
+        return text_stream.result()
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the pooled connections (and flush and shut down an owned collector)."""
+        self._transport.close()
+        self.circuit_breaker.remove_listener(self._transition_listener)
+        if self._owns_collector and self._collector is not None:
+            self._collector.shutdown()
+
+    def __enter__(self) -> "SteerLLMClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        transport = self._transport
+        keys = ", ".join(f"{name}_api_key={mask_key(key)}" for name, key in transport.keys.items())
+        return f"SteerLLMClient({keys}, base_urls={transport.base_urls})"
+
+    @property
+    def timeout(self) -> float:
+        """Seconds to connect and between bytes read."""
+        return self._transport.timeout

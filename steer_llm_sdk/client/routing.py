@@ -1,0 +1,79 @@
+"""Which provider serves a model, and the request pieces every call shares."""
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+from ..errors import InvalidRequestError
+from ..providers import PROTOCOLS
+from ..types import Messages
+
+_ROUTES: Tuple[Tuple[Tuple[str, ...], str], ...] = (
+    (("gpt-", "o1", "o3", "o4", "chatgpt-"), "openai"),
+    (("claude-",), "anthropic"),
+)
+
+
+def route(model: str, provider: Optional[str] = None) -> Tuple[str, str]:
+    """(provider, model) for a model name: ``gpt-*``, ``o1*``/``o3*``/``o4*``, ``chatgpt-*``
+    go to OpenAI, ``claude-*`` to Anthropic; ``"provider:model"`` or ``provider=`` override.
+
+    Raises:
+        InvalidRequestError: the provider cannot be told, or is not supported.
+    """
+    if not isinstance(model, str) or not model:
+        raise InvalidRequestError("model must be a non-empty string")
+    if provider is None and ":" in model:
+        prefix, rest = model.split(":", 1)
+        if prefix in PROTOCOLS:
+            provider, model = prefix, rest
+    if provider is None:
+        for prefixes, name in _ROUTES:
+            if model.startswith(prefixes):
+                provider = name
+                break
+    if provider is None:
+        raise InvalidRequestError(
+            f"cannot tell the provider of model {model!r}: pass provider='openai' (any "
+            "OpenAI-compatible server) or provider='anthropic', or 'provider:model'"
+        )
+    if provider not in PROTOCOLS:
+        raise InvalidRequestError(f"unknown provider {provider!r}; known: {sorted(PROTOCOLS)}")
+    return provider, model
+
+
+def normalize_messages(messages: Messages) -> List[Dict[str, Any]]:
+    """A list of ``{"role", "content"}`` dicts; a string is one user message.
+
+    Raises:
+        InvalidRequestError: a message is not a mapping with a role, or there is none.
+    """
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    out = []
+    for message in messages:
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise InvalidRequestError("each message must be a mapping with 'role' and 'content'")
+        out.append(dict(message))
+    if not out:
+        raise InvalidRequestError("messages must not be empty")
+    return out
+
+
+def format_name(response_format: Any) -> str:
+    """The name a response format is recorded under (``text``, ``json_object``, ...)."""
+    if response_format is None:
+        return "text"
+    if isinstance(response_format, str):
+        return response_format
+    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+    return str(kind or "custom")
+
+
+def server_attributes(url: str) -> Dict[str, Any]:
+    """``server.address`` and ``server.port`` of a base URL, for the records."""
+    parts = urlsplit(url)
+    attrs: Dict[str, Any] = {}
+    if parts.hostname:
+        attrs["server.address"] = parts.hostname
+        attrs["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
+    return attrs

@@ -1,0 +1,232 @@
+"""Text streams of the client: SSE events decoded by the wire protocol, measured by the
+observability layer's :class:`~steer_llm_sdk.observability.streams.StreamMeter`, finished
+exactly once by its :class:`~steer_llm_sdk.observability.streams.FinishOnce`."""
+
+import json
+from time import perf_counter
+from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
+
+import requests
+
+from ..errors import SteerLLMError, StreamError
+from ..observability import MetricsCollector
+from ..observability.streams import FinishOnce, StreamMeter, StreamOutcome, record_stream
+from ..providers import END, PROTOCOLS, SKIP
+from ..providers._http import iter_events, request_id_of
+from ..streaming.tokens import count_messages, count_text
+from ..streaming.usage import TokenUsage
+from ..types import StreamingResponseWithUsage, Usage
+from .attempts import Attempts
+
+
+class TextStream:
+    """Text deltas of a streamed completion, measured as they arrive.
+
+    An iterator and a context manager. The stream's metrics are recorded exactly once: when it
+    ends (``completed``), fails (``error``), or is closed, left, abandoned after ``break`` or
+    never iterated (``cancelled``); the HTTP connection is released in every case.
+    :meth:`result` gives the whole response once the stream has ended. Not thread-safe:
+    consume it on one thread. Made by :meth:`SteerLLMClient.stream`.
+    """
+
+    def __init__(self, run: "StreamRun") -> None:
+        self._run = run
+        self._gen = run.events()
+        self.provider = run.provider
+        self.model = run.model
+        self.request_id = run.request_id
+        run.once = FinishOnce(self, run.finish)
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        self._run.once.started = True
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Stop reading and release the connection; records ``cancelled`` if not ended."""
+        if self._run.once.started:
+            self._gen.close()
+        else:
+            self._run.once.finish_unstarted()
+
+    def __enter__(self) -> "TextStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def result(self) -> StreamingResponseWithUsage:
+        """The whole response. Raises ``StreamError`` if the stream has not completed."""
+        if self._run.result is None:
+            raise StreamError(
+                "the stream has not completed", provider=self.provider, retryable=False
+            )
+        return self._run.result
+
+
+class StreamRun:
+    """The state and work of one TextStream (kept apart so that its finalizer can hold it).
+
+    Args:
+        response: the streamed HTTP response.
+        messages: the request's messages (for local token counting).
+        reconnect: asks again after a stream broke off before any text (or None).
+        attempts: the request's attempts (retries, breaker, reliability record).
+    """
+
+    def __init__(
+        self,
+        response: requests.Response,
+        provider: str,
+        model: str,
+        messages: List[Dict[str, Any]],
+        response_format: str,
+        collector: MetricsCollector,
+        metrics: Any,
+        reconnect: Optional[Callable[[SteerLLMError], requests.Response]] = None,
+        attempts: Optional[Attempts] = None,
+    ) -> None:
+        self.response = response
+        self.provider = provider
+        self.model = model
+        self.messages = messages
+        self.collector = collector
+        self.metrics = metrics
+        self.reconnect = reconnect
+        self.attempts = attempts
+        self.request_id = request_id_of(response.headers)
+        self.meter = StreamMeter(response_format)
+        self.deltas: List[str] = []
+        self.result: Optional[StreamingResponseWithUsage] = None
+        self.once: FinishOnce  # set by the TextStream that owns this run
+
+    def events(self) -> Generator[str, None, None]:
+        """The text deltas; retries a stream that broke off before any text."""
+        meter = self.meter
+        try:
+            while True:
+                gen = meter.measure(self._chunks())
+                try:
+                    for _ in gen:
+                        text = meter.text
+                        if text:
+                            self.deltas.append(text)
+                            yield text
+                    return
+                except SteerLLMError as exc:
+                    if not self._resumable(exc):
+                        raise
+                    self.response.close()
+                    self.response = self.reconnect(exc)  # type: ignore[misc]
+                    meter.reset()
+                finally:
+                    gen.close()
+        finally:
+            self.response.close()
+            self.once.finish()
+
+    def _resumable(self, exc: SteerLLMError) -> bool:
+        # Broke off before any text reached the caller: safe to ask again.
+        return (
+            not self.deltas
+            and self.reconnect is not None
+            and self.attempts is not None
+            and self.attempts.can_resume(exc)
+        )
+
+    def _chunks(self) -> Generator[Any, None, None]:
+        """One response's decoded chunks up to the protocol's end marker.
+
+        Raises:
+            StreamError: the stream ended before its end marker.
+        """
+        protocol = PROTOCOLS[self.provider]
+        for event in iter_events(self.response, self.provider):
+            chunk = protocol.decode_event(event)
+            if chunk is END:
+                return
+            yield chunk
+            if chunk is not SKIP and protocol.is_end(chunk):
+                return
+        raise StreamError(
+            f"{self.provider} stream ended before its end marker", provider=self.provider
+        )
+
+    def finish(self) -> None:
+        """Record the stream's end (once, through :class:`FinishOnce`) and, if it completed,
+        assemble the result."""
+        meter = self.meter
+        if meter.end == 0.0:  # never started
+            self.response.close()
+            meter.end = perf_counter()
+        outcome = meter.outcome()
+        text = "".join(self.deltas)
+        reported = outcome.usage
+        if reported is None or reported.completion_tokens is None:
+            outcome.usage, outcome.aggregation_method, outcome.aggregation_confidence = (
+                self.count_locally(text, reported)
+            )
+        record_stream(self.collector, self.metrics, outcome)
+        if self.attempts is not None:
+            self.attempts.record(success=outcome.status != "error")
+        if outcome.status == "completed":
+            self.result = self._result(text, outcome)
+
+    def _result(self, text: str, outcome: StreamOutcome) -> StreamingResponseWithUsage:
+        usage = self.meter.usage
+        return StreamingResponseWithUsage(
+            text=text,
+            usage=as_usage(outcome.usage),
+            chunks=list(self.deltas),
+            finish_reason=usage.finish_reason,
+            model=usage.model or self.model,
+            provider=self.provider,
+            request_id=self.request_id,
+            json_objects=json_values(text) if self.meter.json is not None else [],
+            aggregation_method=outcome.aggregation_method,
+            aggregation_confidence=outcome.aggregation_confidence,
+        )
+
+    def count_locally(
+        self, text: str, reported: Optional[TokenUsage]
+    ) -> Tuple[TokenUsage, str, float]:
+        """Usage when the provider reported none (or only the prompt side)."""
+        completion = count_text(text, self.model)
+        if reported is not None and reported.prompt_tokens is not None:
+            prompt, cached = reported.prompt_tokens, reported.cached_tokens
+        else:
+            prompt, cached = count_messages(self.messages, self.model).tokens, None
+        usage = TokenUsage(prompt, completion.tokens, prompt + completion.tokens, cached)
+        return usage, completion.method, completion.confidence
+
+
+def as_usage(usage: Optional[TokenUsage]) -> Usage:
+    """The public ``Usage`` of token counts (zeros where unknown)."""
+    if usage is None:
+        return Usage()
+    prompt = usage.prompt_tokens or 0
+    completion = usage.completion_tokens or 0
+    total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
+    return Usage(prompt, completion, total, usage.cached_tokens or 0)
+
+
+def json_values(text: str) -> List[Any]:
+    """Every complete top-level JSON value in ``text``, in order."""
+    decoder = json.JSONDecoder()
+    values: List[Any] = []
+    position = 0
+    while True:
+        start = text.find("{", position)
+        bracket = text.find("[", position)
+        if start < 0 or (0 <= bracket < start):
+            start = bracket
+        if start < 0:
+            return values
+        try:
+            value, position = decoder.raw_decode(text, start)
+        except ValueError:
+            position = start + 1
+            continue
+        values.append(value)

@@ -1,0 +1,68 @@
+"""The shape every wire protocol has, checked by mypy: :class:`WireProtocol`.
+
+A protocol is a module (``openai``, ``anthropic``) providing the names below. Decoding a
+streamed event gives a chunk, :data:`SKIP` (an event to count but not to read, such as a
+ping) or :data:`END` (the stream's end marker, not a chunk).
+"""
+
+from typing import Any, Dict, List, Optional, Protocol, Tuple
+
+from ..streaming.sse import ServerSentEvent
+from ..streaming.usage import TokenUsage
+
+
+class _Marker:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: ``decode_event``'s answer for an event that is counted but carries nothing to read.
+SKIP: Any = _Marker("SKIP")
+#: ``decode_event``'s answer for the end-of-stream marker.
+END: Any = _Marker("END")
+
+#: (text, model, finish reason, usage) of a whole response.
+Parsed = Tuple[str, Optional[str], Optional[str], Optional[TokenUsage]]
+
+
+class WireProtocol(Protocol):
+    """One wire protocol: how to ask, and how to read answers and errors."""
+
+    NAME: str
+    DEFAULT_BASE_URL: str
+
+    def url(self, base_url: str) -> str:
+        """The endpoint for a base URL."""
+
+    def headers(self, api_key: Optional[str], version: str = "") -> Dict[str, str]:
+        """Request headers, credentials included."""
+
+    def request_body(
+        self,
+        messages: List[Dict[str, Any]],
+        model: str,
+        *,
+        max_tokens: Optional[int],
+        temperature: Optional[float],
+        response_format: Any,
+        stream: bool,
+        params: Dict[str, Any],
+    ) -> Dict[str, Any]:
+        """The JSON body of a request."""
+
+    def parse_response(self, data: Any) -> Parsed:
+        """Read a whole (non-streamed) response body."""
+
+    def describe_error(self, data: Any) -> Tuple[Optional[str], Optional[str]]:
+        """(message, code) of an error body."""
+
+    def decode_event(self, event: ServerSentEvent) -> Any:
+        """One streamed event: a chunk, :data:`SKIP` or :data:`END`."""
+
+    def is_end(self, chunk: Any) -> bool:
+        """Whether a chunk (already counted and read) is the stream's last."""
