@@ -15,13 +15,12 @@ import time
 from typing import Any, Callable, Dict
 
 import pytest
+from conftest import RecordingSink, wait_until
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
 from steer_llm_sdk.observability._ids import new_request_id
 from steer_llm_sdk.testing import LocalLLMServer
-
-from conftest import RecordingSink, wait_until
 
 
 @pytest.fixture(scope="module")
