@@ -119,30 +119,48 @@ def _getters(cls: type) -> Tuple[Any, ...]:
     return getters
 
 
+def _count_ok(v: Any) -> bool:
+    return v is None or (type(v) is int and v >= 0)
+
+
+def _float_ok(v: Any) -> bool:
+    return v is None or ((type(v) is float or type(v) is int) and 0 <= v < _INF)
+
+
+def _ratio_ok(v: Any) -> bool:
+    return v is None or ((type(v) is float or type(v) is int) and 0 <= v <= 1)
+
+
+def _flag_ok(v: Any) -> bool:
+    return type(v) is bool
+
+
+def _opt_flag_ok(v: Any) -> bool:
+    return v is None or type(v) is bool
+
+
 def _looks_valid(record: BaseMetrics, max_length: int) -> bool:
+    """Whether every field already holds a valid value (then nothing needs cleaning)."""
     counts, floats, ratios, texts, names, flags, opt_flags = _getters(type(record))
-    for v in counts(record):
-        if v is not None and (type(v) is not int or v < 0):
-            return False
-    for v in floats(record):
-        if v is not None and not ((type(v) is float or type(v) is int) and 0 <= v < _INF):
-            return False
-    for v in ratios(record):
-        if v is not None and not ((type(v) is float or type(v) is int) and 0 <= v <= 1):
-            return False
-    for v in texts(record):
-        if v is not None and (type(v) is not str or len(v) > max_length):
-            return False
-    for v in names(record):
-        if type(v) is not str or len(v) > max_length:
-            return False
-    for v in flags(record):
-        if type(v) is not bool:
-            return False
-    for v in opt_flags(record):
-        if v is not None and type(v) is not bool:
-            return False
-    return record.timestamp is not None
+
+    def text_ok(v: Any) -> bool:
+        return v is None or (type(v) is str and len(v) <= max_length)
+
+    def name_ok(v: Any) -> bool:
+        return type(v) is str and len(v) <= max_length
+
+    checks = (
+        (counts, _count_ok),
+        (floats, _float_ok),
+        (ratios, _ratio_ok),
+        (texts, text_ok),
+        (names, name_ok),
+        (flags, _flag_ok),
+        (opt_flags, _opt_flag_ok),
+    )
+    return record.timestamp is not None and all(
+        all(map(ok, getter(record))) for getter, ok in checks
+    )
 
 
 def sanitize(record: BaseMetrics, max_attributes: int, max_attribute_length: int) -> bool:
