@@ -107,13 +107,11 @@ class StreamRun:
         meter = self.meter
         try:
             while True:
-                gen = meter.measure(self._chunks())
+                gen = meter.measure(self._chunks(), text_only=True)
                 try:
-                    for _ in gen:
-                        text = meter.text
-                        if text:
-                            self.deltas.append(text)
-                            yield text
+                    for text in gen:
+                        self.deltas.append(text)
+                        yield text
                     return
                 except SteerLLMError as exc:
                     if not self._resumable(exc):

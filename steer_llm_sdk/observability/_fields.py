@@ -23,12 +23,19 @@ annotation         kind       valid values
 ``bool``           flag       bool
 ``Optional[bool]`` opt_flag   bool or None
 ``Attributes``     attrs      mapping str -> scalar (default: a new empty dict)
+``Id``             name       str; may hold a counter until first read
+``Optional[Id]``   text       the same, or None
 =================  =========  ==============================================
+
+An ``Id`` field stores the value given (a request-id counter from :mod:`._ids`, or a str) in
+a private slot; reading the field formats a counter into its id string once and keeps it.
+Formatting costs more than the rest of a record's background work, and most records are
+never read that way, so it is deferred until someone looks.
 
 Private per-instance state is declared with :func:`private` and is not an argument of
 ``__init__``. Type checkers see the generated ``__init__`` through ``dataclass_transform``.
 
-No I/O, and no imports from the rest of the package.
+No I/O; imports only the leaf :mod:`._ids` from the rest of the package.
 """
 
 import sys
@@ -48,6 +55,8 @@ from typing import (
     get_type_hints,
 )
 
+from ._ids import format_id
+
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
 else:  # pragma: no cover
@@ -59,6 +68,8 @@ Scalar = Union[str, int, float, bool]
 Ratio = Annotated[float, "ratio"]
 #: The annotation of a record's attribute mapping.
 Attributes = Mapping[str, Scalar]
+#: The annotation of a request-id field (formatted from a counter when first read).
+Id = Annotated[str, "id"]
 
 COUNT, FLOAT, RATIO, TEXT, NAME, FLAG, OPT_FLAG, ATTRS = (
     "count",
@@ -84,9 +95,17 @@ def private(default: Any, *, init: "Literal[False]" = False) -> Any:
     return _Private(default)
 
 
+def _is_id(annotation: Any) -> bool:
+    if get_origin(annotation) is Union:
+        return any(_is_id(arg) for arg in get_args(annotation))
+    return get_origin(annotation) is Annotated and "id" in annotation.__metadata__
+
+
 def _kind(annotation: Any) -> str:
     if annotation == Attributes or get_origin(annotation) in (abc.Mapping, dict):
         return ATTRS
+    if _is_id(annotation):
+        return TEXT if get_origin(annotation) is Union else NAME
     if get_origin(annotation) is Annotated:
         return RATIO
     optional = False
@@ -104,7 +123,7 @@ def _kind(annotation: Any) -> str:
 
 
 def _make_init(
-    fields: Tuple[Tuple[str, str, Any], ...], privates: Dict[str, Any]
+    fields: Tuple[Tuple[str, str, Any], ...], privates: Dict[str, Any], ids: Tuple[str, ...]
 ) -> Callable[..., None]:
     """An ``__init__`` assigning every field once; generated so that building a record on
     the caller's thread costs one plain function call (positional arguments are cheapest)."""
@@ -115,6 +134,8 @@ def _make_init(
         params.append(f"{name}=_d_{name}")
         if kind == ATTRS:
             body.append(f"self.{name} = {{}} if {name} is None else {name}")
+        elif name in ids:
+            body.append(f"self._{name} = {name}")  # the raw slot, formatted on first read
         else:
             body.append(f"self.{name} = {name}")
     for name, default in privates.items():
@@ -123,6 +144,56 @@ def _make_init(
     source = f"def __init__(self, {', '.join(params)}):\n    " + "\n    ".join(body)
     exec(source, env)  # the source is built from this module's own table
     return env["__init__"]
+
+
+_VALID = {
+    COUNT: "v is None or (type(v) is int and v >= 0)",
+    FLOAT: "v is None or ((type(v) is float or type(v) is int) and 0 <= v < _INF)",
+    RATIO: "v is None or ((type(v) is float or type(v) is int) and 0 <= v <= 1)",
+    TEXT: "v is None or (type(v) is str and len(v) <= max_length)",
+    NAME: "type(v) is str and len(v) <= max_length",
+    FLAG: "type(v) is bool",
+    OPT_FLAG: "v is None or type(v) is bool",
+}
+
+
+def _make_validator(
+    fields: Tuple[Tuple[str, str, Any], ...], ids: Tuple[str, ...]
+) -> Callable[[Any, int], bool]:
+    """``valid(record, max_length)``: whether every scalar field already holds a valid value
+    (then sanitising has nothing to do). Generated as straight-line code, one test per field:
+    it runs on the caller's thread for every record built by user code."""
+    lines = ["def valid(record, max_length):"]
+    for name, kind, _ in fields:
+        if kind == ATTRS:
+            continue
+        test = _VALID[kind]
+        if name in ids:  # the raw slot; an unformatted counter is valid
+            lines.append(f"    v = record._{name}")
+            test = f"type(v) is int or ({test})"
+        else:
+            lines.append(f"    v = record.{name}")
+        if name == "timestamp":
+            test = f"v is not None and ({test})"
+        lines.append(f"    if not ({test}):\n        return False")
+    lines.append("    return True")
+    env: Dict[str, Any] = {"_INF": float("inf")}
+    exec("\n".join(lines), env)  # the source is built from this module's own table
+    return env["valid"]
+
+
+def _id_property(slot: Any) -> property:
+    """The public face of an ``Id`` field over its raw ``slot`` (a member descriptor)."""
+    get_raw, set_raw = slot.__get__, slot.__set__
+
+    def get(self: Any) -> Any:
+        value = get_raw(self)
+        if type(value) is int:
+            value = format_id(value)
+            set_raw(self, value)
+        return value
+
+    return property(get, set_raw)
 
 
 @dataclass_transform(field_specifiers=(private,))
@@ -138,6 +209,7 @@ class RecordMeta(type):
         annotations = namespace.get("__annotations__", {})
         own_privates: Dict[str, Any] = {}
         own: Dict[str, Any] = {}
+        own_ids = []
         for field_name, annotation in annotations.items():
             if get_origin(annotation) is ClassVar or field_name.startswith("__"):
                 continue
@@ -146,19 +218,27 @@ class RecordMeta(type):
                 own_privates[field_name] = value.default
             else:
                 own[field_name] = value
-        namespace["__slots__"] = tuple(own) + tuple(own_privates)
+                if _is_id(annotation):
+                    own_ids.append(field_name)
+        slots = [f"_{n}" if n in own_ids else n for n in own]
+        namespace["__slots__"] = tuple(slots) + tuple(own_privates)
         cls = super().__new__(mcls, name, bases, namespace)
+        for field_name in own_ids:
+            setattr(cls, field_name, _id_property(cls.__dict__[f"_{field_name}"]))
         hints = get_type_hints(cls, include_extras=True)
         parent_fields: Tuple[Tuple[str, str, Any], ...] = getattr(cls, "_fields", ())
         parent_privates: Dict[str, Any] = getattr(cls, "_privates", {})
         fields = parent_fields + tuple((n, _kind(hints[n]), d) for n, d in own.items())
         privates = {**parent_privates, **own_privates}
+        ids = tuple(getattr(cls, "_ids", ())) + tuple(own_ids)
+        cls._ids = ids  # type: ignore[attr-defined]
         cls._fields = fields  # type: ignore[attr-defined]
         cls._privates = privates  # type: ignore[attr-defined]
         # The scalar fields, checked one by one when sanitising (attributes are checked
         # as a mapping of their own).
         cls._schema = tuple((n, k) for n, k, _ in fields if k != ATTRS)  # type: ignore[attr-defined]
-        cls.__init__ = _make_init(fields, privates)  # type: ignore[misc]
+        cls.__init__ = _make_init(fields, privates, ids)  # type: ignore[misc]
+        cls._valid = staticmethod(_make_validator(fields, ids))  # type: ignore[attr-defined]
         return cls
 
 
@@ -172,6 +252,7 @@ __all__ = [
     "RATIO",
     "TEXT",
     "Attributes",
+    "Id",
     "Ratio",
     "RecordMeta",
     "Scalar",

@@ -1,16 +1,18 @@
 """Request ids: a random per-process prefix and a counter.
 
 A tracked call takes only the counter value (``next_seq()``, one C call, atomic under the
-GIL); the string ``'<8 hex>-<counter hex>'`` is formatted later, on the flush thread, or at
-once when user code can see the record (``current_metrics()``, ``bind_context``, the context
-manager, sampling). The prefix is renewed in a forked child so ids stay unique.
+GIL). Records keep it as an int; the string ``'<8 hex>-<counter hex>'`` is formatted the
+first time anyone reads the record's ``request_id`` (a sink, a filter, user code) and then
+kept. Most records are never read that way before they are dropped, so most ids are never
+formatted. The prefix is renewed in a forked child so ids stay unique (lifecycle.py calls
+:func:`renew_prefix`).
+
+A leaf module: no imports from the rest of the package.
 """
 
 import itertools
 import os
 from typing import Any
-
-from .lifecycle import IDENTITY, on_fork_call
 
 _seq = itertools.count(1)
 next_seq = _seq.__next__
@@ -27,17 +29,7 @@ def new_request_id() -> str:
     return format_id(next_seq())
 
 
-def resolve_ids(record: Any) -> None:
-    """Replace counter values in ``request_id``/``parent_request_id`` with id strings."""
-    if type(record.request_id) is int:
-        record.request_id = f"{_prefix}{record.request_id:x}"
-    if type(record.parent_request_id) is int:
-        record.parent_request_id = f"{_prefix}{record.parent_request_id:x}"
-
-
-def _renew_prefix() -> None:
+def renew_prefix() -> None:
+    """Give this process a new random prefix (in a forked child)."""
     global _prefix
     _prefix = os.urandom(4).hex() + "-"
-
-
-on_fork_call(_renew_prefix, IDENTITY)

@@ -6,10 +6,9 @@ checked, by kind, as the record class's field table declares it).
 """
 
 import math
-from operator import attrgetter
 from typing import Any, Dict, Mapping, Tuple
 
-from ._fields import COUNT, FLAG, FLOAT, NAME, OPT_FLAG, RATIO, TEXT, Scalar
+from ._fields import COUNT, FLAG, NAME, OPT_FLAG, RATIO, TEXT, Scalar
 from .models import BaseMetrics
 
 _INF = math.inf
@@ -85,82 +84,10 @@ def _clean_attributes(attrs: Any, max_attributes: int, max_length: int) -> Tuple
     return out, changed
 
 
-_GETTERS: Dict[type, Tuple[Any, ...]] = {}
-
-
-def _getters(cls: type) -> Tuple[Any, ...]:
-    """Per class: one attrgetter per field kind, so the common all-valid case is a few C
-    calls and tight loops instead of a getattr per field."""
-    getters = _GETTERS.get(cls)
-    if getters is None:
-        schema = cls._schema  # type: ignore[attr-defined]
-
-        def names(*kinds: str) -> Tuple[str, ...]:
-            return tuple(name for name, kind in schema if kind in kinds)
-
-        def getter(fields: Tuple[str, ...]) -> Any:
-            if not fields:
-                return lambda record: ()
-            if len(fields) == 1:
-                single = attrgetter(fields[0])
-                return lambda record: (single(record),)
-            return attrgetter(*fields)
-
-        getters = (
-            getter(names(COUNT)),
-            getter(names(FLOAT)),
-            getter(names(RATIO)),
-            getter(names(TEXT)),
-            getter(names(NAME)),
-            getter(names(FLAG)),
-            getter(names(OPT_FLAG)),
-        )
-        _GETTERS[cls] = getters
-    return getters
-
-
-def _count_ok(v: Any) -> bool:
-    return v is None or (type(v) is int and v >= 0)
-
-
-def _float_ok(v: Any) -> bool:
-    return v is None or ((type(v) is float or type(v) is int) and 0 <= v < _INF)
-
-
-def _ratio_ok(v: Any) -> bool:
-    return v is None or ((type(v) is float or type(v) is int) and 0 <= v <= 1)
-
-
-def _flag_ok(v: Any) -> bool:
-    return type(v) is bool
-
-
-def _opt_flag_ok(v: Any) -> bool:
-    return v is None or type(v) is bool
-
-
 def _looks_valid(record: BaseMetrics, max_length: int) -> bool:
-    """Whether every field already holds a valid value (then nothing needs cleaning)."""
-    counts, floats, ratios, texts, names, flags, opt_flags = _getters(type(record))
-
-    def text_ok(v: Any) -> bool:
-        return v is None or (type(v) is str and len(v) <= max_length)
-
-    def name_ok(v: Any) -> bool:
-        return type(v) is str and len(v) <= max_length
-
-    checks = (
-        (counts, _count_ok),
-        (floats, _float_ok),
-        (ratios, _ratio_ok),
-        (texts, text_ok),
-        (names, name_ok),
-        (flags, _flag_ok),
-        (opt_flags, _opt_flag_ok),
-    )
-    return record.timestamp is not None and all(
-        all(map(ok, getter(record))) for getter, ok in checks
-    )
+    """Whether every field already holds a valid value (then nothing needs cleaning): the
+    record class's generated validator (see :mod:`._fields`)."""
+    return type(record)._valid(record, max_length)  # type: ignore[attr-defined]
 
 
 def sanitize(record: BaseMetrics, max_attributes: int, max_attribute_length: int) -> bool:

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, TypeVar
 
-from ._ids import format_id, resolve_ids
 from .models import RequestMetrics
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,7 +58,6 @@ def current_metrics() -> Optional[RequestMetrics]:
     metrics._trusted = False  # user code may now set any value
     if type(metrics.attributes) is not dict:  # shared and read-only: give it its own
         metrics.attributes = dict(metrics.attributes)
-    resolve_ids(metrics)
     return metrics
 
 
@@ -97,7 +95,7 @@ def bind_context(fn: F) -> F:
     """
     ctx = _state.ctx
     attributes = dict(ctx.attributes)
-    parent_id = format_id(ctx.stack[-1].request_id) if ctx.stack else ctx.parent_id
+    parent_id = ctx.stack[-1].request_id if ctx.stack else ctx.parent_id
 
     def run_in_context(*args: Any, **kwargs: Any) -> Any:
         state = _state.ctx

@@ -17,6 +17,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
+from . import _ids
 from ._log import rate_limited
 
 if TYPE_CHECKING:
@@ -207,6 +208,7 @@ def shutdown(timeout: Optional[float] = None) -> bool:
     return collector.shutdown(timeout) if collector is not None else True
 
 
+on_fork_call(_ids.renew_prefix, IDENTITY)
 on_fork_call(rate_limited.reset, IDENTITY)
 atexit.register(_drain_at_exit)
 if hasattr(os, "register_at_fork"):

@@ -9,12 +9,12 @@ Bad values are clamped on the background thread, not refused (see :mod:`._saniti
 describe user code, and a ``prompt_tokens="12"`` set by hand must not cost the rest of the
 record.
 
-No I/O here, and no imports from the rest of the package.
+No I/O here; from the rest of the package only the leaves ``_fields`` and ``_ids``.
 """
 
 from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
-from ._fields import Attributes, Ratio, RecordMeta, Scalar, private
+from ._fields import Attributes, Id, Ratio, RecordMeta, Scalar, private
 
 __all__ = [
     "METRIC_TYPES",
@@ -52,12 +52,12 @@ class BaseMetrics(metaclass=RecordMeta):
     _schema: ClassVar[Tuple[Tuple[str, str], ...]] = ()
 
     timestamp: float = 0.0
-    request_id: str = ""
+    request_id: Id = ""
     provider: str = "unknown"
     model: Optional[str] = None
     attributes: Attributes = None  # type: ignore[assignment]  # None: a new empty dict
     sample_rate: Ratio = 1.0
-    parent_request_id: Optional[str] = None
+    parent_request_id: Optional[Id] = None
     # True only for records built by the SDK itself, whose numeric and flag fields are
     # known to be valid: they skip field validation (user-supplied text is still checked).
     _trusted: bool = private(False)

@@ -8,24 +8,26 @@ from typing import Any, Mapping, Optional
 from .._secrets import redact
 from ..errors import error_category, is_retryable, status_code_of
 from ._ids import next_seq
-from .context import _state
+from .context import Context
 from .models import ErrorMetrics, RequestMetrics
 
 _MESSAGE_LIMIT = 500
 
 
 def new_request(
+    ctx: Context,
     provider: str,
     model: Optional[str],
     extra: Mapping[str, Any],
     method: str,
     response_format: str,
 ) -> RequestMetrics:
-    """A RequestMetrics for a call starting now in this thread: the thread's ambient
-    attributes (shared, read-only) plus ``extra``, the enclosing request as parent. Marked
-    trusted (built by the SDK); its clock is not started and it is not on the thread's stack.
+    """A RequestMetrics for a call starting now in the thread whose context is ``ctx``
+    (``_state.ctx``, read once by the caller: a thread-local read costs as much as several
+    attribute reads): the ambient attributes (shared, read-only) plus ``extra``, the
+    enclosing request as parent. Marked trusted (built by the SDK); its clock is not started
+    and it is not on the thread's stack.
     """
-    ctx = _state.ctx
     stack = ctx.stack
     metrics = RequestMetrics(
         _now(),
@@ -34,7 +36,8 @@ def new_request(
         model,
         {**ctx.attributes, **extra} if extra else ctx.attributes,
         1.0,
-        stack[-1].request_id if stack else ctx.parent_id,
+        # The raw id (maybe still a counter): formatted when read.
+        stack[-1]._request_id if stack else ctx.parent_id,  # type: ignore[attr-defined]
         None,
         None,
         None,

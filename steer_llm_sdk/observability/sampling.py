@@ -11,7 +11,6 @@ streamed one by the streaming rate, any other by the request rate.
 
 from zlib import crc32
 
-from ._ids import resolve_ids
 from .models import BaseMetrics
 
 _SCALE = 1.0 / 4294967296.0
@@ -64,7 +63,6 @@ class Sampler:
         rate = self.rate_for(record)
         if rate >= 1.0:
             return True
-        resolve_ids(record)
         if keep(str(record.request_id), rate):
             record.sample_rate = rate
             return True

@@ -35,8 +35,6 @@ class StreamMeter:
     Attributes (final once :meth:`measure`'s generator has ended):
         chunks, chars: items yielded, and characters of content among them.
         first, first_token: ``perf_counter()`` at the first item and the first content.
-        text: the content of the item just yielded ("" if none), for consumers that
-            forward text rather than chunks.
         usage: what the stream reported about itself (:class:`StreamUsage`).
         status, error: how it ended (``completed``/``error``/``cancelled``).
     """
@@ -46,7 +44,6 @@ class StreamMeter:
         "chars",
         "first",
         "first_token",
-        "text",
         "usage",
         "json",
         "status",
@@ -65,7 +62,6 @@ class StreamMeter:
         self.chunks = self.chars = 0
         self.first: Optional[float] = None
         self.first_token: Optional[float] = None
-        self.text = ""
         self.usage = StreamUsage()
         if self.json is not None:
             self.json = JsonObjectCounter()
@@ -73,12 +69,24 @@ class StreamMeter:
         self.error: Optional[BaseException] = None
         self.end = 0.0
 
-    def measure(self, inner: Any) -> Generator[Any, Any, Any]:
+    def measure(
+        self,
+        inner: Any,
+        on_start: Optional[Callable[[], None]] = None,
+        on_end: Optional[Callable[[], None]] = None,
+        text_only: bool = False,
+    ) -> Generator[Any, Any, Any]:
         """Iterate ``inner``, yielding each item unchanged and measuring it.
 
         ``send``/``throw`` are forwarded to ``inner`` when it has them; its return value is
         returned. Ends with ``status`` set; an error from ``inner`` is re-raised unchanged.
+        ``on_start()`` runs at the first ``next()``, ``on_end()`` once the generator has
+        ended in any way (after the measures are final): a consumer that needs nothing else
+        iterates this generator directly, one generator step per chunk. With ``text_only``
+        it yields the content of each chunk that carries any, instead of the chunks.
         """
+        if on_start is not None:
+            on_start()
         observe = self.usage.observe
         json = self.json
         count, chars = self.chunks, self.chars
@@ -105,7 +113,10 @@ class StreamMeter:
                         first_token = perf_counter()
                     if json is not None:
                         json.feed(text)
-                self.text = text
+                if text_only:
+                    if not text:
+                        continue
+                    chunk = text
                 try:
                     sent = yield chunk
                 except GeneratorExit:
@@ -126,6 +137,8 @@ class StreamMeter:
             self.end = perf_counter()
             self.chunks, self.chars = count, chars
             self.first, self.first_token = first, first_token
+            if on_end is not None:
+                on_end()
 
     def outcome(self) -> "StreamOutcome":
         """What the stream reported, as measured (usage only if the stream reported it)."""

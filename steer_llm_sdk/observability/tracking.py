@@ -14,7 +14,6 @@ import inspect
 from time import perf_counter
 from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from ._ids import resolve_ids
 from .collector import MetricsCollector
 from .context import _state
 from .lifecycle import get_collector
@@ -105,21 +104,21 @@ class Tracker:
         self.attributes = attributes
 
     def _new(self, model: Optional[str]) -> RequestMetrics:
-        return new_request(self.provider, model, self.attributes, self.method, self.response_format)
+        return new_request(
+            _state.ctx, self.provider, model, self.attributes, self.method, self.response_format
+        )
 
     def start(self, model: Optional[str] = None) -> RequestMetrics:
         """Begin a request whose end the caller reports itself (with :func:`record_stream`
         or ``collector.record``): a RequestMetrics carrying the thread's context, its clock
         started. Not pushed on the thread's stack. ``model=None`` means the tracker's."""
         metrics = self._new(model if model is not None else self.model)
-        resolve_ids(metrics)
         metrics._start = perf_counter()
         return metrics
 
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> RequestMetrics:
         metrics = self._new(self.model)
-        resolve_ids(metrics)  # the caller holds the record: give it its final id now
         _state.ctx.stack.append(metrics)
         metrics._start = perf_counter()
         return metrics
@@ -189,7 +188,7 @@ class Tracker:
 
     def _wrap_function(self, func: Callable[..., Any]) -> Callable[..., Any]:
         fixed = self._collector
-        stack_of = _state
+        state = _state
         stream_mode = self.stream
         extractor = self.usage_extractor
         lookup = self.model_lookup(func)
@@ -206,8 +205,9 @@ class Tracker:
             if not collector._enabled:
                 return func(*args, **kwargs)
             try:
-                metrics = new_request(provider, lookup(args, kwargs), extra, method, fmt)
-                stack = stack_of.ctx.stack
+                ctx = state.ctx
+                metrics = new_request(ctx, provider, lookup(args, kwargs), extra, method, fmt)
+                stack = ctx.stack
                 stack.append(metrics)
             except Exception:  # measuring failed: run the call unmeasured
                 return func(*args, **kwargs)
@@ -333,18 +333,15 @@ def _tracked_stream(
             meter.end = perf_counter()
         record_stream(collector, metrics, meter.outcome())
 
-    def body() -> Any:
-        if once.finished:  # recorded as cancelled before it started: just pass through
-            return (yield from inner)
+    def start() -> None:
         once.started = True
         if restart_clock:
             metrics._start = perf_counter()
-        try:
-            return (yield from meter.measure(inner))
-        finally:
-            once.finish()
 
-    gen = body()
+    def end() -> None:
+        once.finish()
+
+    gen = meter.measure(inner, start, end)
     once = FinishOnce(gen, finish)
     return TrackedStream(gen, inner, once)
 

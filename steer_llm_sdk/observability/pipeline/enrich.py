@@ -1,4 +1,6 @@
-"""Enrichment, on the flush thread: final ids, usage read from a stored response, price.
+"""Enrichment, on the flush thread: usage read from a stored response, and price.
+
+(Request ids need no step here: a record formats its id when it is first read.)
 
 A tracked blocking call stores its return value on the record (``RequestMetrics._response``);
 token counts and the response model are read from it here, so neither the attribute walking
@@ -9,7 +11,6 @@ from typing import Any, Callable, Mapping, Optional
 
 from ...pricing import PriceTable
 from ...streaming.usage import TokenUsage, extract_model, extract_usage
-from .._ids import resolve_ids
 from .._log import rate_limited
 from ..models import BaseMetrics, RequestMetrics
 
@@ -33,8 +34,6 @@ class Enricher:
         self._unpriced: set = set()  # models already warned about
 
     def enrich(self, record: BaseMetrics) -> None:
-        if type(record.request_id) is int or type(record.parent_request_id) is int:
-            resolve_ids(record)
         if record.metric_type != "request":
             return
         if record._response is not None:  # type: ignore[attr-defined]

@@ -87,7 +87,7 @@ class Intake:
             return refuse
         if self.closed:
             return self._after_shutdown
-        accounting = self.accounting
+        intake, accounting = self, self.accounting
         queue = self.queue
         append = queue.append
         high_water, batch_size = self.high_water, self.batch_size
@@ -104,8 +104,11 @@ class Intake:
                     return slow(record)
                 append(record)
                 size = len(queue)
-                if size == 1 or size >= batch_size:
+                if size == 1:
                     return first_or_full(size)
+                if size >= batch_size and not intake.wake_pending:
+                    intake.wake_pending = True
+                    intake.wake.set()
                 return True
             except Exception as exc:  # never into user code
                 return self._failed(record, exc)
