@@ -25,6 +25,10 @@ from .recording import record_failure
 COMPLETED, ERROR, CANCELLED = "completed", "error", "cancelled"
 
 
+def _nothing() -> None:
+    pass
+
+
 class StreamMeter:
     """Measures one stream while :meth:`measure` iterates it. Not thread-safe: one stream,
     consumed on one thread.
@@ -72,8 +76,8 @@ class StreamMeter:
     def measure(
         self,
         inner: Any,
-        on_start: Optional[Callable[[], None]] = None,
-        on_end: Optional[Callable[[], None]] = None,
+        on_start: Callable[[], None] = _nothing,
+        on_end: Callable[[], None] = _nothing,
         text_only: bool = False,
     ) -> Generator[Any, Any, Any]:
         """Iterate ``inner``, yielding each item unchanged and measuring it.
@@ -85,8 +89,7 @@ class StreamMeter:
         iterates this generator directly, one generator step per chunk. With ``text_only``
         it yields the content of each chunk that carries any, instead of the chunks.
         """
-        if on_start is not None:
-            on_start()
+        on_start()
         observe = self.usage.observe
         json = self.json
         count, chars = self.chunks, self.chars
@@ -95,7 +98,9 @@ class StreamMeter:
         try:
             iterator = iter(inner)
             next_chunk = iterator.__next__
-            send = getattr(iterator, "send", None)
+            # An iterator without send(): a sent value is dropped and the next item read;
+            # without throw(): a thrown exception is raised here, as a plain loop would.
+            send = getattr(iterator, "send", None) or _ignore_sent(next_chunk)
             throw = getattr(iterator, "throw", None)
             while True:
                 try:
@@ -126,7 +131,7 @@ class StreamMeter:
                         raise
                     pending = (throw, thrown)
                     continue
-                pending = None if sent is None or send is None else (send, sent)
+                pending = None if sent is None else (send, sent)
         except GeneratorExit:
             self.status = CANCELLED
             raise
@@ -137,8 +142,7 @@ class StreamMeter:
             self.end = perf_counter()
             self.chunks, self.chars = count, chars
             self.first, self.first_token = first, first_token
-            if on_end is not None:
-                on_end()
+            on_end()
 
     def outcome(self) -> "StreamOutcome":
         """What the stream reported, as measured (usage only if the stream reported it)."""
@@ -152,6 +156,10 @@ class StreamMeter:
         if outcome.usage is not None:
             outcome.aggregation_method, outcome.aggregation_confidence = "provider", 1.0
         return outcome
+
+
+def _ignore_sent(next_chunk: Callable[[], Any]) -> Callable[[Any], Any]:
+    return lambda value: next_chunk()
 
 
 class FinishOnce:
