@@ -265,3 +265,22 @@ def test_explicit_none_model_means_not_given(kind):
         assert [r.model for r in sink.records] == ["gpt-4o-mini", "gpt-4o-mini"]
     finally:
         collector.shutdown(5)
+
+
+def test_state_changes_at_run_time_choose_a_new_admission(server):
+    sink = RecordingSink()
+    collector = MetricsCollector(MetricsConfig(**_QUIET), [sink])
+    try:
+        assert _run(collector, "decorator", server) == CONDITIONS["sampled_in"]
+        collector.set_sampling(request_rate=0.0, streaming_rate=0.0)
+        assert _run(collector, "decorator", server) == CONDITIONS["sampled_out"]
+        assert _run(collector, "client_stream", server) == CONDITIONS["sampled_out"]
+        collector.enabled = False
+        assert _run(collector, "record", server) == CONDITIONS["disabled"]
+        collector.enabled = True
+        collector.set_sampling(request_rate=1.0, streaming_rate=1.0)
+        assert _run(collector, "context_manager", server) == CONDITIONS["sampled_in"]
+        with pytest.raises(ValueError, match="request_rate"):
+            collector.set_sampling(request_rate=1.5)
+    finally:
+        collector.shutdown(5)
