@@ -20,6 +20,9 @@ DEV = TOKENIZER + [
     # Independent checks that the local server speaks the wire protocols.
     "openai>=1.40",
     "anthropic>=0.34",
+    # instrument() is tested against every SDK it reaches.
+    "google-genai>=1.0",
+    "boto3>=1.34",
     # Framework integrations, tested for real.
     "flask>=2.2",
     "django>=4.2",
@@ -42,6 +45,8 @@ setup(
         "opentelemetry-sdk>=1.25",
         "opentelemetry-exporter-otlp>=1.25",
         "typing_extensions>=4.1; python_version < '3.11'",
+        # Transparent proxies for instrument(): the SDKs' own objects keep their type.
+        "wrapt>=1.14",
     ],
     extras_require={"tokenizer": TOKENIZER, "dev": DEV},
     classifiers=[

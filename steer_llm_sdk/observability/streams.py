@@ -17,7 +17,8 @@ from time import perf_counter
 from typing import Any, Callable, Generator, Optional
 
 from ..streaming.json_stream import JsonObjectCounter
-from ..streaming.usage import StreamUsage, TokenUsage
+from ..streaming.readers import StreamReader
+from ..streaming.usage import TokenUsage
 from .models import RequestMetrics, StreamingMetrics
 from .recording import record_failure
 
@@ -39,7 +40,7 @@ class StreamMeter:
     Attributes (final once :meth:`measure`'s generator has ended):
         chunks, chars: items yielded, and characters of content among them.
         first, first_token: ``perf_counter()`` at the first item and the first content.
-        usage: what the stream reported about itself (:class:`StreamUsage`).
+        usage: what the stream reported about itself (a ``StreamReader``).
         status, error: how it ended (``completed``/``error``/``cancelled``).
     """
 
@@ -66,7 +67,7 @@ class StreamMeter:
         self.chunks = self.chars = 0
         self.first: Optional[float] = None
         self.first_token: Optional[float] = None
-        self.usage = StreamUsage()
+        self.usage = StreamReader()
         if self.json is not None:
             self.json = JsonObjectCounter()
         self.status = CANCELLED
@@ -116,10 +117,10 @@ class StreamMeter:
                     chars += len(text)
                     if first_token is None:
                         first_token = perf_counter()
-                    if json is not None:
+                    if json is not None and type(text) is str:
                         json.feed(text)
                 if text_only:
-                    if not text:
+                    if not text or type(text) is not str:  # no text, or tool calls etc.
                         continue
                     chunk = text
                 try:
@@ -148,7 +149,7 @@ class StreamMeter:
         """What the stream reported, as measured (usage only if the stream reported it)."""
         outcome = StreamOutcome()
         outcome.status, outcome.error, outcome.end = self.status, self.error, self.end
-        outcome.chunks, outcome.chars = self.chunks, self.chars
+        outcome.chunks, outcome.chars = self.chunks, self.chars + self.usage.extra_chars
         outcome.first, outcome.first_token = self.first, self.first_token
         outcome.usage = self.usage.usage()
         outcome.response_model = self.usage.model

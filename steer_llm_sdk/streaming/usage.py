@@ -83,142 +83,79 @@ def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
     return TokenUsage(prompt, output_tokens, total, cached)
 
 
+def gemini_usage(usage: Any) -> Optional[TokenUsage]:
+    """Gemini ``usageMetadata`` (dict, camelCase) or ``usage_metadata`` (object) normalised:
+    prompt includes cached content; thoughts are output."""
+    if type(usage) is dict:
+        prompt = _int(usage.get("promptTokenCount"))
+        candidates = _int(usage.get("candidatesTokenCount"))
+        thoughts = _int(usage.get("thoughtsTokenCount"))
+        cached = _int(usage.get("cachedContentTokenCount"))
+        total = _int(usage.get("totalTokenCount"))
+    else:
+        prompt = _int(getattr(usage, "prompt_token_count", None))
+        candidates = _int(getattr(usage, "candidates_token_count", None))
+        thoughts = _int(getattr(usage, "thoughts_token_count", None))
+        cached = _int(getattr(usage, "cached_content_token_count", None))
+        total = _int(getattr(usage, "total_token_count", None))
+    if prompt is None and candidates is None and thoughts is None:
+        return None
+    completion = None
+    if candidates is not None or thoughts is not None:
+        completion = (candidates or 0) + (thoughts or 0)
+    return TokenUsage(prompt, completion, total, cached)
+
+
+def bedrock_usage(usage: Any) -> Optional[TokenUsage]:
+    """Bedrock Converse ``usage``: ``inputTokens`` excludes the cache, so prompt tokens are
+    input + cache read + cache write; ``cached_tokens`` is the cache read."""
+    if not isinstance(usage, dict):
+        return None
+    input_tokens = _int(usage.get("inputTokens"))
+    output = _int(usage.get("outputTokens"))
+    if input_tokens is None and output is None:
+        return None
+    read = _int(usage.get("cacheReadInputTokens"))
+    write = _int(usage.get("cacheWriteInputTokens"))
+    prompt = None if input_tokens is None else input_tokens + (read or 0) + (write or 0)
+    total = _int(usage.get("totalTokens"))
+    if total is None and prompt is not None and output is not None:
+        total = prompt + output
+    return TokenUsage(prompt, output, total, read)
+
+
 def extract_usage(response: Any) -> Optional[TokenUsage]:
-    """Token usage of a whole (non-streamed) response, or None if it reports none.
+    """Token usage of a whole (non-streamed) response, or None if it reports none: OpenAI
+    chat completions, completions, embeddings and Responses API objects, Anthropic messages,
+    Gemini ``GenerateContentResponse`` and Bedrock Converse responses, as SDK objects or
+    decoded JSON.
 
     Never raises: a response of an unexpected shape gives None.
     """
     try:
-        return usage_from_usage_object(field(response, "usage"))
+        usage = field(response, "usage")
+        if usage is not None:
+            if isinstance(usage, dict) and "inputTokens" in usage:
+                return bedrock_usage(usage)
+            return usage_from_usage_object(usage)
+        if isinstance(response, dict):
+            metadata = response.get("usageMetadata")
+        else:
+            metadata = getattr(response, "usage_metadata", None)
+        return None if metadata is None else gemini_usage(metadata)
     except Exception:
         return None
 
 
 def extract_model(response: Any) -> Optional[str]:
-    """The model the provider says answered (``response.model``), or None."""
+    """The model the provider says answered (``model``, Gemini's ``model_version``), or
+    None."""
     try:
         model = field(response, "model")
+        if model is None:
+            model = field(
+                response, "modelVersion" if isinstance(response, dict) else "model_version"
+            )
     except Exception:
         return None
     return model if isinstance(model, str) else None
-
-
-class StreamUsage:
-    """Accumulates what a stream reports about itself, one chunk at a time.
-
-    Understands OpenAI chat-completion chunks (usage in a final chunk, usually with empty
-    ``choices``) and Anthropic message events (``message_start`` carries input and cache usage;
-    ``message_delta.usage.output_tokens`` is the running total for the whole message, so it is
-    taken, not added). Strings and bytes count as text. Not thread-safe: one per stream.
-    """
-
-    __slots__ = (
-        "prompt_tokens",
-        "completion_tokens",
-        "total_tokens",
-        "cached_tokens",
-        "model",
-        "finish_reason",
-        "reported",
-    )
-
-    def __init__(self) -> None:
-        self.prompt_tokens: Optional[int] = None
-        self.completion_tokens: Optional[int] = None
-        self.total_tokens: Optional[int] = None
-        self.cached_tokens: Optional[int] = None
-        self.model: Optional[str] = None
-        self.finish_reason: Optional[str] = None
-        self.reported = False
-
-    def observe(self, chunk: Any) -> str:
-        """Take note of one chunk; return the text it carries ("" if none)."""
-        if isinstance(chunk, str):
-            return chunk
-        if isinstance(chunk, (bytes, bytearray)):
-            return chunk.decode("utf-8", "replace")
-        kind = field(chunk, "type")
-        if isinstance(kind, str) and field(chunk, "choices") is None:
-            return self._observe_anthropic(kind, chunk)
-        return self._observe_openai(chunk)
-
-    def _observe_openai(self, chunk: Any) -> str:
-        if self.model is None:
-            self.model = extract_model(chunk)
-        usage = field(chunk, "usage")
-        if usage is not None:
-            self._apply(usage_from_usage_object(usage))
-        choices = field(chunk, "choices")
-        if not choices:
-            return ""
-        choice = choices[0]
-        reason = field(choice, "finish_reason")
-        if reason:
-            self.finish_reason = reason
-        delta = field(choice, "delta")
-        text = field(delta, "content")
-        if isinstance(text, str):
-            return text
-        # Tool-call argument fragments are output too: they count as content.
-        calls = field(delta, "tool_calls")
-        if calls:
-            fn = field(calls[0], "function")
-            args = field(fn, "arguments")
-            return args if isinstance(args, str) else ""
-        return ""
-
-    def _observe_anthropic(self, kind: str, event: Any) -> str:
-        if kind == "content_block_delta":
-            delta = field(event, "delta")
-            text = field(delta, "text")
-            if not isinstance(text, str):
-                text = field(delta, "partial_json")
-            return text if isinstance(text, str) else ""
-        if kind == "message_start":
-            message = field(event, "message")
-            if self.model is None:
-                self.model = extract_model(message)
-            self._apply(usage_from_usage_object(field(message, "usage")))
-        elif kind == "message_delta":
-            reason = field(field(event, "delta"), "stop_reason")
-            if reason:
-                self.finish_reason = reason
-            usage = field(event, "usage")
-            output = _int(field(usage, "output_tokens"))
-            if output is not None:
-                self.reported = True
-                self.completion_tokens = output  # running total: take it, never add it
-            # Newer API versions repeat input/cache counts here; take them when present.
-            if _int(field(usage, "input_tokens")) is not None:
-                update = usage_from_usage_object(usage)
-                if update is not None and update.prompt_tokens is not None:
-                    self.prompt_tokens = update.prompt_tokens
-                    self.cached_tokens = update.cached_tokens
-            self._fill_total()
-        return ""
-
-    def _apply(self, usage: Optional[TokenUsage]) -> None:
-        if usage is None:
-            return
-        self.reported = True
-        if usage.prompt_tokens is not None:
-            self.prompt_tokens = usage.prompt_tokens
-        if usage.completion_tokens is not None:
-            self.completion_tokens = usage.completion_tokens
-        if usage.cached_tokens is not None:
-            self.cached_tokens = usage.cached_tokens
-        if usage.total_tokens is not None:
-            self.total_tokens = usage.total_tokens
-        self._fill_total()
-
-    def _fill_total(self) -> None:
-        if self.prompt_tokens is not None and self.completion_tokens is not None:
-            self.total_tokens = self.prompt_tokens + self.completion_tokens
-
-    def usage(self) -> Optional[TokenUsage]:
-        """The usage seen so far, or None if the stream reported none."""
-        if not self.reported:
-            return None
-        return TokenUsage(
-            self.prompt_tokens, self.completion_tokens, self.total_tokens, self.cached_tokens
-        )

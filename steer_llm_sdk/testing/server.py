@@ -30,7 +30,8 @@ import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, List, Optional, Sequence
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from urllib.parse import unquote, urlsplit
 
 from ..streaming.tokens import count_messages, count_text, encoder
 
@@ -152,7 +153,7 @@ class LocalLLMServer:
         self.report_usage = report_usage
         self.requests: List[RecordedRequest] = []
         self._faults: Deque[Fault] = deque()
-        self._replays: Deque[Dict[str, Any]] = deque()
+        self._replays: Deque[Tuple[str, str, Dict[str, Any]]] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _Server((host, port), _Handler)
@@ -212,24 +213,59 @@ class LocalLLMServer:
         with self._lock:
             self._faults.extend(faults)
 
-    def replay(self, cassette: str) -> None:
-        """Answer the next requests with the recorded responses of a vcrpy cassette file,
-        in order (one per interaction). Needs PyYAML."""
+    def replay(self, cassette: str, hosts: Optional[Sequence[str]] = None) -> int:
+        """Answer requests with the recorded responses of a vcrpy cassette file.
+
+        Each recorded interaction answers one request with the same method whose path ends
+        like the recorded one (the query string and the base URL's prefix are ignored), the
+        earliest such interaction first; a request that matches none gets a 404. Bodies may
+        be text (JSON or server-sent events, streamed as they were recorded), binary
+        (``!!binary``: gzip, AWS event streams; sent as recorded, with their
+        ``Content-Encoding``) or decoded JSON under ``parsed_body``. Needs PyYAML.
+
+        Args:
+            cassette: the file.
+            hosts: only interactions with these hosts (default: all).
+
+        Returns:
+            How many interactions were queued.
+        """
         try:
             import yaml
         except ImportError as exc:  # pragma: no cover - PyYAML is in the dev extra
             raise ImportError("LocalLLMServer.replay needs PyYAML (pip install pyyaml)") from exc
         with open(cassette, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
+        queued = 0
         with self._lock:
             for interaction in data["interactions"]:
-                self._replays.append(interaction["response"])
+                request = interaction["request"]
+                parts = urlsplit(request.get("uri") or request.get("url") or "")
+                if hosts is not None and parts.hostname not in hosts:
+                    continue
+                method = str(request.get("method", "POST")).upper()
+                self._replays.append((method, unquote(parts.path), interaction["response"]))
+                queued += 1
+        return queued
 
     def _next(self) -> "tuple[Optional[Fault], Optional[Dict[str, Any]]]":
         with self._lock:
-            if self._replays:
-                return None, self._replays.popleft()
             return (self._faults.popleft() if self._faults else None), None
+
+    def _take_replay(self, method: str, path: str) -> "tuple[bool, Optional[Dict[str, Any]]]":
+        """(whether replays are queued, the recorded response for this request or None)."""
+        path = unquote(path.split("?", 1)[0]).rstrip("/")
+        with self._lock:
+            if not self._replays:
+                return False, None
+            for index, (recorded_method, recorded_path, response) in enumerate(self._replays):
+                recorded_path = recorded_path.rstrip("/")
+                if recorded_method == method and (
+                    path.endswith(recorded_path) or recorded_path.endswith(path)
+                ):
+                    del self._replays[index]
+                    return True, response
+            return True, None
 
     def _log(self, request: RecordedRequest) -> None:
         with self._lock:
@@ -278,6 +314,14 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
+        replaying, replay = owner._take_replay("POST", self.path)
+        if replaying:
+            owner._log(RecordedRequest("POST", self.path, dict(self.headers.items()), None))
+            if replay is None:
+                self._json(404, {"error": {"message": f"no recorded answer for {self.path}"}})
+            else:
+                self._replay(replay)
+            return
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:
@@ -295,10 +339,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
-        fault, replay = owner._next()
-        if replay is not None:
-            self._replay(replay)
-            return
+        fault, _ = owner._next()
         fault = fault or Fault()
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             self._error(protocol, 400, "messages must be a list")
@@ -314,7 +355,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._anthropic(body, fault)
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") in ("", "/health"):
+        replaying, replay = self.server.owner._take_replay("GET", self.path)
+        if replay is not None:
+            self._replay(replay)
+        elif replaying:
+            self._json(404, {"error": {"message": f"no recorded answer for {self.path}"}})
+        elif self.path.rstrip("/") in ("", "/health"):
             self._json(200, {"status": "ok"})
         else:
             self._json(404, {"error": {"message": "not found"}})
@@ -565,32 +611,54 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _replay(self, response: Dict[str, Any]) -> None:
         status = int(response.get("status", {}).get("code", 200))
-        text = response.get("body", {}).get("string", "") or ""
         headers = {
             k.lower(): v[0] if isinstance(v, list) else v
             for k, v in (response.get("headers") or {}).items()
         }
-        content_type = headers.get("content-type", "application/json")
-        if content_type.startswith("text/event-stream"):
-            self.send_response(status)
-            self.send_header("content-type", content_type)
-            self.send_header("transfer-encoding", "chunked")
-            self.end_headers()
-            for frame in text.replace("\r\n", "\n").split("\n\n"):
-                if frame.strip():
-                    self._chunk(frame + "\n\n")
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-            return
-        data = text.encode("utf-8")
+        body = response.get("body")
+        data: bytes
+        if "parsed_body" in response:
+            data = json.dumps(response["parsed_body"]).encode("utf-8")
+            headers.setdefault("content-type", "application/json")
+            headers.pop("content-encoding", None)  # stored decoded
+        else:
+            raw = body.get("string", "") if isinstance(body, dict) else (body or "")
+            if isinstance(raw, str) and headers.get("content-type", "").startswith(
+                "text/event-stream"
+            ):
+                self._replay_events(status, headers["content-type"], raw)
+                return
+            data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
         self.send_response(status)
-        self.send_header("content-type", content_type)
+        self.send_header("content-type", headers.get("content-type", "application/json"))
         self.send_header("content-length", str(len(data)))
-        for key in ("x-request-id", "request-id", "retry-after"):
+        for key in _REPLAYED_HEADERS:
             if key in headers:
                 self.send_header(key, str(headers[key]))
         self.end_headers()
         self.wfile.write(data)
+
+    def _replay_events(self, status: int, content_type: str, text: str) -> None:
+        """Server-sent events as recorded, one chunk per event."""
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for frame in text.replace("\r\n", "\n").split("\n\n"):
+            if frame.strip():
+                self._chunk(frame + "\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+#: Response headers a replay sends as recorded (besides content-type and -length).
+_REPLAYED_HEADERS = (
+    "content-encoding",
+    "x-request-id",
+    "request-id",
+    "retry-after",
+    "x-amzn-requestid",
+)
 
 
 def _event(name: str, payload: Dict[str, Any]) -> str:
