@@ -8,6 +8,7 @@ from ._ids import new_request_id
 from .collector import CollectorStats, MetricsCollector, SinkStats
 from .config import MetricsConfig
 from .context import bind_context, current_attributes, current_metrics, metrics_context
+from .instrumentation import instrument, uninstrument
 from .lifecycle import (
     configure,
     flush,
@@ -46,10 +47,12 @@ __all__ = [
     "current_metrics",
     "flush",
     "get_collector",
+    "instrument",
     "metrics_context",
     "new_request_id",
     "reset_after_fork",
     "shutdown",
     "shutdown_all",
     "track_request",
+    "uninstrument",
 ]

@@ -116,6 +116,8 @@ class RequestMetrics(BaseMetrics):
         error_category: see :mod:`steer_llm_sdk.errors` (``rate_limit``, ``timeout``, ...).
         cost_usd: with cost tracking on and a known price; None otherwise.
         response_model: the model the provider says answered.
+        operation: the GenAI operation called: ``chat``, ``text_completion``,
+            ``embeddings``, ``generate_content`` (``gen_ai.operation.name``).
     """
 
     metric_type: ClassVar[str] = "request"
@@ -133,6 +135,7 @@ class RequestMetrics(BaseMetrics):
     error_category: Optional[str] = None
     cost_usd: Optional[float] = None
     response_model: Optional[str] = None
+    operation: str = "chat"
     _start: float = private(0.0)  # perf_counter() at the start of the call
     _response: Any = private(None)  # read for usage on the background thread
     _extractor: Any = private(None)

@@ -67,6 +67,7 @@ class Tracker:
         "response_format",
         "usage_extractor",
         "stream",
+        "operation",
         "attributes",
     )
 
@@ -79,12 +80,14 @@ class Tracker:
         response_format: str = "text",
         usage_extractor: Optional[Callable[[Any], Any]] = None,
         stream: Optional[bool] = None,
+        operation: str = "chat",
         **attributes: Any,
     ) -> None:
         for name, value in (
             ("provider", provider),
             ("method", method),
             ("response_format", response_format),
+            ("operation", operation),
         ):
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}")
@@ -101,12 +104,15 @@ class Tracker:
         self.response_format = response_format
         self.usage_extractor = usage_extractor
         self.stream = stream
+        self.operation = operation
         self.attributes = attributes
 
     def _new(self, model: Optional[str]) -> RequestMetrics:
-        return new_request(
+        metrics = new_request(
             _state.ctx, self.provider, model, self.attributes, self.method, self.response_format
         )
+        metrics.operation = self.operation
+        return metrics
 
     def start(self, model: Optional[str] = None) -> RequestMetrics:
         """Begin a request whose end the caller reports itself (with :func:`record_stream`
@@ -198,6 +204,7 @@ class Tracker:
             self.response_format,
             self.attributes,
         )
+        operation = self.operation
         iterator_types = _ITERATOR_TYPES
 
         def tracked(*args: Any, **kwargs: Any) -> Any:
@@ -207,6 +214,8 @@ class Tracker:
             try:
                 ctx = state.ctx
                 metrics = new_request(ctx, provider, lookup(args, kwargs), extra, method, fmt)
+                if operation != "chat":
+                    metrics.operation = operation
                 stack = ctx.stack
                 stack.append(metrics)
             except Exception:  # measuring failed: run the call unmeasured
@@ -386,6 +395,8 @@ def track_request(
             OpenAI/Anthropic usage reading (runs on the background thread).
         stream: True/False forces treating the return value as a stream or not; by default
             generator functions and functions returning an iterator are streams.
+        operation: the GenAI operation name recorded (``chat``, ``text_completion``,
+            ``embeddings``, ``generate_content``, ...).
         **attributes: added to every record of the call.
 
     Raises:

@@ -217,8 +217,10 @@ class LocalLLMServer:
         """Answer requests with the recorded responses of a vcrpy cassette file.
 
         Each recorded interaction answers one request with the same method whose path ends
-        like the recorded one (the query string and the base URL's prefix are ignored), the
-        earliest such interaction first; a request that matches none gets a 404. Bodies may
+        like the recorded one, or shares its last two segments (``chat/completions``,
+        ``models/<model>:generateContent``): the query string and the base URL's prefix are
+        ignored. The earliest such interaction answers first; a request that matches none
+        gets a 404. Bodies may
         be text (JSON or server-sent events, streamed as they were recorded), binary
         (``!!binary``: gzip, AWS event streams; sent as recorded, with their
         ``Content-Encoding``) or decoded JSON under ``parsed_body``. Needs PyYAML.
@@ -261,7 +263,9 @@ class LocalLLMServer:
             for index, (recorded_method, recorded_path, response) in enumerate(self._replays):
                 recorded_path = recorded_path.rstrip("/")
                 if recorded_method == method and (
-                    path.endswith(recorded_path) or recorded_path.endswith(path)
+                    path.endswith(recorded_path)
+                    or recorded_path.endswith(path)
+                    or path.split("/")[-2:] == recorded_path.split("/")[-2:]
                 ):
                     del self._replays[index]
                     return True, response

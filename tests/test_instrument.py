@@ -1,0 +1,287 @@
+"""instrument(): the official SDKs measured without touching call sites, on every recorded
+exchange of the corpus whose API it covers, and the same exchanges through @track_request.
+
+For each cassette the local server replays the recorded responses (matched by path); the
+SDK is called for each covered interaction; the RequestMetrics must carry exactly the tokens
+the provider reported, the StreamingMetrics the recorded content's characters, and a time
+to first token when the stream had content.
+"""
+
+from typing import Any, Callable, Dict, List, Tuple
+
+import pytest
+from corpus import Exchange, cassettes, corpus_required, exchanges
+
+from steer_llm_sdk.observability import (
+    MetricsConfig,
+    RequestMetrics,
+    instrument,
+    track_request,
+    uninstrument,
+)
+from steer_llm_sdk.observability.instrumentation import instrumented
+from steer_llm_sdk.testing import LocalLLMServer, capture_metrics
+
+# Recorded models include deprecated ones; the SDKs warn about them.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+genai = pytest.importorskip("google.genai")
+boto3 = pytest.importorskip("boto3")
+
+#: Interactions that cannot be replayed to an SDK here, by reason.
+_VERTEX = "Vertex AI endpoints need Google credentials (an OAuth token flow)"
+_FAMILIES = {
+    "chat": "openai",
+    "completions": "openai",
+    "embeddings": "openai",
+    "responses": "openai",
+    "messages": "anthropic",
+    "gemini": "gemini",
+    "converse": "bedrock",
+}
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LocalLLMServer() as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def clients(server):
+    from botocore.config import Config
+    from google.genai import types
+
+    return {
+        "openai": openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0),
+        "anthropic": anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0),
+        "gemini": genai.Client(
+            api_key="test",
+            http_options=types.HttpOptions(base_url=server.url + "/", api_version="v1beta"),
+        ),
+        "bedrock": boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            endpoint_url=server.url,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        ),
+    }
+
+
+def _call(exchange: Exchange, clients: Dict[str, Any]) -> Tuple[Any, bool]:
+    """Make the SDK call for ``exchange``: (a thunk returning the result, streamed?)."""
+    model = exchange.model or "model"
+    user = [{"role": "user", "content": "hi"}]
+    shape, streamed = exchange.shape, exchange.streamed
+    if shape == "chat":
+        return lambda: clients["openai"].chat.completions.create(
+            model=model, messages=user, stream=streamed
+        ), streamed
+    if shape == "completions":
+        return lambda: clients["openai"].completions.create(
+            model=model, prompt="hi", stream=streamed
+        ), streamed
+    if shape == "embeddings":
+        return lambda: clients["openai"].embeddings.create(model=model, input="hi"), False
+    if shape == "responses":
+        return lambda: clients["openai"].responses.create(
+            model=model, input="hi", stream=streamed
+        ), streamed
+    if shape == "messages":
+        return lambda: clients["anthropic"].messages.create(
+            model=model, max_tokens=16, messages=user, stream=streamed
+        ), streamed
+    if shape == "gemini":
+        models = clients["gemini"].models
+        if streamed:
+            return lambda: models.generate_content_stream(model=model, contents="hi"), True
+        return lambda: models.generate_content(model=model, contents="hi"), False
+    bedrock = clients["bedrock"]
+    messages = [{"role": "user", "content": [{"text": "hi"}]}]
+    if streamed:
+        return lambda: bedrock.converse_stream(modelId=model, messages=messages), True
+    return lambda: bedrock.converse(modelId=model, messages=messages), False
+
+
+def _consume(result: Any, streamed: bool) -> None:
+    if not streamed:
+        return
+    if isinstance(result, dict):  # Bedrock: the events are under "stream"
+        result = result["stream"]
+    for _ in result:
+        pass
+
+
+def _run(exchange: Exchange, clients: Dict[str, Any], mode: str) -> Tuple[Any, Any]:
+    """One exchange through the SDK: (RequestMetrics, StreamingMetrics or None)."""
+    thunk, streamed = _call(exchange, clients)
+    with capture_metrics(MetricsConfig(flush_on_exit=False, enable_cost_tracking=False)) as sink:
+        try:
+            if mode == "instrument":
+                _consume(thunk(), streamed)
+            else:  # the same call inside @track_request, not instrumented
+                tracked = _decorated(thunk, exchange, streamed)
+                _consume(tracked(), streamed)
+        except Exception:
+            if not exchange.fails:
+                raise
+    requests = sink.get_metrics(metric_type="request")
+    streams = sink.get_metrics(metric_type="streaming")
+    assert len(requests) == 1, (exchange.name, requests)
+    return requests[0], (streams[0] if streams else None)
+
+
+def _decorated(thunk: Callable[[], Any], exchange: Exchange, streamed: bool) -> Any:
+    family = _FAMILIES[exchange.shape]
+    if exchange.shape == "converse" and streamed:
+
+        @track_request(family, model=exchange.model, stream=True)
+        def events() -> Any:
+            return iter(thunk()["stream"])
+
+        return lambda: events()
+    return track_request(family, model=exchange.model, stream=streamed)(thunk)
+
+
+def _check(exchange: Exchange, record: RequestMetrics, streaming: Any) -> None:
+    if exchange.fails:
+        assert record.success is False, exchange.name
+        return
+    usage, chars = exchange.expected()
+    assert record.success, (exchange.name, record)
+    got = (record.prompt_tokens, record.completion_tokens, record.cached_tokens)
+    assert got == (usage or (None, None, None)), (exchange.name, got, usage)
+    if chars is not None and exchange.streamed:
+        assert streaming is not None and streaming.total_chars == chars, (
+            exchange.name,
+            streaming,
+            chars,
+        )
+        if chars:
+            assert record.time_to_first_token_ms is not None, exchange.name
+
+
+def _covered(cassette: Any) -> List[Exchange]:
+    out = []
+    for exchange in exchanges(cassette):
+        if "aiplatform.googleapis.com" in exchange.host:
+            continue  # _VERTEX
+        out.append(exchange)
+    return out
+
+
+ALL = cassettes()
+if not ALL and corpus_required():
+    raise RuntimeError("the recorded corpus (../shared/fixtures/recorded) is missing")
+
+
+@pytest.mark.parametrize("mode", ["instrument", "decorator"])
+@pytest.mark.parametrize("cassette", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_recorded_exchange(cassette, mode, server, clients):
+    covered = _covered(cassette)
+    if not covered:
+        pytest.skip("no interaction of an API shape instrument() covers")
+    if mode == "instrument":
+        instrument()
+    try:
+        server.replay(str(cassette))
+        for exchange in covered:
+            record, streaming = _run(exchange, clients, mode)
+            _check(exchange, record, streaming)
+    finally:
+        uninstrument()
+        server._replays.clear()
+
+
+# ---------------------------------------------------------------------- behaviour
+
+
+@pytest.fixture
+def clean():
+    uninstrument()
+    yield
+    uninstrument()
+
+
+def test_instrument_is_idempotent_and_reversible(clean, clients):
+    create = openai.resources.chat.completions.Completions.__dict__["create"]
+    assert set(instrument()) == {"openai", "anthropic", "google_genai", "bedrock"}
+    first = instrumented()
+    assert instrument("openai") == ["openai"] and instrumented() == first
+    assert "openai.resources.chat.completions.completions.Completions.create" in first
+    uninstrument()
+    assert instrumented() == []
+    assert openai.resources.chat.completions.Completions.__dict__["create"] is create
+    with pytest.raises(ValueError, match="unknown SDK"):
+        instrument("cohere")
+
+
+def test_streams_keep_the_sdks_types_and_attributes(clean, server, clients):
+    instrument("openai")
+    server.replay(str(_first("test_openai", streamed=True)))
+    with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
+        stream = clients["openai"].chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert isinstance(stream, openai.Stream)
+        assert stream.response.status_code == 200
+        with stream:
+            next(iter(stream))  # one chunk, then leave: recorded as cancelled
+    server._replays.clear()
+    (streaming,) = sink.get_metrics(metric_type="streaming")
+    assert streaming.status == "cancelled" and streaming.total_chunks == 1
+
+
+def test_a_call_inside_track_request_is_measured_once(clean, server, clients):
+    instrument("openai")
+    server.replay(str(_first("test_openai", streamed=False)))
+    with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
+
+        @track_request("openai", model="gpt-4o")
+        def ask() -> Any:
+            return clients["openai"].chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            )
+
+        ask()
+    server._replays.clear()
+    assert len(sink.get_metrics(metric_type="request")) == 1
+
+
+def test_records_name_provider_operation_and_server(clean, server, clients):
+    instrument("openai")
+    server.replay(str(_first("test_openai", streamed=False)))
+    with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
+        clients["openai"].chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
+    server._replays.clear()
+    (record,) = sink.get_metrics(metric_type="request")
+    assert (record.provider, record.operation, record.method) == ("openai", "chat", "generate")
+    assert record.attributes["server.address"] == "127.0.0.1"
+    assert record.response_model is not None
+
+
+def test_async_clients_are_untouched(clean):
+    create = openai.resources.chat.completions.AsyncCompletions.__dict__["create"]
+    instrument()
+    assert openai.resources.chat.completions.AsyncCompletions.__dict__["create"] is create
+
+
+def _first(folder: str, streamed: bool) -> Any:
+    for cassette in ALL:
+        if cassette.parent.name != folder:
+            continue
+        covered = list(exchanges(cassette))
+        if (
+            len(covered) == 1
+            and covered[0].shape == "chat"
+            and covered[0].streamed == streamed
+            and covered[0].status == 200
+        ):
+            return cassette
+    pytest.skip(f"no single {folder} chat cassette (streamed={streamed})")
