@@ -195,6 +195,158 @@ def bench_stream_chunk() -> Dict[str, float]:
     return {"steer_chunk_added_us": (means["steer"]["cpu"] - means["bare"]["cpu"]) / chunks}
 
 
+def _sdk_chunks() -> Dict[str, List[object]]:
+    """200 chunks of each SDK's own stream objects, built as the SDKs build them."""
+    from anthropic.types import RawContentBlockDeltaEvent
+    from google.genai import types as genai
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.responses import ResponseTextDeltaEvent
+
+    n = 200
+    return {
+        "openai_chat": [
+            ChatCompletionChunk.model_validate(
+                {
+                    "id": "c",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": "gpt-4o-mini",
+                    "choices": [{"index": 0, "delta": {"content": " tok"}, "finish_reason": None}],
+                }
+            )
+            for _ in range(n)
+        ],
+        "openai_responses": [
+            ResponseTextDeltaEvent.model_validate(
+                {
+                    "type": "response.output_text.delta",
+                    "delta": " tok",
+                    "item_id": "i",
+                    "output_index": 0,
+                    "content_index": 0,
+                    "sequence_number": i,
+                    "logprobs": [],
+                }
+            )
+            for i in range(n)
+        ],
+        "anthropic": [
+            RawContentBlockDeltaEvent.model_validate(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": " tok"},
+                }
+            )
+            for _ in range(n)
+        ],
+        "gemini": [
+            genai.GenerateContentResponse.model_validate(
+                {
+                    "candidates": [{"content": {"role": "model", "parts": [{"text": " tok"}]}}],
+                    "usage_metadata": {"prompt_token_count": 5, "candidates_token_count": i},
+                    "model_version": "gemini-2.5-flash",
+                }
+            )
+            for i in range(n)
+        ],
+    }
+
+
+def bench_sdk_chunks() -> Dict[str, float]:
+    """Added cost per chunk of a tracked stream of each SDK's own chunk objects (read by the
+    reader chosen for their class), interleaved with the bare iteration, mean process CPU."""
+    collector = MetricsCollector(MetricsConfig(), [InMemoryMetricsSink()])
+    results: Dict[str, float] = {}
+    for name, chunks in _sdk_chunks().items():
+
+        def replay(model: str = "gpt-4o-mini", _chunks: List[object] = chunks) -> object:
+            return iter(_chunks)
+
+        tracked = collector.track_request("openai")(replay)
+
+        def consume(stream: object) -> None:
+            for _ in stream:  # type: ignore[attr-defined]
+                pass
+
+        means = interleaved_means(
+            {
+                "bare": lambda _, r=replay: consume(r()),
+                "steer": lambda _, t=tracked: consume(t()),
+            },
+            rounds=ROUNDS,
+            batch=50,
+            warmup=50,
+        )
+        results[f"chunk_{name}_us"] = (means["steer"]["cpu"] - means["bare"]["cpu"]) / len(chunks)
+    collector.shutdown(5)
+    return results
+
+
+def bench_instrument() -> Dict[str, float]:
+    """What instrument() adds to a non-streamed openai SDK call against the decorator, on
+    the SDK's own client and response objects (an in-process HTTP transport answers, so the
+    figures are the whole call)."""
+    import openai
+
+    try:  # the openai SDK's HTTP library: httpx, or its successor httpx2
+        import httpx2 as httpx  # type: ignore[import-not-found]
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
+
+    from steer_llm_sdk.observability import instrument, uninstrument
+
+    body = json.dumps(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "hi"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        }
+    ).encode()
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(
+            200, content=body, headers={"content-type": "application/json"}
+        )
+    )
+    client = openai.OpenAI(
+        api_key="bench",
+        base_url="http://127.0.0.1:9/v1",
+        http_client=httpx.Client(transport=transport),
+    )
+    messages = [{"role": "user", "content": "hi"}]
+
+    def plain(_: str) -> None:
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+
+    collector = MetricsCollector(MetricsConfig(), [InMemoryMetricsSink()])
+    decorated = collector.track_request("openai")(plain)
+    means = interleaved_means(
+        {"plain": plain, "decorated": decorated}, rounds=ROUNDS // 2, batch=200, warmup=500
+    )
+    instrument("openai", collector=collector)
+    try:
+        instrumented = interleaved_means(
+            {"plain": plain}, rounds=ROUNDS // 2, batch=200, warmup=500
+        )["plain"]
+    finally:
+        uninstrument()
+        collector.shutdown(5)
+    return {
+        "openai_call_us": means["plain"]["cpu"],
+        "decorator_added_us": means["decorated"]["cpu"] - means["plain"]["cpu"],
+        "instrument_added_us": instrumented["cpu"] - means["plain"]["cpu"],
+    }
+
+
 def bench_throughput() -> Dict[str, float]:
     sink = InMemoryMetricsSink(max_size=100_000)
     collector = MetricsCollector(MetricsConfig(), [sink])
@@ -551,6 +703,13 @@ TARGETS = [
     ("steer_caller_median_us", "<=", 1.2, "tracked call: caller's median latency (us)"),
     ("prometheus_caller_median_us", "info", None, "  prometheus_client, same measure (us)"),
     ("steer_chunk_added_us", "<=", 0.15, "added cost per streamed chunk (us)"),
+    ("chunk_openai_chat_us", "<=", 0.3, "per chunk: openai ChatCompletionChunk (us)"),
+    ("chunk_openai_responses_us", "<=", 0.3, "per chunk: openai Responses text delta (us)"),
+    ("chunk_anthropic_us", "<=", 0.3, "per chunk: anthropic content_block_delta (us)"),
+    ("chunk_gemini_us", "<=", 0.3, "per chunk: Gemini GenerateContentResponse (us)"),
+    ("openai_call_us", "info", None, "openai SDK chat call, in-process transport (us)"),
+    ("decorator_added_us", "info", None, "  @track_request around it adds (us)"),
+    ("instrument_added_us", "info", None, "  instrument() adds (us)"),
     ("throughput_records_per_s", ">=", 200_000, "4 producers into the in-memory sink (rec/s)"),
     ("throughput_dropped", "<=", 0, "records dropped in the throughput run"),
     ("memory_10k_records_mb", "<=", 8.0, "10,000 RequestMetrics in the in-memory sink (MB)"),
@@ -579,6 +738,8 @@ def main() -> int:
     for bench in (
         bench_call_overhead,
         bench_stream_chunk,
+        bench_sdk_chunks,
+        bench_instrument,
         bench_throughput,
         bench_memory,
         bench_summary,

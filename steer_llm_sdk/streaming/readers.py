@@ -31,7 +31,7 @@ are ``cached_tokens``, reasoning/thinking tokens are output.
 Pure code: no I/O, no imports from the rest of the package beyond leaves.
 """
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Literal, Optional
 
 from .usage import TokenUsage, bedrock_usage, gemini_usage, usage_from_usage_object
 
@@ -75,6 +75,7 @@ class StreamReader:
         "reported",
         "extra_chars",
         "errors",
+        "last_usage",
     )
 
     def __init__(self) -> None:
@@ -87,6 +88,7 @@ class StreamReader:
         self.reported = False
         self.extra_chars = 0
         self.errors = 0
+        self.last_usage: Any = None  # a Gemini usage report, normalised when asked for
 
     def observe(self, chunk: Any) -> str:
         """Take note of one chunk; return its content (see the module docstring).
@@ -104,6 +106,9 @@ class StreamReader:
 
     def usage(self) -> Optional[TokenUsage]:
         """The usage seen so far, or None if the stream reported none."""
+        if self.last_usage is not None:
+            self.apply(gemini_usage(self.last_usage))
+            self.last_usage = None
         if not self.reported:
             return None
         return TokenUsage(
@@ -202,6 +207,30 @@ def _delta_content(delta: Any) -> str:
     return refusal if type(refusal) is str else ""
 
 
+def _read_chat_object(reader: StreamReader, chunk: Any) -> str:
+    """An SDK chat-completion chunk object (openai, LiteLLM): attribute reads only, the
+    common one-choice text chunk on a short path."""
+    usage = chunk.usage
+    if usage is not None:
+        reader.apply(usage_from_usage_object(usage))
+    if reader.model is None:
+        model = chunk.model
+        reader.model = model if type(model) is str and model else None
+    choices = chunk.choices
+    if not choices:
+        return ""
+    if len(choices) == 1:
+        choice = choices[0]
+        delta = getattr(choice, "delta", None)
+        if delta is not None:
+            text = delta.content
+            # Text of the first choice: nothing else to read (a finish reason comes in a
+            # chunk without text).
+            if type(text) is str and text and not choice.index:
+                return text
+    return _read_chat(reader, chunk)
+
+
 # ---------------------------------------------------------------------- typed events
 
 
@@ -210,6 +239,26 @@ def _read_event(reader: StreamReader, event: Any) -> str:
     kind = _g(event, "type")
     handler = _EVENTS.get(kind) if type(kind) is str else None
     return "" if handler is None else handler(reader, event)
+
+
+def _text_delta_object(reader: StreamReader, event: Any) -> str:
+    """An anthropic ``content_block_delta`` object: text on the short path."""
+    delta = event.delta
+    if delta.type == "text_delta":
+        return delta.text
+    return _anthropic_delta(reader, event)
+
+
+def _responses_text_object(reader: StreamReader, event: Any) -> str:
+    delta = event.delta
+    return delta if type(delta) is str else ""
+
+
+#: Event types whose SDK classes get a reader of their own (attribute reads only).
+_EVENT_OBJECTS: Dict[str, Reader] = {
+    "content_block_delta": _text_delta_object,
+    "response.output_text.delta": _responses_text_object,
+}
 
 
 def _anthropic_delta(reader: StreamReader, event: Any) -> str:
@@ -316,7 +365,7 @@ def _read_gemini(reader: StreamReader, chunk: Any) -> str:
     (camelCase). ``usage_metadata`` repeats in every chunk; the last one is the total."""
     usage = _g(chunk, "usage_metadata") if type(chunk) is not dict else chunk.get("usageMetadata")
     if usage is not None:
-        reader.apply(gemini_usage(usage))
+        reader.last_usage = usage  # repeated in every chunk: read only the last, at the end
     if reader.model is None:
         model = _g(chunk, "model_version") if type(chunk) is not dict else chunk.get("modelVersion")
         reader.model = model if type(model) is str else None
@@ -324,12 +373,15 @@ def _read_gemini(reader: StreamReader, chunk: Any) -> str:
     if not candidates:
         return ""
     candidate = candidates[0]
-    reason = _g(candidate, "finish_reason") if type(candidate) is not dict else None
-    if reason is None and type(candidate) is dict:
-        reason = candidate.get("finishReason")
+    reason = candidate.get("finishReason") if type(candidate) is dict else candidate.finish_reason
     if reason:
         reader.finish_reason = str(getattr(reason, "value", reason))
-    parts = _g(_g(candidate, "content"), "parts") or ()
+    parts: Any = _g(_g(candidate, "content"), "parts") or ()
+    if len(parts) == 1 and type(candidate) is not dict:
+        part = parts[0]
+        piece = part.text
+        if type(piece) is str and not part.thought:
+            return piece
     text, other = "", ""
     for part in parts:
         piece = _g(part, "text")
@@ -421,6 +473,18 @@ def _fields_of(cls: type) -> Any:
     return fields
 
 
+def _event_reader(chunk: Any, fields: Any) -> Reader:
+    """For an SDK event class whose ``type`` is one fixed value (a ``Literal``), the handler
+    of that type, found once; otherwise the reader that looks at ``type`` per event."""
+    annotation = getattr(fields.get("type"), "annotation", None) if fields is not None else None
+    values: Any = getattr(annotation, "__args__", ())
+    if len(values) == 1 and getattr(annotation, "__origin__", None) is Literal:
+        kind = values[0]
+        handler = _EVENT_OBJECTS.get(kind) or _EVENTS.get(kind)
+        return handler if handler is not None else _read_nothing
+    return _read_event
+
+
 def _choose(chunk: Any) -> Reader:
     """The reader for ``chunk``'s class, decided once per class and cached."""
     cls = type(chunk)
@@ -438,11 +502,11 @@ def _choose(chunk: Any) -> Reader:
     elif issubclass(cls, (bytes, bytearray)):
         read = _read_bytes
     elif "choices" in names:
-        read = _read_chat
+        read = _read_chat_object if fields is not None else _read_chat
     elif "candidates" in names or "usage_metadata" in names:
         read = _read_gemini
     elif "type" in names:
-        read = _read_event
+        read = _event_reader(chunk, fields)
     else:
         read = _read_nothing
     if len(_BY_CLASS) < 4096:
