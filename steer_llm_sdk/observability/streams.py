@@ -17,7 +17,7 @@ from time import perf_counter
 from typing import Any, Callable, Generator, Optional
 
 from ..streaming.json_stream import JsonObjectCounter
-from ..streaming.readers import StreamReader
+from ..streaming.readers import READERS, StreamReader
 from ..streaming.usage import TokenUsage
 from .models import RequestMetrics, StreamingMetrics
 from .recording import record_failure
@@ -91,7 +91,8 @@ class StreamMeter:
         it yields the content of each chunk that carries any, instead of the chunks.
         """
         on_start()
-        observe = self.usage.observe
+        reader = self.usage
+        readers = READERS
         json = self.json
         count, chars = self.chunks, self.chars
         first, first_token = self.first, self.first_token
@@ -112,7 +113,11 @@ class StreamMeter:
                 if first is None:
                     first = perf_counter()
                 count += 1
-                text = chunk if type(chunk) is str else observe(chunk)
+                try:  # the reader of the chunk's class, without a call to observe()
+                    text = chunk if type(chunk) is str else readers[type(chunk)](reader, chunk)
+                except Exception:  # an odd chunk passes through, counted, not read
+                    reader.errors += 1
+                    text = ""
                 if text:
                     chars += len(text)
                     if first_token is None:

@@ -4,7 +4,7 @@ produce, as the SDKs' objects or as decoded JSON dicts.
 A :class:`StreamReader` takes one stream's chunks. ``observe(chunk)`` returns the chunk's
 content and keeps what the stream reports about itself (usage, model, finish reason). The
 reader of a chunk is chosen by the chunk's class the first time that class is seen and cached
-(:data:`_BY_CLASS`), so a stream of SDK objects pays no attribute look-up that can miss: on a
+(:data:`READERS`), so a stream of SDK objects pays no attribute look-up that can miss: on a
 pydantic model each miss raises and catches ``AttributeError`` inside pydantic (~1 µs).
 
 What ``observe`` returns:
@@ -95,11 +95,8 @@ class StreamReader:
 
         Never raises: a chunk of an unexpected shape is passed over and counted in
         ``errors``."""
-        read = _BY_CLASS.get(type(chunk))
-        if read is None:
-            read = _choose(chunk)
         try:
-            return read(self, chunk)
+            return READERS[type(chunk)](self, chunk)
         except Exception:
             self.errors += 1
             return ""
@@ -400,6 +397,25 @@ def _read_gemini(reader: StreamReader, chunk: Any) -> str:
     return Content(other) if other else ""
 
 
+def _read_gemini_object(reader: StreamReader, chunk: Any) -> str:
+    """A google-genai ``GenerateContentResponse``: attribute reads only, the common
+    one-text-part chunk on a short path."""
+    usage = chunk.usage_metadata
+    if usage is not None:
+        reader.last_usage = usage  # repeated in every chunk: read only the last, at the end
+    candidates = chunk.candidates
+    if reader.model is not None and candidates and len(candidates) == 1:
+        candidate = candidates[0]
+        content = candidate.content
+        parts = None if content is None else content.parts
+        if parts and len(parts) == 1 and candidate.finish_reason is None:
+            part = parts[0]
+            piece = part.text
+            if type(piece) is str and not part.thought:
+                return piece
+    return _read_gemini(reader, chunk)
+
+
 def _json_len_text(args: Any) -> str:
     import json
 
@@ -473,10 +489,10 @@ def _fields_of(cls: type) -> Any:
     return fields
 
 
-def _event_reader(chunk: Any, fields: Any) -> Reader:
+def _event_reader(fields: Any) -> Reader:
     """For an SDK event class whose ``type`` is one fixed value (a ``Literal``), the handler
     of that type, found once; otherwise the reader that looks at ``type`` per event."""
-    annotation = getattr(fields.get("type"), "annotation", None) if fields is not None else None
+    annotation = getattr(fields.get("type"), "annotation", None)
     values: Any = getattr(annotation, "__args__", ())
     if len(values) == 1 and getattr(annotation, "__origin__", None) is Literal:
         kind = values[0]
@@ -485,33 +501,48 @@ def _event_reader(chunk: Any, fields: Any) -> Reader:
     return _read_event
 
 
-def _choose(chunk: Any) -> Reader:
-    """The reader for ``chunk``'s class, decided once per class and cached."""
-    cls = type(chunk)
+def _read_by_instance(reader: StreamReader, chunk: Any) -> str:
+    """A chunk of a class that declares no fields (not a pydantic model): its reader is
+    decided by the attributes of each instance, the slow way."""
+    names = {n for n in ("choices", "type", "candidates", "usage_metadata") if hasattr(chunk, n)}
+    if "choices" in names:
+        return _read_chat(reader, chunk)
+    if "candidates" in names or "usage_metadata" in names:
+        return _read_gemini(reader, chunk)
+    if "type" in names:
+        return _read_event(reader, chunk)
+    return ""
+
+
+def _choose(cls: type) -> Reader:
+    """The reader for chunks of class ``cls``, from its declared fields."""
+    if issubclass(cls, dict):
+        return _read_dict
+    if issubclass(cls, str):
+        return _read_str
+    if issubclass(cls, (bytes, bytearray)):
+        return _read_bytes
     fields = _fields_of(cls)
-    if fields is not None and not callable(fields):
-        names = set(fields)
-    else:  # not a pydantic model: look at the instance once
-        names = {
-            n for n in ("choices", "type", "candidates", "usage_metadata") if hasattr(chunk, n)
-        }
-    if cls is dict:
-        read: Reader = _read_dict
-    elif issubclass(cls, str):
-        read = _read_str
-    elif issubclass(cls, (bytes, bytearray)):
-        read = _read_bytes
-    elif "choices" in names:
-        read = _read_chat_object if fields is not None else _read_chat
-    elif "candidates" in names or "usage_metadata" in names:
-        read = _read_gemini
-    elif "type" in names:
-        read = _event_reader(chunk, fields)
-    else:
-        read = _read_nothing
-    if len(_BY_CLASS) < 4096:
-        _BY_CLASS[cls] = read
-    return read
+    if fields is None or callable(fields):
+        return _read_by_instance
+    if "choices" in fields:
+        return _read_chat_object
+    if "candidates" in fields or "usage_metadata" in fields:
+        return _read_gemini_object
+    if "type" in fields:
+        return _event_reader(fields)
+    return _read_nothing
 
 
-_BY_CLASS: Dict[type, Reader] = {str: _read_str, dict: _read_dict, bytes: _read_bytes}
+class _Readers(Dict[type, Reader]):
+    """Chunk class -> reader, filled on first sight of a class (bounded)."""
+
+    def __missing__(self, cls: type) -> Reader:
+        read = _choose(cls)
+        if len(self) < 4096:
+            self[cls] = read
+        return read
+
+
+#: The reader of each chunk class seen so far: ``READERS[type(chunk)](reader, chunk)``.
+READERS = _Readers({str: _read_str, dict: _read_dict, bytes: _read_bytes})
