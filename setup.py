@@ -20,9 +20,14 @@ DEV = TOKENIZER + [
     # Independent checks that the local server speaks the wire protocols.
     "openai>=1.40",
     "anthropic>=0.34",
-    # instrument() is tested against every SDK it reaches.
+    # instrument() is tested against every SDK it reaches, and beside OpenTelemetry's own
+    # openai instrumentor (2.4b0 needs an unreleased opentelemetry-util-genai; 2.3b0 imports
+    # httpx and calls wrapt 1.x's wrap_function_wrapper(module=...)).
     "google-genai>=1.0",
     "boto3>=1.34",
+    "opentelemetry-instrumentation-openai-v2==2.3b0",
+    "httpx>=0.27",
+    "wrapt>=1.14,<2",
     # Framework integrations, tested for real.
     "flask>=2.2",
     "django>=4.2",

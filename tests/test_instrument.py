@@ -285,3 +285,58 @@ def _first(folder: str, streamed: bool) -> Any:
         ):
             return cassette
     pytest.skip(f"no single {folder} chat cassette (streamed={streamed})")
+
+
+@pytest.mark.parametrize("order", ["theirs_first", "ours_first"])
+def test_coexists_with_the_opentelemetry_openai_instrumentor(clean, order, server, clients):
+    """OpenTelemetry's openai-v2 instrumentor and ours, in either order: each records the
+    call once; uninstrument() removes only ours and leaves theirs working."""
+    pytest.importorskip("opentelemetry.instrumentation.openai_v2")
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    theirs = OpenAIInstrumentor()
+
+    def otel_calls() -> int:
+        data = reader.get_metrics_data()
+        total = 0
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == "gen_ai.client.operation.duration":
+                        total += sum(p.count for p in metric.data.data_points)
+        return total
+
+    def call() -> None:
+        server.replay(str(_first("test_openai", streamed=False)))
+        clients["openai"].chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        )
+
+    try:
+        if order == "theirs_first":
+            theirs.instrument(meter_provider=provider)
+            instrument("openai")
+        else:
+            instrument("openai")
+            theirs.instrument(meter_provider=provider)
+        with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
+            call()
+        assert len(sink.get_metrics(metric_type="request")) == 1
+        assert otel_calls() == 1
+        uninstrument()
+        with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
+            call()
+        assert sink.get_metrics(metric_type="request") == []  # ours is gone or switched off
+        assert otel_calls() == 2  # theirs still measures
+        instrument("openai")  # and ours can come back
+        with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
+            call()
+        assert len(sink.get_metrics(metric_type="request")) == 1
+    finally:
+        theirs.uninstrument()
+        server._replays.clear()
+        provider.shutdown()

@@ -71,10 +71,13 @@ def _patch(module_name: str, path: str, function: Callable[..., Any]) -> None:
         owner = getattr(module, owner_name)
     except (ImportError, AttributeError):
         return  # this version of the SDK has no such entry point
-    for patched_owner, patched_attribute, wrapper in _patches:
+    for patch in list(_patches):
+        patched_owner, patched_attribute, wrapper = patch
         if patched_owner is owner and patched_attribute == attribute:
-            _enabled[id(wrapper._self_wrapper)] = True  # already ours: measure again
-            return
+            if _in_chain(owner, attribute, wrapper):
+                _enabled[id(wrapper._self_wrapper)] = True  # already ours: measure again
+                return
+            _patches.remove(patch)  # unwrapped by someone else meanwhile: wrap anew
     original = owner.__dict__.get(attribute)
     if original is None:
         return
@@ -83,6 +86,19 @@ def _patch(module_name: str, path: str, function: Callable[..., Any]) -> None:
     setattr(owner, attribute, wrapper)
     _enabled[id(guarded)] = True
     _patches.append((owner, attribute, wrapper))
+
+
+def _in_chain(owner: Any, attribute: str, wrapper: Any) -> bool:
+    """Whether ``wrapper`` is still reached when ``owner.attribute`` is called (it may sit
+    under other instrumentations' wrappers, or have been unwrapped by one of them)."""
+    current = owner.__dict__.get(attribute)
+    for _ in range(64):  # a chain of wrappers, each with __wrapped__
+        if current is wrapper:
+            return True
+        current = getattr(current, "__wrapped__", None)
+        if current is None:
+            return False
+    return False
 
 
 def _guard(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -105,8 +121,8 @@ def uninstrument() -> None:
             _enabled[id(wrapper._self_wrapper)] = False
             if owner.__dict__.get(attribute) is wrapper:
                 setattr(owner, attribute, wrapper.__wrapped__)
-            else:  # wrapped again by someone else: stays, switched off
-                remaining.append((owner, attribute, wrapper))
+            elif _in_chain(owner, attribute, wrapper):  # wrapped again by someone else:
+                remaining.append((owner, attribute, wrapper))  # stays, switched off
         _patches[:] = remaining
         _measure._target["collector"] = None
 
@@ -117,5 +133,5 @@ def instrumented() -> List[str]:
         return [
             f"{owner.__module__}.{owner.__qualname__}.{attribute}"
             for owner, attribute, wrapper in _patches
-            if _enabled.get(id(wrapper._self_wrapper))
+            if _enabled.get(id(wrapper._self_wrapper)) and _in_chain(owner, attribute, wrapper)
         ]
