@@ -17,6 +17,8 @@ _PATTERNS = re.compile(
     | (?i:bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*                          # Authorization headers
     | (?i:(?:api[_-]?key|x-api-key|access[_-]?token|secret)["']?\s*[:=]\s*["']?)
       [A-Za-z0-9._~+/\-]{8,}                                          # key=value forms
+    | (?i:[?&;](?:key|api-key|api_key|apikey|token|access_token|auth|sig|signature|
+      password|passwd|secret|client_secret|code|x-goog-api-key)=)[^&#\s'"]+  # URL query
     """,
     re.VERBOSE,
 )
@@ -41,7 +43,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def _replace(match: "re.Match[str]") -> str:
     value = match.group(0)
-    # Keep the "api_key=" / "Bearer " prefix so the message still says what was wrong.
+    # Keep the "api_key=" / "Bearer " / "?key=" prefix so the message still says what was
+    # wrong.
     for sep in ("=", ":", " "):
         head, found, _ = value.partition(sep)
         if found and head and not head.startswith(("sk-", "rk-", "pk-")):

@@ -59,7 +59,7 @@ def test_invalid_prices_are_rejected_at_construction():
         MetricsConfig(pricing=[("m", 1, 2)])
 
 
-def test_collector_prices_records_and_warns_once_for_unknown(make_collector, sink, capsys):
+def test_collector_prices_records_and_warns_once_for_unknown(make_collector, sink, caplog):
     collector = make_collector(
         [sink], enable_cost_tracking=True, pricing={"house-model": (1.0, 2.0)}
     )
@@ -73,7 +73,8 @@ def test_collector_prices_records_and_warns_once_for_unknown(make_collector, sin
     assert costs["r-house-model"] == pytest.approx(3000 / 1e6)
     assert costs["r-gpt-4o-mini"] == pytest.approx((1000 * 0.15 + 1000 * 0.60) / 1e6)
     assert costs["r-mystery"] is None and costs["no-usage"] is None
-    assert capsys.readouterr().out.count("no price for this model") == 1
+    warnings = [r for r in caplog.records if "no price for this model" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].name == "steer_llm_sdk"
 
 
 def test_cost_tracking_off_leaves_cost_none(make_collector, sink):

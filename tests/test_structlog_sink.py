@@ -54,7 +54,12 @@ def test_client_records_carry_no_prompt_or_completion_text():
         collector.shutdown(5)
     output = buffer.getvalue()
     events = [json.loads(line) for line in output.splitlines()]
-    assert {e["metric_type"] for e in events} == {"request", "streaming"}
+    # Client traffic emits ReliabilityMetrics too: their "event" field must not collide with
+    # the log event's name (every such batch failed before).
+    assert {e["metric_type"] for e in events} == {"request", "streaming", "reliability"}
+    (reliability,) = [e for e in events if e["metric_type"] == "reliability"]
+    assert reliability["reliability_event"] == "request"
+    assert collector.stats().sinks["structlog"].failed == 0
     assert "zebras" not in output and reply not in output
     assert "sk-abcdefghijkl1234" not in output
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import requests
 
-from .._secrets import mask_key
+from .._secrets import mask_key, redact
 from ..errors import SteerLLMError
 from ..observability import (
     MetricsCollector,
@@ -336,7 +336,8 @@ class SteerLLMClient:
     def __repr__(self) -> str:
         transport = self._transport
         keys = ", ".join(f"{name}_api_key={mask_key(key)}" for name, key in transport.keys.items())
-        return f"SteerLLMClient({keys}, base_urls={transport.base_urls})"
+        urls = {name: redact(url, transport.secrets()) for name, url in transport.base_urls.items()}
+        return f"SteerLLMClient({keys}, base_urls={urls})"
 
     @property
     def timeout(self) -> float:

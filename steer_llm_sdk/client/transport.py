@@ -80,7 +80,7 @@ class Transport:
                 stream=stream,
             )
         except requests.RequestException as exc:
-            raise translate_requests_error(exc, provider) from exc
+            raise translate_requests_error(exc, provider, self.secrets()) from exc
         if response.status_code >= 400:
             try:
                 text = read_body(response)

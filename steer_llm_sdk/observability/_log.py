@@ -1,16 +1,39 @@
-"""The library's own diagnostics: structlog under the ``steer_llm_sdk`` name, rate-limited.
+"""The library's own diagnostics: the standard ``logging`` module, logger
+``steer_llm_sdk``, rate-limited.
 
-Never configures logging globally, and never raises: a broken logging setup must not turn a
-metrics problem into an application error.
+A library logs through ``logging`` and lets the application decide where messages go: the
+package logger has a ``NullHandler`` (no "no handler" warning, nothing printed by the
+library itself), and ``logging.getLogger("steer_llm_sdk").setLevel(...)`` silences it.
+Structured logs of the metrics are the structlog sink's job, not this module's.
+
+Never raises: a broken logging setup must not turn a metrics problem into an application
+error, and describing an exception whose ``__str__`` raises cannot fail.
 """
 
+import logging
 import threading
 import time
 from typing import Any, Callable, Dict
 
-import structlog
+logger = logging.getLogger("steer_llm_sdk")
+logger.addHandler(logging.NullHandler())
 
-logger = structlog.get_logger("steer_llm_sdk")
+
+def describe(exc: BaseException, limit: int = 200) -> str:
+    """``str(exc)`` cut to ``limit`` characters, or a placeholder when ``str()`` itself
+    raises (any exception, including ``SystemExit``)."""
+    try:
+        text = str(exc)
+    except BaseException:  # noqa: B036 - an exception's __str__ is user code
+        return f"<unprintable {_type_name(exc)}>"
+    return text[:limit] if isinstance(text, str) else f"<unprintable {_type_name(exc)}>"
+
+
+def _type_name(obj: Any) -> str:
+    try:
+        return type(obj).__name__
+    except BaseException:  # noqa: B036
+        return "object"
 
 
 class RateLimitedLog:
@@ -27,7 +50,8 @@ class RateLimitedLog:
         self._suppressed: Dict[str, int] = {}
 
     def warning(self, key: str, event: str, **fields: Any) -> bool:
-        """Log ``event`` at warning level unless ``key`` was logged recently.
+        """Log ``event`` at warning level unless ``key`` was logged recently; ``fields`` are
+        appended as ``name=value`` pairs and passed as ``extra={"steer": fields}``.
 
         Returns:
             True if a line was written.
@@ -43,8 +67,9 @@ class RateLimitedLog:
         if suppressed:
             fields["suppressed"] = suppressed
         try:
-            logger.warning(event, **fields)
-        except Exception:
+            details = " ".join(f"{name}={value!r}" for name, value in fields.items())
+            logger.warning("%s %s", event, details, extra={"steer": fields})
+        except BaseException:  # noqa: B036 - logging must never fail the caller
             return False
         return True
 

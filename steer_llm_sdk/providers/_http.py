@@ -50,22 +50,58 @@ _REQUESTS_ERRORS: Tuple[Tuple[Type[BaseException], Type[SteerLLMError], Optional
 )
 
 
-def translate_requests_error(exc: BaseException, provider: str) -> SteerLLMError:
-    """The SDK error for a ``requests`` exception (message redacted, cause chained by the
-    caller)."""
-    if (
+_STATUS_TEXT = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    408: "request timeout",
+    409: "conflict",
+    413: "request too large",
+    422: "unprocessable request",
+    429: "too many requests",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service unavailable",
+    504: "gateway timeout",
+    529: "overloaded",
+}
+
+
+def scrub(exc: BaseException, secrets: Tuple[str, ...] = ()) -> None:
+    """Redact credentials in place from a foreign exception that is about to be chained
+    (``raise ours from exc``): its arguments become redacted strings and a failed request's
+    URL loses its secret query parameters, so no traceback shows them."""
+    try:
+        exc.args = tuple(redact(str(arg), secrets) for arg in exc.args)
+        request = getattr(exc, "request", None)
+        url = getattr(request, "url", None)
+        if isinstance(url, str):
+            request.url = redact(url, secrets)  # type: ignore[union-attr]
+    except Exception:  # an exception type that refuses: leave it, ours is redacted
+        pass
+
+
+def translate_requests_error(
+    exc: BaseException, provider: str, secrets: Tuple[str, ...] = ()
+) -> SteerLLMError:
+    """The SDK error for a ``requests`` exception. Its message is redacted, and so is
+    ``exc`` itself (see :func:`scrub`): the caller chains it with ``raise ... from exc``."""
+    read_timeout = (
         isinstance(exc, requests.exceptions.ConnectionError)
-        and exc.args
+        and bool(exc.args)
         and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
-    ):
+    )
+    scrub(exc, secrets)
+    if read_timeout:
         # requests reports a read timeout while iterating a streamed body as a
         # ConnectionError wrapping urllib3's ReadTimeoutError: it is a timeout.
-        return ProviderTimeoutError(f"ReadTimeout: {exc}", provider=provider)
+        return ProviderTimeoutError(redact(f"ReadTimeout: {exc}", secrets), provider=provider)
+    message = redact(f"{type(exc).__name__}: {exc}", secrets)
     for foreign, ours, retryable in _REQUESTS_ERRORS:
         if isinstance(exc, foreign):
-            message = f"{type(exc).__name__}: {exc}"
             return ours(message, provider=provider, retryable=retryable)
-    return ProviderError(f"{type(exc).__name__}: {exc}", provider=provider)
+    return ProviderError(message, provider=provider)
 
 
 def retry_after_seconds(
@@ -118,9 +154,11 @@ def error_from_response(
     except ValueError:
         data = None
     message, code = describe(data) if data is not None else (None, None)
-    if not message:
-        message = body[:300] if body else f"HTTP {status}"
-    text = redact(f"{provider} returned {status}: {message}", secrets)
+    if not isinstance(message, str) or not message:
+        # Only the provider's structured error field is kept: a raw body may echo the
+        # request (the prompt), so without one the message is the status alone.
+        message = _STATUS_TEXT.get(status, "error response without an error message")
+    text = redact(f"{provider} returned {status}: {message[:500]}", secrets)
     cls: Type[ProviderError] = error_class_for_status(status)
     if code and ("content_policy" in code or "content_filter" in code):
         cls = ContentFilterError

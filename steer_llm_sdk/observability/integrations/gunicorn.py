@@ -14,13 +14,12 @@ counting what it inherited as ``dropped["fork"]``; without ``enable-threads`` no
 thread runs, and records are delivered only when the worker exits.
 """
 
+import logging
 from typing import Any
-
-import structlog
 
 from .. import reset_after_fork, shutdown_all
 
-_log = structlog.get_logger("steer_llm_sdk")
+_log = logging.getLogger("steer_llm_sdk")
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -35,4 +34,4 @@ def worker_exit(server: Any, worker: Any) -> None:
     try:
         shutdown_all()
     except Exception as exc:  # a hook must never stop the worker from exiting
-        _log.warning("steer_llm_sdk metrics flush at worker exit failed", error=type(exc).__name__)
+        _log.warning("steer_llm_sdk metrics flush at worker exit failed: %s", type(exc).__name__)

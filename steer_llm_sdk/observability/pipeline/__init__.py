@@ -34,7 +34,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ..._secrets import redact
 from ...pricing import PriceTable
-from .._log import rate_limited
+from .._log import describe, rate_limited
 from ..models import BaseMetrics
 from ..sinks.base import MetricsSink, close
 from .accounting import Accounting, Drop
@@ -115,6 +115,7 @@ class Pipeline:
             make_channels(self._sinks, self.lock, self.sink_queue_size, self._log_failure)
         )
         self.markers_queued = 0
+        self.internal_restarts = 0  # background threads found dead and started again
 
     # ------------------------------------------------------------------ caller side
     @property
@@ -137,7 +138,7 @@ class Pipeline:
         """
         with self.lock:
             if self.intake.started:
-                return self.worker is not None
+                return self._revive()
             self.intake.started = True
             try:
                 for channel in self.channels:
@@ -151,6 +152,27 @@ class Pipeline:
             self.worker = worker
             self._refresh_idents()
             return True
+
+    def _revive(self) -> bool:
+        """Restart a background thread that died anyway (lock held). Returns whether the
+        threads run."""
+        if self.worker is None or self.stopping:
+            return self.worker is not None
+        try:
+            if not self.worker.is_alive():
+                self.internal_restarts += 1
+                self.worker = threading.Thread(
+                    target=self._run_worker, name="steer-metrics-flush", daemon=True
+                )
+                self.worker.start()
+            for channel in self.channels:
+                if not channel.alive:
+                    self.internal_restarts += 1
+                    channel.start()
+        except RuntimeError:  # at interpreter shutdown: the exit drain delivers
+            return False
+        self._refresh_idents()
+        return True
 
     def _refresh_idents(self) -> None:
         idents = {c.thread.ident for c in self.channels if c.thread is not None}
@@ -206,7 +228,7 @@ class Pipeline:
             self.intake.wake_pending = False
             try:
                 self._drain()
-            except Exception as exc:  # a bug here must not kill delivery for good
+            except BaseException as exc:  # noqa: B036 - nothing may end this thread
                 self._internal_error("flush thread", exc)
             if self.stopping and not self.intake.queue:
                 return
@@ -355,19 +377,25 @@ class Pipeline:
             "steer_llm_sdk metrics internal error",
             where=where,
             error=type(exc).__name__,
-            message=redact(str(exc))[:200],
+            message=redact(describe(exc)),
         )
 
     def _log_failure(self, key: str, who: Any, exc: BaseException) -> None:
-        if key == "sanitize":
+        """Log a failure of user code (or of the pipeline, for ``sanitize``/``internal:*``
+        keys, which are counted as internal errors). Never raises."""
+        if key == "sanitize" or key.startswith("internal:"):
             self._internal_error(key, exc)
             return
+        try:
+            component = getattr(who, "__qualname__", None) or type(who).__name__
+        except BaseException:  # noqa: B036
+            component = "component"
         rate_limited.warning(
             key,
             "steer_llm_sdk metrics component failed",
-            component=getattr(who, "__qualname__", None) or type(who).__name__,
+            component=component,
             error=type(exc).__name__,
-            message=redact(str(exc))[:200],
+            message=redact(describe(exc)),
         )
 
 

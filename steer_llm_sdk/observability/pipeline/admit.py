@@ -74,7 +74,7 @@ class Admitter:
         for flt in self.filters:
             try:
                 result = flt(record)
-            except Exception as exc:
+            except BaseException as exc:  # noqa: B036 - user code: SystemExit too
                 self.on_failure("filter_error", flt, exc)
                 return _ERROR
             if result is None:

@@ -83,6 +83,12 @@ class Channel:
         }
 
     # ------------------------------------------------------------------ flush thread side
+    @property
+    def alive(self) -> bool:
+        """Whether records dispatched to this channel will be delivered (inline, or its
+        thread runs)."""
+        return self.inline or (self.thread is not None and self.thread.is_alive())
+
     def start(self) -> None:
         if self.inline:
             return
@@ -131,8 +137,11 @@ class Channel:
                 while not self.backlog:
                     self.wake.wait()
                 item = self.backlog.popleft()
-            if not self.handle(item):
-                return
+            try:
+                if not self.handle(item):
+                    return
+            except BaseException as exc:  # noqa: B036 - nothing may end this thread
+                self.on_failure("internal:channel", self.sink, exc)
 
     def handle(self, item: Any) -> bool:
         """Deliver one backlog item; False after :data:`STOP`."""
@@ -162,7 +171,7 @@ class Channel:
             try:
                 record_batch(batch)
                 ok = len(batch)
-            except Exception as exc:
+            except BaseException as exc:  # noqa: B036 - user code: SystemExit too
                 bad, errors = len(batch), 1
                 self.on_failure(f"sink_error:{self.name}", sink, exc)
         else:
@@ -171,7 +180,7 @@ class Channel:
                 try:
                     record(metrics)
                     ok += 1
-                except Exception as exc:
+                except BaseException as exc:  # noqa: B036
                     bad += 1
                     errors += 1
                     self.on_failure(f"sink_error:{self.name}", sink, exc)
@@ -185,7 +194,7 @@ class Channel:
         """``fn(sink)`` (flush or close), counting a failure."""
         try:
             fn(self.sink)
-        except Exception as exc:
+        except BaseException as exc:  # noqa: B036
             with self.lock:
                 self.errors += 1
             self.on_failure(f"sink_error:{self.name}", self.sink, exc)

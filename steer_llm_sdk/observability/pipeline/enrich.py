@@ -39,7 +39,7 @@ class Enricher:
         if record._response is not None:  # type: ignore[attr-defined]
             try:
                 complete_from_response(record, self.max_length)  # type: ignore[arg-type]
-            except Exception as exc:  # a user usage_extractor failed; keep the record
+            except BaseException as exc:  # noqa: B036 - a user usage_extractor failed
                 self.on_failure("usage_extractor", record, exc)
         if (
             self.prices is not None

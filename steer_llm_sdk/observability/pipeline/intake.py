@@ -172,7 +172,8 @@ class Intake:
 
     def _first_or_full(self, size: int) -> bool:
         """The record just queued is the first of a batch or fills one: check for a fork,
-        start the threads if needed, wake the flush thread when the batch is full.
+        start (or restart) the threads if needed, wake the flush thread when the batch is
+        full.
 
         The pid check lives here rather than on every record (a getpid() system call costs
         about as much as the rest of admission). ``os.fork()`` is handled exactly by the
@@ -184,8 +185,7 @@ class Intake:
         if self.pid != _getpid():
             self._fork_reset(len(self.queue))
             return False
-        if not self.started:
-            self._start()
+        self._start()  # starts the threads once; restarts one that died (once per batch)
         if size >= self.batch_size and not self.wake_pending:
             self.wake_pending = True
             self.wake.set()

@@ -45,7 +45,6 @@ import uuid
 from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
-import structlog
 from opentelemetry.sdk.metrics import (
     Counter,
     Histogram,
@@ -67,8 +66,6 @@ from opentelemetry.sdk.resources import Resource
 
 from ..lifecycle import SINKS, on_fork
 from ..models import BaseMetrics
-
-_log = structlog.get_logger("steer_llm_sdk")
 
 DURATION_BUCKETS = (
     0.01,

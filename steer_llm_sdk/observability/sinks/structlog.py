@@ -1,16 +1,28 @@
 """StructlogMetricsSink: one structured log event per record, for log pipelines (ELK, Loki).
 
 Each event carries every field of the record plus ``metric_type``; records hold no prompt or
-completion text, so neither do the events.
+completion text, so neither do the events. ``ReliabilityMetrics.event`` is logged as
+``reliability_event`` (``event`` is the log event's own name).
 """
 
-from typing import Any, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import structlog
 
 from ..models import BaseMetrics
 
 _LEVELS = ("debug", "info", "warning", "error", "critical")
+# Record fields that are arguments of a structlog call itself: logged under another name
+# (ReliabilityMetrics.event would otherwise collide with the event name).
+_RENAMED = {"event": "reliability_event"}
+
+
+def _fields(metrics: BaseMetrics) -> Dict[str, Any]:
+    fields = metrics.to_dict()
+    for name, renamed in _RENAMED.items():
+        if name in fields:
+            fields[renamed] = fields.pop(name)
+    return fields
 
 
 class StructlogMetricsSink:
@@ -39,16 +51,12 @@ class StructlogMetricsSink:
         self.level = level
 
     def record(self, metrics: BaseMetrics) -> None:
-        fields = metrics.to_dict()
-        attributes = fields.pop("attributes")
-        getattr(self.logger, self.level)(self.event, **fields, attributes=attributes)
+        self.record_batch((metrics,))
 
     def record_batch(self, batch: Sequence[BaseMetrics]) -> None:
         log = getattr(self.logger, self.level)
         for metrics in batch:
-            fields = metrics.to_dict()
-            attributes = fields.pop("attributes")
-            log(self.event, **fields, attributes=attributes)
+            log(self.event, **_fields(metrics))
 
     def flush(self) -> None:
         """structlog writes as it goes: nothing to flush."""
