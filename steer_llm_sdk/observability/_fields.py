@@ -147,8 +147,9 @@ def _make_init(
 
 
 _VALID = {
-    COUNT: "v is None or (type(v) is int and v >= 0)",
-    FLOAT: "v is None or ((type(v) is float or type(v) is int) and 0 <= v < _INF)",
+    COUNT: "v is None or (type(v) is int and 0 <= v <= _MAX_COUNT)",
+    FLOAT: "v is None or (type(v) is float and 0 <= v < _INF) or (type(v) is int and 0 <= v"
+    " <= _FLOAT_MAX)",
     RATIO: "v is None or ((type(v) is float or type(v) is int) and 0 <= v <= 1)",
     TEXT: "v is None or (type(v) is str and len(v) <= max_length)",
     NAME: "type(v) is str and len(v) <= max_length",
@@ -177,7 +178,11 @@ def _make_validator(
             test = f"v is not None and ({test})"
         lines.append(f"    if not ({test}):\n        return False")
     lines.append("    return True")
-    env: Dict[str, Any] = {"_INF": float("inf")}
+    env: Dict[str, Any] = {
+        "_INF": float("inf"),
+        "_FLOAT_MAX": sys.float_info.max,
+        "_MAX_COUNT": 2**63 - 1,
+    }
     exec("\n".join(lines), env)  # the source is built from this module's own table
     return env["valid"]
 

@@ -6,12 +6,23 @@ checked, by kind, as the record class's field table declares it).
 """
 
 import math
+import sys
 from typing import Any, Dict, Mapping, Tuple
 
 from ._fields import COUNT, FLAG, NAME, OPT_FLAG, RATIO, TEXT, Scalar
 from .models import BaseMetrics
 
 _INF = math.inf
+_FLOAT_MAX = sys.float_info.max
+#: The largest count or integer attribute kept as a number (int64).
+MAX_COUNT = 2**63 - 1
+
+
+def type_name(value: Any) -> str:
+    try:
+        return type(value).__name__
+    except BaseException:  # noqa: B036
+        return "object"
 
 
 def _clean_number(value: Any, kind: str) -> Tuple[Any, bool]:
@@ -29,7 +40,13 @@ def _clean_number(value: Any, kind: str) -> Tuple[Any, bool]:
             changed = False
         if value < 0:
             return 0, True
+        if value > MAX_COUNT:  # beyond what any exporter carries (int64)
+            return MAX_COUNT, True
         return value, changed
+    if type(value) is not float:  # an int: it must convert to a finite float
+        if not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+            return None, True
+        value = float(value)
     if kind == RATIO:
         if value < 0:
             return 0.0, True
@@ -47,9 +64,10 @@ def _clean_text(value: Any, kind: str, max_length: int) -> Tuple[Any, bool]:
     changed = False
     if type(value) is not str:
         try:
-            value = str(value)
-        except Exception:
-            value = f"<unprintable {type(value).__name__}>"
+            text = str(value)  # may raise (user __str__, an int too long to print)
+        except BaseException:  # noqa: B036
+            text = None
+        value = text if type(text) is str else f"<unprintable {type_name(value)}>"
         changed = True
     if len(value) > max_length:
         return value[:max_length], True
@@ -65,7 +83,7 @@ def _clean_attributes(attrs: Any, max_attributes: int, max_length: int) -> Tuple
         if len(out) >= max_attributes:
             break
         if type(key) is not str:
-            key, changed = str(key), True
+            key, changed = _clean_text(key, NAME, max_length)[0], True
         if len(key) > max_length:
             key, changed = key[:max_length], True
         kind = type(value)
@@ -78,7 +96,10 @@ def _clean_attributes(attrs: Any, max_attributes: int, max_length: int) -> Tuple
         elif value is None:  # an attribute set to None is an absent attribute
             changed = True
             continue
-        elif kind is not int and kind is not bool:
+        elif kind is int:
+            if not -MAX_COUNT <= value <= MAX_COUNT:  # exporters and JSON readers choke
+                value, changed = _clean_text(value, TEXT, max_length)[0], True
+        elif kind is not bool:
             value, changed = _clean_text(value, TEXT, max_length)[0], True
         out[key] = value
     return out, changed

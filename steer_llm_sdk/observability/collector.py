@@ -5,6 +5,7 @@ The process-wide default collector, the exit drain and fork resets live in
 """
 
 import time
+import weakref
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from ..pricing import load_pricing
@@ -166,7 +167,7 @@ class MetricsCollector:
             max_attributes=config.max_attributes,
             max_attribute_length=config.max_attribute_length,
             prices=load_pricing(config.pricing) if config.enable_cost_tracking else None,
-            on_reset=self._choose_admission,
+            on_reset=_weakly(self._choose_admission),
         )
         self._choose_admission()
         lifecycle.register_collector(self)
@@ -317,21 +318,48 @@ class MetricsCollector:
     def _after_fork(self) -> None:
         self._pipeline.reset_after_fork()  # chooses the admission function again
 
+    def _prepare_exit(self) -> None:
+        """Early in interpreter exit, while threads may still start: start the background
+        threads, so that records made later (in atexit handlers) are delivered by them,
+        with deadlines, rather than by sink calls on the exiting thread."""
+        if self.config.flush_on_exit and not self._pipeline.closed and not self._forked():
+            self._pipeline.start()
+
     def _at_exit(self) -> None:
         if not self.config.flush_on_exit or self._pipeline.closed:
             return
         timeout = self.config.shutdown_timeout_seconds
         if self._forked():
             self._after_fork()
-        if not self._pipeline.running:
-            self._pipeline.close()
+        pipeline = self._pipeline
+        if pipeline.worker is None and not pipeline.queue:
+            pipeline.close()  # nothing to deliver and no thread ran: no sink needs calling
             self._choose_admission()
-            self._pipeline.drain_inline(time.monotonic() + timeout)
+            return
+        if not pipeline.running and not pipeline.start():
+            # No thread can start any more (Python 3.12+ late in exit): deliver on this
+            # thread, the one case in which sinks are called without a deadline.
+            pipeline.close()
+            self._choose_admission()
+            pipeline.drain_inline(time.monotonic() + timeout)
         self.shutdown(timeout)
 
     def __repr__(self) -> str:
         names = ", ".join(type(s).__name__ for s in self.sinks)
         return f"MetricsCollector(enabled={self._enabled}, sinks=[{names}])"
+
+
+def _weakly(method: Any) -> Any:
+    """``method`` (bound) without keeping its object alive: the pipeline's threads must
+    not keep a dropped collector from being collected (and its threads from ending)."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    return call
 
 
 def _check_sink(sink: Any) -> None:

@@ -13,7 +13,9 @@ handler) and for :func:`reset_after_fork`, which pre-fork servers' hooks may cal
 
 import atexit
 import os
+import sys
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
@@ -87,9 +89,33 @@ _live: "weakref.WeakSet[MetricsCollector]" = weakref.WeakSet()
 
 
 def register_collector(collector: "MetricsCollector") -> None:
-    """Include ``collector`` in the exit drain, :func:`shutdown_all` and fork resets."""
+    """Include ``collector`` in the exit drain, :func:`shutdown_all` and fork resets; and
+    when it is dropped without ``shutdown()``, deliver what it holds and end its threads
+    (its pipeline is kept until then, and drained at exit if the process ends first)."""
     _live.add(collector)
     on_fork(collector, "_after_fork", COLLECTORS)
+    finalizer = weakref.finalize(collector, _orphaned, collector._pipeline)
+    finalizer.atexit = False  # at exit the drain handles live collectors itself
+
+
+#: Pipelines of collectors dropped without shutdown(), still delivering.
+_orphans: "set" = set()
+
+
+def _orphaned(pipeline: Any) -> None:
+    if pipeline.closed and not pipeline.running:
+        return
+    _orphans.add(pipeline)
+    pipeline.stop_soon()
+
+
+def _drain_orphans(deadline: float) -> None:
+    for pipeline in list(_orphans):
+        for thread in pipeline.threads():
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if not pipeline.running:
+            _orphans.discard(pipeline)
 
 
 def collectors() -> List["MetricsCollector"]:
@@ -126,14 +152,59 @@ def reset_after_fork() -> int:
     return reset
 
 
-def _drain_at_exit() -> None:
+def _prepare_exit() -> None:
+    """Runs when threading starts its shutdown, before ``atexit`` handlers: threads may
+    still start here (not later, on Python 3.12+)."""
     for collector in collectors():
+        try:
+            collector._prepare_exit()
+        except Exception:
+            pass
+
+
+def _drain_at_exit() -> None:
+    longest = 0.0
+    for collector in collectors():
+        longest = max(longest, collector.config.shutdown_timeout_seconds)
         try:
             collector._at_exit()
         except Exception as exc:
             rate_limited.warning(
                 "exit", "steer_llm_sdk metrics exit flush failed", error=type(exc).__name__
             )
+    _drain_orphans(time.monotonic() + longest)
+
+
+class _Token:
+    """Held for the life of the process: multiprocessing keeps after-fork hooks weakly."""
+
+
+_mp_token = _Token()
+_mp_registered = False
+
+
+def _before_fork() -> None:
+    """In the parent, before a fork: if multiprocessing is in use, have each of its fork
+    children register the exit drain as a multiprocessing finaliser. Its children end with
+    ``os._exit()`` after running only those (``atexit`` never runs there), and they clear
+    the finaliser registry first, so the registration must come from multiprocessing's own
+    after-fork hooks."""
+    global _mp_registered
+    if _mp_registered or "multiprocessing" not in sys.modules:
+        return
+    try:
+        from multiprocessing import util
+
+        util.register_after_fork(_mp_token, _register_mp_finaliser)
+        _mp_registered = True
+    except Exception:
+        pass
+
+
+def _register_mp_finaliser(_: Any) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, _drain_at_exit, exitpriority=10)
 
 
 # ---------------------------------------------------------------------- default collector
@@ -211,5 +282,8 @@ def shutdown(timeout: Optional[float] = None) -> bool:
 on_fork_call(_ids.renew_prefix, IDENTITY)
 on_fork_call(rate_limited.reset, IDENTITY)
 atexit.register(_drain_at_exit)
+_register_early = getattr(threading, "_register_atexit", None)
+if _register_early is not None:  # private, 3.9+: runs before threads are refused
+    _register_early(_prepare_exit)
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_run_fork_hooks)
+    os.register_at_fork(before=_before_fork, after_in_child=_run_fork_hooks)

@@ -159,6 +159,7 @@ class StreamMeter:
         outcome.usage = self.usage.usage()
         outcome.response_model = self.usage.model
         outcome.json_objects = 0 if self.json is None else self.json.count
+        outcome.read_errors = self.usage.errors
         if outcome.usage is not None:
             outcome.aggregation_method, outcome.aggregation_confidence = "provider", 1.0
         return outcome
@@ -221,9 +222,11 @@ class StreamOutcome:
         "json_objects",
         "aggregation_method",
         "aggregation_confidence",
+        "read_errors",
     )
 
     def __init__(self) -> None:
+        self.read_errors = 0  # chunks of a shape no reader understood (passed through)
         self.status = CANCELLED
         self.error: Optional[BaseException] = None
         self.chunks = 0
@@ -242,6 +245,8 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
     """Emit a stream's RequestMetrics, its StreamingMetrics (if enabled) and, on error, an
     ErrorMetrics, through the collector's admission step. Never raises."""
     try:
+        if outcome.read_errors:
+            collector._pipeline.accounting.internal_error(outcome.read_errors)
         start = metrics._start
         elapsed = outcome.end - start
         metrics.method = "stream"

@@ -68,18 +68,23 @@ _STATUS_TEXT = {
 }
 
 
-def scrub(exc: BaseException, secrets: Tuple[str, ...] = ()) -> None:
+def scrub(exc: Optional[BaseException], secrets: Tuple[str, ...] = ()) -> None:
     """Redact credentials in place from a foreign exception that is about to be chained
-    (``raise ours from exc``): its arguments become redacted strings and a failed request's
-    URL loses its secret query parameters, so no traceback shows them."""
-    try:
-        exc.args = tuple(redact(str(arg), secrets) for arg in exc.args)
-        request = getattr(exc, "request", None)
-        url = getattr(request, "url", None)
-        if isinstance(url, str):
-            request.url = redact(url, secrets)  # type: ignore[union-attr]
-    except Exception:  # an exception type that refuses: leave it, ours is redacted
-        pass
+    (``raise ours from exc``), and from the exceptions chained under it: their arguments
+    become redacted strings and URLs lose their secret query parameters, so no traceback
+    shows them."""
+    seen = 0
+    while exc is not None and seen < 8:  # requests -> urllib3 -> socket errors
+        seen += 1
+        try:
+            exc.args = tuple(redact(str(arg), secrets) for arg in exc.args)
+            for holder in (exc, getattr(exc, "request", None)):
+                url = getattr(holder, "url", None)
+                if isinstance(url, str):
+                    holder.url = redact(url, secrets)  # type: ignore[union-attr]
+        except Exception:  # a type that refuses: leave it, ours is redacted
+            pass
+        exc = exc.__cause__ or exc.__context__
 
 
 def translate_requests_error(

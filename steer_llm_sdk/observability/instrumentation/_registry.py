@@ -2,12 +2,12 @@
 
 import importlib
 import importlib.util
+import sys
 import threading
 from typing import Any, Callable, Dict, List, Tuple
 
-import wrapt
-
-from . import _measure
+# wrapt and the measuring code are imported by instrument() only: the metrics core imports
+# this package and must stay importable where wrapt's compiled extension is not.
 
 #: Supported SDKs: name -> (the module that must be importable, our module).
 SDKS: Dict[str, Tuple[str, str]] = {
@@ -50,6 +50,8 @@ def instrument(*sdks: str, collector: Any = None) -> List[str]:
         if name not in SDKS:
             raise ValueError(f"unknown SDK {name!r}; supported: {sorted(SDKS)}")
     names = list(sdks) or [n for n, (module, _) in SDKS.items() if _installed(module)]
+    from . import _measure
+
     with _lock:
         _measure._target["collector"] = collector
         done = []
@@ -81,6 +83,8 @@ def _patch(module_name: str, path: str, function: Callable[..., Any]) -> None:
     original = owner.__dict__.get(attribute)
     if original is None:
         return
+    import wrapt
+
     guarded = _guard(function)
     wrapper = wrapt.FunctionWrapper(original, guarded)
     setattr(owner, attribute, wrapper)
@@ -124,7 +128,9 @@ def uninstrument() -> None:
             elif _in_chain(owner, attribute, wrapper):  # wrapped again by someone else:
                 remaining.append((owner, attribute, wrapper))  # stays, switched off
         _patches[:] = remaining
-        _measure._target["collector"] = None
+        measure = sys.modules.get(f"{__package__}._measure")
+        if measure is not None:
+            measure._target["collector"] = None
 
 
 def instrumented() -> List[str]:

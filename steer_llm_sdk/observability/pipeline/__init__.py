@@ -116,6 +116,7 @@ class Pipeline:
         )
         self.markers_queued = 0
         self.internal_restarts = 0  # background threads found dead and started again
+        self.stop_posted = False
 
     # ------------------------------------------------------------------ caller side
     @property
@@ -231,7 +232,34 @@ class Pipeline:
             except BaseException as exc:  # noqa: B036 - nothing may end this thread
                 self._internal_error("flush thread", exc)
             if self.stopping and not self.intake.queue:
+                self._post_stop()
                 return
+
+    def _post_stop(self) -> None:
+        """Tell every channel to close its sink and end, once."""
+        with self.lock:
+            if self.stop_posted:
+                return
+            self.stop_posted = True
+            for channel in self.channels:
+                channel.post(STOP)
+
+    def stop_soon(self) -> None:
+        """Refuse new records, deliver what is queued, close the sinks and end the threads,
+        all on the background threads: for a collector that was dropped without
+        ``shutdown()``. Returns at once; never raises."""
+        try:
+            self.close()
+            self.stopping = True
+            if self.worker is None:
+                return
+            self.intake.wake.set()
+        except BaseException:  # noqa: B036 - runs from a garbage-collection finalizer
+            pass
+
+    def threads(self) -> "list[threading.Thread]":
+        """The background threads that exist (alive or not)."""
+        return [t for t in [self.worker] + [c.thread for c in self.channels] if t is not None]
 
     def _take(self) -> Tuple[List[BaseMetrics], List[FlushMarker]]:
         """Up to one batch from the queue, records and flush markers apart (lock held)."""
@@ -267,8 +295,9 @@ class Pipeline:
             for channel in inline:  # on this thread, outside the lock
                 if kept:
                     channel.deliver(kept)
-                for _ in markers:
-                    channel.call(_flush)
+                for marker in markers:
+                    if not channel.call(_flush):
+                        marker.failed = True
             for marker in markers:
                 arrive(self.lock, marker)
 
@@ -290,18 +319,22 @@ class Pipeline:
     # ------------------------------------------------------------------ flush / stop
     def flush(self, timeout: float) -> bool:
         """Wait until everything accepted before the call reached every sink and each sink's
-        ``flush()`` returned. Returns False at the deadline, or at once when called from one of
-        this pipeline's own threads (which cannot wait for themselves)."""
+        ``flush()`` returned. Returns False at the deadline, when a sink's ``flush()`` raised
+        (an OTLP export that failed), or at once when called from one of this pipeline's own
+        threads (which cannot wait for themselves)."""
         if threading.get_ident() in self.thread_idents:
             return False
         if not self.running:
-            return self.drain_inline(time.monotonic() + timeout)
+            if self.stopping:  # after stop(): the sinks are closed; nothing to call
+                return not self.intake.queue
+            if not self.start():  # only at interpreter shutdown: no thread may start
+                return self.drain_inline(time.monotonic() + timeout)
         marker = FlushMarker()
         with self.lock:
             self.markers_queued += 1
             self.intake.queue.append(marker)
         self.intake.wake.set()
-        return marker.done.wait(timeout)
+        return marker.done.wait(timeout) and not marker.failed
 
     def close(self) -> None:
         """Refuse records from now on (counted as ``after_shutdown``)."""
@@ -315,11 +348,9 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         self.close()
         complete = self.flush(timeout)
-        with self.lock:
-            self.stopping = True
-            channels = self.channels
-            for channel in channels:
-                channel.post(STOP)
+        self.stopping = True
+        self._post_stop()
+        channels = self.channels
         self.intake.wake.set()
         me = threading.current_thread()
         threads = [self.worker] + [c.thread for c in channels]

@@ -47,9 +47,9 @@ class Accounting:
         with self.lock:
             self.sanitized += 1
 
-    def internal_error(self) -> None:
+    def internal_error(self, count: int = 1) -> None:
         with self.lock:
-            self.internal_errors += 1
+            self.internal_errors += count
 
     def snapshot(self, queued_items: int, markers: int, channels: Iterable[Any]) -> Dict[str, Any]:
         """A consistent copy of every counter as plain data (see ``CollectorStats``).

@@ -24,11 +24,12 @@ class FlushMarker:
     """Travels through the pipeline behind the records accepted before a ``flush()``; done
     when every channel has passed it."""
 
-    __slots__ = ("remaining", "done")
+    __slots__ = ("remaining", "done", "failed")
 
     def __init__(self) -> None:
         self.remaining = 1  # the flush thread's own arrival; channels are added when forwarded
         self.done = threading.Event()
+        self.failed = False  # a sink's flush() raised (an export failed, say)
 
 
 class Channel:
@@ -149,7 +150,8 @@ class Channel:
             self.call(close)
             return False
         if type(item) is FlushMarker:
-            self.call(_flush)
+            if not self.call(_flush):
+                item.failed = True
             arrive(self.lock, item)
         else:
             self.deliver(item)
@@ -190,14 +192,16 @@ class Channel:
             self.errors += errors
             self.pending -= len(batch)
 
-    def call(self, fn: Callable[[MetricsSink], None]) -> None:
-        """``fn(sink)`` (flush or close), counting a failure."""
+    def call(self, fn: Callable[[MetricsSink], None]) -> bool:
+        """``fn(sink)`` (flush or close), counting a failure. Returns whether it succeeded."""
         try:
             fn(self.sink)
         except BaseException as exc:  # noqa: B036
             with self.lock:
                 self.errors += 1
             self.on_failure(f"sink_error:{self.name}", self.sink, exc)
+            return False
+        return True
 
 
 def arrive(lock: Any, marker: FlushMarker) -> None:
