@@ -7,8 +7,9 @@ Runtime dependencies stay small; everything tests, lint and benchmarks need live
 from setuptools import find_packages, setup
 
 TOKENIZER = ["bpe-openai>=0.1.4"]
+CELERY = ["celery[redis]>=5.3"]
 
-DEV = TOKENIZER + [
+DEV = TOKENIZER + CELERY + [
     "pytest>=8",
     "pytest-timeout>=2.3",
     "hypothesis>=6.100",
@@ -53,7 +54,7 @@ setup(
         # Transparent proxies for instrument(): the SDKs' own objects keep their type.
         "wrapt>=1.14",
     ],
-    extras_require={"tokenizer": TOKENIZER, "dev": DEV},
+    extras_require={"tokenizer": TOKENIZER, "celery": CELERY, "dev": DEV},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",

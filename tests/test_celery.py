@@ -1,0 +1,157 @@
+"""Celery: a real `celery worker --pool prefork --concurrency 2` against a real Redis broker on
+127.0.0.1. N tasks each make a tracked call; records wait for a 60 s batch, so only the
+integration's drain at the children's end can deliver them. After a warm shutdown exactly N
+records were delivered, from the worker children's own pids."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+celery = pytest.importorskip("celery")
+redis = pytest.importorskip("redis")
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS = shutil.which("redis-server")
+if REDIS is None and os.environ.get("CI") == "true":
+    raise RuntimeError("redis-server is missing: .ci/run installs it")
+
+APP = textwrap.dedent("""
+    import os
+    from celery import Celery
+    from steer_llm_sdk.observability import MetricsConfig, configure, track_request
+    from steer_llm_sdk.observability.integrations.celery import setup_celery
+
+    PATH, PORT = os.environ["STEER_TEST_RECORDS"], os.environ["STEER_TEST_REDIS_PORT"]
+
+    class FileSink:
+        def record(self, metrics):
+            with open(PATH, "a") as out:
+                out.write("%d %s\\n" % (os.getpid(), metrics.request_id))
+        def flush(self):
+            pass
+
+    configure(MetricsConfig(batch_size=10_000, batch_timeout_seconds=60), [FileSink()])
+    app = Celery("steer_test", broker="redis://127.0.0.1:%s/0" % PORT,
+                 backend="redis://127.0.0.1:%s/1" % PORT)
+    app.conf.worker_hijack_root_logger = False
+    setup_celery()
+
+    @app.task
+    def work(i):
+        @track_request("openai", model="gpt-4o-mini")
+        def call():
+            return i
+        call()
+        return os.getpid()
+""")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def broker(tmp_path):
+    if REDIS is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            REDIS,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)  # bounded by the deadline above: redis is starting
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.timeout(120)
+def test_prefork_children_deliver_every_record_at_a_warm_shutdown(broker, tmp_path):
+    records = tmp_path / "records.txt"
+    (tmp_path / "steer_test_app.py").write_text(APP)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+        STEER_TEST_RECORDS=str(records),
+        STEER_TEST_REDIS_PORT=str(broker),
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "steer_test_app",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "WARNING",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        sys.path.insert(0, str(tmp_path))
+        os.environ["STEER_TEST_RECORDS"] = str(records)
+        os.environ["STEER_TEST_REDIS_PORT"] = str(broker)
+        import steer_test_app
+
+        n = 20
+        results = [steer_test_app.work.delay(i) for i in range(n)]
+        pids = {result.get(timeout=60) for result in results}
+        assert not records.exists() or records.read_text() == ""  # still batched in children
+        worker.send_signal(signal.SIGTERM)  # warm shutdown
+        output, _ = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("steer_test_app", None)
+        from steer_llm_sdk.observability import lifecycle
+
+        lifecycle.swap_default(None)
+    lines = records.read_text().split("\n") if records.exists() else []
+    delivered = [line.split()[0] for line in lines if line]
+    assert len(delivered) == n, output
+    assert {int(pid) for pid in delivered} <= pids and worker.pid not in pids
