@@ -98,7 +98,15 @@ def broker(tmp_path):
     proc.wait(10)
 
 
-@pytest.mark.timeout(120)
+DRIVER = textwrap.dedent("""
+    import sys
+    from steer_test_app import work
+    results = [work.delay(i) for i in range(int(sys.argv[1]))]
+    print(" ".join(str(result.get(timeout=60)) for result in results))
+""")
+
+
+@pytest.mark.timeout(150)
 def test_prefork_children_deliver_every_record_at_a_warm_shutdown(broker, tmp_path):
     records = tmp_path / "records.txt"
     (tmp_path / "steer_test_app.py").write_text(APP)
@@ -108,6 +116,9 @@ def test_prefork_children_deliver_every_record_at_a_warm_shutdown(broker, tmp_pa
         STEER_TEST_RECORDS=str(records),
         STEER_TEST_REDIS_PORT=str(broker),
     )
+    # Another test module sets it for Django at import; Celery would then load Django's fixup.
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed in finally; not a pipe
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -127,30 +138,31 @@ def test_prefork_children_deliver_every_record_at_a_warm_shutdown(broker, tmp_pa
         ],
         cwd=tmp_path,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
     )
+    n = 20
     try:
-        sys.path.insert(0, str(tmp_path))
-        os.environ["STEER_TEST_RECORDS"] = str(records)
-        os.environ["STEER_TEST_REDIS_PORT"] = str(broker)
-        import steer_test_app
-
-        n = 20
-        results = [steer_test_app.work.delay(i) for i in range(n)]
-        pids = {result.get(timeout=60) for result in results}
+        # The tasks are sent from another process, so this one stays free of Celery's state.
+        sent = subprocess.run(
+            [sys.executable, "-c", DRIVER, str(n)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert sent.returncode == 0, sent.stderr
+        pids = {int(pid) for pid in sent.stdout.split()}
         assert not records.exists() or records.read_text() == ""  # still batched in children
         worker.send_signal(signal.SIGTERM)  # warm shutdown
-        output, _ = worker.communicate(timeout=60)
+        worker.wait(60)
     finally:
         if worker.poll() is None:
             worker.kill()
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("steer_test_app", None)
-        from steer_llm_sdk.observability import lifecycle
-
-        lifecycle.swap_default(None)
+            worker.wait(10)
+        log.close()
+    output = (tmp_path / "worker.log").read_text()
     lines = records.read_text().split("\n") if records.exists() else []
     delivered = [line.split()[0] for line in lines if line]
     assert len(delivered) == n, output
