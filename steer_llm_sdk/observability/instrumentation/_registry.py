@@ -80,6 +80,7 @@ def _patch(module_name: str, path: str, function: Callable[..., Any]) -> None:
                 _enabled[id(wrapper._self_wrapper)] = True  # already ours: measure again
                 return
             _patches.remove(patch)  # unwrapped by someone else meanwhile: wrap anew
+            _enabled.pop(id(wrapper._self_wrapper), None)
     original = owner.__dict__.get(attribute)
     if original is None:
         return
@@ -125,6 +126,7 @@ def uninstrument() -> None:
             _enabled[id(wrapper._self_wrapper)] = False
             if owner.__dict__.get(attribute) is wrapper:
                 setattr(owner, attribute, wrapper.__wrapped__)
+                _enabled.pop(id(wrapper._self_wrapper), None)  # its id may be reused
             elif _in_chain(owner, attribute, wrapper):  # wrapped again by someone else:
                 remaining.append((owner, attribute, wrapper))  # stays, switched off
         _patches[:] = remaining
