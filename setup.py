@@ -8,6 +8,8 @@ from setuptools import find_packages, setup
 
 TOKENIZER = ["bpe-openai>=0.1.4"]
 CELERY = ["celery[redis]>=5.3"]
+FLASK = ["flask>=2.2"]
+DJANGO = ["django>=4.2"]
 
 DEV = TOKENIZER + CELERY + [
     "pytest>=8",
@@ -54,7 +56,14 @@ setup(
         # Transparent proxies for instrument(): the SDKs' own objects keep their type.
         "wrapt>=1.14",
     ],
-    extras_require={"tokenizer": TOKENIZER, "celery": CELERY, "dev": DEV},
+    extras_require={
+        "tokenizer": TOKENIZER,
+        "celery": CELERY,
+        "flask": FLASK,
+        "django": DJANGO,
+        "all": TOKENIZER + CELERY + FLASK + DJANGO,
+        "dev": DEV,
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",

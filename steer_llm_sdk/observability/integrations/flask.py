@@ -22,7 +22,13 @@ Without ``DEBUG_ENDPOINTS`` the endpoints answer 404; without authorisation, 403
 
 from typing import Any, Callable, Optional
 
-from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, request
+try:
+    from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, request
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "steer_llm_sdk.observability.integrations.flask needs Flask: "
+        "pip install 'steer-llm-sdk[flask]'"
+    ) from exc
 
 from .. import MetricsCollector, metrics_context
 from .dashboard import render_dashboard, summary_payload
