@@ -8,7 +8,7 @@ SDK's), and a stream helper's own object whose raw stream is measured.
 
 import threading
 from time import perf_counter
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 import wrapt
@@ -124,6 +124,53 @@ def measure(
     metrics._response = result
     collector._admit(metrics)
     return result
+
+
+#: How an entry point returns: ``plain`` (never a stream), ``create`` (a stream when called
+#: with ``stream=True``), ``stream`` (always a stream), ``helper`` (a stream helper's context
+#: manager).
+PLAIN, CREATE, STREAM, HELPER = "plain", "create", "stream", "helper"
+
+
+def _whole(result: Any, wrap: Callable[[Any], Any]) -> Any:
+    return wrap(result)
+
+
+def entry_point(
+    client_info: Callable[[Any], Tuple[str, Dict[str, Any]]],
+    family: str,
+    operation: str,
+    mode: str,
+    model_of: Callable[[Any], Any] = lambda kwargs: kwargs.get("model"),
+) -> Callable[..., Any]:
+    """The ``wrapt`` wrapper of one SDK entry point: each call measured by :func:`measure`.
+
+    Args:
+        client_info: ``(resource instance) -> (provider, server attributes)``.
+        family, operation: as for :func:`measure`.
+        mode: :data:`PLAIN`, :data:`CREATE`, :data:`STREAM` or :data:`HELPER`.
+        model_of: ``(call keyword arguments) -> requested model``.
+    """
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        provider, attributes = client_info(instance)
+        if mode == HELPER:
+            stream: Any = measure_helper
+        elif mode == STREAM or (mode == CREATE and kwargs.get("stream") is True):
+            stream = _whole
+        else:
+            stream = None
+        return measure(
+            lambda: wrapped(*args, **kwargs),
+            provider,
+            family,
+            operation,
+            model_of(kwargs),
+            attributes,
+            stream,
+        )
+
+    return wrapper
 
 
 class MeasuredStream(wrapt.ObjectProxy):

@@ -1,14 +1,14 @@
 """The ``google-genai`` SDK: sync ``models.generate_content`` and
 ``models.generate_content_stream`` (Gemini API and Vertex AI)."""
 
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
-from ._measure import measure, server_attributes
+from ._measure import PLAIN, STREAM, entry_point, server_attributes
 
 FAMILY = "gemini"
 
 
-def _client_info(instance: Any) -> Tuple[str, dict]:
+def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
     api = getattr(instance, "_api_client", None)
     provider = "gcp.vertex_ai" if getattr(api, "vertexai", False) else "gcp.gemini"
     options = getattr(api, "_http_options", None)
@@ -16,32 +16,20 @@ def _client_info(instance: Any) -> Tuple[str, dict]:
     return provider, server_attributes(base)
 
 
-def _model(args: Any, kwargs: Any) -> Any:
+def _model(kwargs: Any) -> Any:
     model = kwargs.get("model")
     if isinstance(model, str):
         return model.rsplit("/", 1)[-1]  # "models/gemini-2.5-flash" -> "gemini-2.5-flash"
     return None
 
 
-def _wrapper(streamed: bool) -> Callable[..., Any]:
-    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-        provider, attributes = _client_info(instance)
-        stream: Any = (lambda result, wrap: wrap(result)) if streamed else None
-        return measure(
-            lambda: wrapped(*args, **kwargs),
-            provider,
-            FAMILY,
-            "generate_content",
-            _model(args, kwargs),
-            attributes,
-            stream,
-        )
-
-    return wrapper
-
-
 def targets() -> List[Tuple[str, str, Callable[..., Any]]]:
+    module, op = "google.genai.models", "generate_content"
     return [
-        ("google.genai.models", "Models.generate_content", _wrapper(False)),
-        ("google.genai.models", "Models.generate_content_stream", _wrapper(True)),
+        (module, "Models.generate_content", entry_point(_client_info, FAMILY, op, PLAIN, _model)),
+        (
+            module,
+            "Models.generate_content_stream",
+            entry_point(_client_info, FAMILY, op, STREAM, _model),
+        ),
     ]
