@@ -284,3 +284,18 @@ def test_state_changes_at_run_time_choose_a_new_admission(server):
             collector.set_sampling(request_rate=1.5)
     finally:
         collector.shutdown(5)
+
+
+def test_the_operation_name_is_recorded_by_every_entry():
+    sink = RecordingSink()
+    collector = MetricsCollector(MetricsConfig(**_QUIET), [sink])
+    try:
+        tracker = collector.track_request("openai", model="m", operation="embeddings")
+        tracker(lambda: "x")()
+        with tracker:
+            pass
+        collector.track_request("openai", model="m")(lambda: "x")()
+        assert collector.flush(5)
+        assert [r.operation for r in sink.records] == ["embeddings", "embeddings", "chat"]
+    finally:
+        collector.shutdown(5)

@@ -21,6 +21,7 @@ def new_request(
     extra: Mapping[str, Any],
     method: str,
     response_format: str,
+    operation: str = "chat",
 ) -> RequestMetrics:
     """A RequestMetrics for a call starting now in the thread whose context is ``ctx``
     (``_state.ctx``, read once by the caller: a thread-local read costs as much as several
@@ -48,6 +49,8 @@ def new_request(
         response_format,
     )
     metrics._trusted = True
+    if operation != "chat":  # the field's default: most calls skip the store
+        metrics.operation = operation
     return metrics
 
 

@@ -108,11 +108,15 @@ class Tracker:
         self.attributes = attributes
 
     def _new(self, model: Optional[str]) -> RequestMetrics:
-        metrics = new_request(
-            _state.ctx, self.provider, model, self.attributes, self.method, self.response_format
+        return new_request(
+            _state.ctx,
+            self.provider,
+            model,
+            self.attributes,
+            self.method,
+            self.response_format,
+            self.operation,
         )
-        metrics.operation = self.operation
-        return metrics
 
     def start(self, model: Optional[str] = None) -> RequestMetrics:
         """Begin a request whose end the caller reports itself (with :func:`record_stream`
@@ -213,9 +217,8 @@ class Tracker:
                 return func(*args, **kwargs)
             try:
                 ctx = state.ctx
-                metrics = new_request(ctx, provider, lookup(args, kwargs), extra, method, fmt)
-                if operation != "chat":
-                    metrics.operation = operation
+                model = lookup(args, kwargs)
+                metrics = new_request(ctx, provider, model, extra, method, fmt, operation)
                 stack = ctx.stack
                 stack.append(metrics)
             except Exception:  # measuring failed: run the call unmeasured

@@ -105,8 +105,8 @@ def measure(
             attributes,
             "stream" if stream is not None else "generate",
             "text",
+            operation,
         )
-        metrics.operation = operation
     except Exception:  # measuring failed: run the call unmeasured
         return call()
     start = metrics._start = perf_counter()
