@@ -12,15 +12,20 @@ record.
 No I/O here; from the rest of the package only the leaves ``_fields`` and ``_ids``.
 """
 
-from typing import Any, ClassVar, Dict, Optional, Tuple, Union
+import threading
+from bisect import bisect_left
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
 
 from ._fields import Attributes, Id, Ratio, RecordMeta, Scalar, private
+from .conventions import DURATION_BUCKETS, GapHistogram
 
 __all__ = [
     "METRIC_TYPES",
     "AgentMetrics",
     "BaseMetrics",
+    "ChunkGaps",
     "ErrorMetrics",
+    "GapHistogram",
     "ReliabilityMetrics",
     "RequestMetrics",
     "Scalar",
@@ -118,6 +123,9 @@ class RequestMetrics(BaseMetrics):
         response_model: the model the provider says answered.
         operation: the GenAI operation called: ``chat``, ``text_completion``,
             ``embeddings``, ``generate_content`` (``gen_ai.operation.name``).
+        tokens_estimated: True when a token count was estimated locally (tokenizer or
+            characters / 4) because the provider reported none. Exporting sinks leave
+            such counts, and the cost priced from them, out unless asked to export them.
     """
 
     metric_type: ClassVar[str] = "request"
@@ -136,6 +144,7 @@ class RequestMetrics(BaseMetrics):
     cost_usd: Optional[float] = None
     response_model: Optional[str] = None
     operation: str = "chat"
+    tokens_estimated: bool = False
     _start: float = private(0.0)  # perf_counter() at the start of the call
     _response: Any = private(None)  # read for usage on the background thread
     _extractor: Any = private(None)
@@ -145,6 +154,11 @@ class RequestMetrics(BaseMetrics):
 
     def _streamed(self) -> bool:
         return self.method == "stream"
+
+    def request_fields(self) -> Dict[str, Any]:
+        out = super().request_fields()
+        out["operation"] = self.operation
+        return out
 
     def set_response(self, response: Any, usage_extractor: Any = None) -> None:
         """Read token counts and the response model from ``response`` later, on the
@@ -187,6 +201,12 @@ class StreamingMetrics(BaseMetrics):
             (characters / 4) or ``none`` (no counts).
         aggregation_confidence: 1.0 for ``provider``, lower for local estimates, 0 for none.
         status: ``completed``, ``error`` or ``cancelled`` (closed or abandoned early).
+        operation: the GenAI operation, as on the request's RequestMetrics.
+        response_model: the model the stream said answered, when it said.
+        error_class: the exception's class name when the stream failed (the same value as
+            the request's ``error_class``).
+        chunk_gaps: (read-only) the gaps between consecutive chunks as a
+            :class:`GapHistogram`, when the stream meter measured them; None otherwise.
     """
 
     metric_type: ClassVar[str] = "streaming"
@@ -199,6 +219,15 @@ class StreamingMetrics(BaseMetrics):
     aggregation_method: str = "none"
     aggregation_confidence: Ratio = 0.0
     status: str = "completed"
+    operation: str = "chat"
+    response_model: Optional[str] = None
+    error_class: Optional[str] = None
+    _gaps: Any = private(None)  # a ChunkGaps
+
+    @property
+    def chunk_gaps(self) -> Optional[GapHistogram]:
+        gaps = self._gaps
+        return None if gaps is None else gaps.histogram()
 
     def _failed(self) -> bool:
         return self.status == "error"
@@ -221,6 +250,7 @@ class ReliabilityMetrics(BaseMetrics):
         event: ``request`` (one per request) or ``circuit_transition`` (one per breaker
             state change of ``provider``/``model``).
         previous_circuit_state: for a transition, the state it left.
+        operation: the GenAI operation of the request.
     """
 
     metric_type: ClassVar[str] = "reliability"
@@ -234,6 +264,7 @@ class ReliabilityMetrics(BaseMetrics):
     method: str = "generate"
     event: str = "request"
     previous_circuit_state: Optional[str] = None
+    operation: str = "chat"
 
     def _failed(self) -> bool:
         return not self.final_success
@@ -251,6 +282,7 @@ class ErrorMetrics(BaseMetrics):
         status_code: HTTP status, when there was a response.
         retryable: whether retrying may succeed.
         message: the exception message, truncated and with credentials redacted.
+        operation: the GenAI operation of the failed request.
     """
 
     metric_type: ClassVar[str] = "error"
@@ -260,6 +292,7 @@ class ErrorMetrics(BaseMetrics):
     status_code: Optional[int] = None
     retryable: Optional[bool] = None
     message: Optional[str] = None
+    operation: str = "chat"
 
     def _failed(self) -> bool:
         return True
@@ -286,6 +319,74 @@ class UsageMetrics(BaseMetrics):
     total_tokens: int = 0
     cached_tokens: int = 0
     cost_usd: Optional[float] = None
+
+
+_FOLD_LOCK = threading.Lock()
+
+
+class ChunkGaps:
+    """The arrival times of one stream's chunks, folded into a :class:`GapHistogram`.
+
+    The stream meter appends one ``perf_counter()`` reading per chunk to :attr:`stamps` (a
+    list append is the cheapest thing the caller's thread can do per chunk) and calls
+    :meth:`fold` every :attr:`FOLD_EVERY` chunks, so memory stays bounded however long the
+    stream. :meth:`histogram` folds the rest, once, on whichever background thread first
+    asks. Thread-safety: the meter's thread owns it while the stream runs; afterwards any
+    thread may call :meth:`histogram`.
+    """
+
+    __slots__ = ("stamps", "counts", "sums", "last", "start", "_result")
+    FOLD_EVERY = 4096
+
+    def __init__(self) -> None:
+        self.stamps: List[float] = []
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.sums = [0.0] * (len(DURATION_BUCKETS) + 1)
+        self.last: Optional[float] = None
+        self.start: Optional[float] = None  # the first stamp, once folded
+        self._result: Optional[GapHistogram] = None
+
+    def first_stamp(self) -> Optional[float]:
+        """The first chunk's arrival time, or None before any chunk."""
+        if self.start is not None:
+            return self.start
+        return self.stamps[0] if self.stamps else None
+
+    def fold(self) -> None:
+        """Bucket the gaps between the stamps so far and forget the stamps (the list object
+        is kept: the meter holds its ``append``)."""
+        bounds, counts, sums = DURATION_BUCKETS, self.counts, self.sums
+        if self.start is None and self.stamps:
+            self.start = self.stamps[0]
+        previous = self.last
+        for stamp in self.stamps:
+            if previous is not None:
+                gap = stamp - previous
+                if gap < 0.0:
+                    gap = 0.0
+                i = bisect_left(bounds, gap)
+                counts[i] += 1
+                sums[i] += gap
+            previous = stamp
+        self.last = previous
+        self.stamps.clear()
+
+    def histogram(self) -> GapHistogram:
+        """The gaps, bucketed (computed once)."""
+        result = self._result
+        if result is None:
+            with _FOLD_LOCK:
+                result = self._result
+                if result is None:
+                    self.fold()
+                    result = self._result = GapHistogram(
+                        DURATION_BUCKETS,
+                        tuple(self.counts),
+                        tuple(self.sums),
+                        sum(self.counts),
+                        sum(self.sums),
+                    )
+        return result
 
 
 #: Any record the pipeline carries; the type sinks receive.

@@ -4,9 +4,10 @@ Used alike by :class:`~.tracking.TrackedStream` (any iterator wrapped by ``track
 and by the client's text streams:
 
 * :class:`StreamMeter` iterates a stream and measures it: the first chunk, the first chunk
-  carrying content (time to first token), chunks, characters of content, complete JSON values
-  in the text, and the usage the stream reports about itself. The per-chunk work is a
-  counter, a length and, until the first token, a clock reading.
+  carrying content (time to first token), the arrival time of every chunk (bucketed later
+  into gaps, :class:`~.models.ChunkGaps`), chunks, characters of content, complete JSON
+  values in the text, and the usage the stream reports about itself. The per-chunk work is
+  a clock reading, a list append, a counter and a length.
 * :class:`FinishOnce` makes a stream's end be recorded exactly once, whether it is exhausted,
   fails, is closed, is left through ``with``, or is dropped unstarted or half-read.
 * :func:`record_stream` turns a :class:`StreamOutcome` into records.
@@ -19,7 +20,7 @@ from typing import Any, Callable, Generator, Optional
 from ..streaming.json_stream import JsonObjectCounter
 from ..streaming.readers import READERS, StreamReader
 from ..streaming.usage import TokenUsage
-from .models import RequestMetrics, StreamingMetrics
+from .models import ChunkGaps, RequestMetrics, StreamingMetrics
 from .recording import record_failure
 
 #: Status of a finished stream.
@@ -41,11 +42,13 @@ class StreamMeter:
         chunks, chars: items yielded, and characters of content among them.
         first, first_token: ``perf_counter()`` at the first item and the first content.
         usage: what the stream reported about itself (a ``StreamReader``).
+        gaps: the chunks' arrival times (:class:`~.models.ChunkGaps`).
         status, error: how it ended (``completed``/``error``/``cancelled``).
     """
 
     __slots__ = (
         "chunks",
+        "gaps",
         "chars",
         "first",
         "first_token",
@@ -68,6 +71,7 @@ class StreamMeter:
         self.first: Optional[float] = None
         self.first_token: Optional[float] = None
         self.usage = StreamReader()
+        self.gaps = ChunkGaps()
         if self.json is not None:
             self.json = JsonObjectCounter()
         self.status = CANCELLED
@@ -93,9 +97,12 @@ class StreamMeter:
         on_start()
         reader = self.usage
         readers = READERS
+        gaps = self.gaps
+        stamp = gaps.stamps.append
+        fold_mask = ChunkGaps.FOLD_EVERY - 1
         json = self.json
         count, chars = self.chunks, self.chars
-        first, first_token = self.first, self.first_token
+        first_token = self.first_token
         pending: Any = None  # (callable, argument) forwarded by send()/throw()
         try:
             iterator = iter(inner)
@@ -110,9 +117,11 @@ class StreamMeter:
                 except StopIteration as stop:
                     self.status = COMPLETED
                     return stop.value
-                if first is None:
-                    first = perf_counter()
+                now = perf_counter()
+                stamp(now)
                 count += 1
+                if not count & fold_mask:  # keep the stamps bounded on long streams
+                    gaps.fold()
                 try:  # the reader of the chunk's class, without a call to observe()
                     text = chunk if type(chunk) is str else readers[type(chunk)](reader, chunk)
                 except Exception:  # an odd chunk passes through, counted, not read
@@ -121,7 +130,7 @@ class StreamMeter:
                 if text:
                     chars += len(text)
                     if first_token is None:
-                        first_token = perf_counter()
+                        first_token = now
                     if json is not None and type(text) is str:
                         json.feed(text)
                 if text_only:
@@ -147,7 +156,7 @@ class StreamMeter:
         finally:
             self.end = perf_counter()
             self.chunks, self.chars = count, chars
-            self.first, self.first_token = first, first_token
+            self.first, self.first_token = gaps.first_stamp(), first_token
             on_end()
 
     def outcome(self) -> "StreamOutcome":
@@ -160,6 +169,7 @@ class StreamMeter:
         outcome.response_model = self.usage.model
         outcome.json_objects = 0 if self.json is None else self.json.count
         outcome.read_errors = self.usage.errors
+        outcome.gaps = self.gaps
         if outcome.usage is not None:
             outcome.aggregation_method, outcome.aggregation_confidence = "provider", 1.0
         return outcome
@@ -223,9 +233,11 @@ class StreamOutcome:
         "aggregation_method",
         "aggregation_confidence",
         "read_errors",
+        "gaps",
     )
 
     def __init__(self) -> None:
+        self.gaps: Optional[ChunkGaps] = None
         self.read_errors = 0  # chunks of a shape no reader understood (passed through)
         self.status = CANCELLED
         self.error: Optional[BaseException] = None
@@ -255,6 +267,8 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
             metrics.time_to_first_token_ms = (outcome.first_token - start) * 1000.0
         if outcome.usage is not None:
             metrics.set_usage(*outcome.usage)
+            if outcome.aggregation_method not in ("provider", "none"):
+                metrics.tokens_estimated = True
         if outcome.response_model is not None:
             metrics.response_model = outcome.response_model
         if outcome.error is not None:
@@ -273,7 +287,10 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
                 aggregation_method=outcome.aggregation_method,
                 aggregation_confidence=outcome.aggregation_confidence,
                 status=outcome.status,
+                response_model=metrics.response_model,
+                error_class=metrics.error_class,
             )
+            streaming._gaps = outcome.gaps
             streaming._trusted = True
             collector._admit(streaming)
     except Exception:  # never into user code

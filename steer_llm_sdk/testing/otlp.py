@@ -12,6 +12,7 @@ cumulative temporality. Faults: answer the next exports with an HTTP status (or 
 
 import gzip
 import threading
+import zlib
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Deque, Dict, FrozenSet, List, Optional, Tuple
@@ -43,9 +44,12 @@ class OTLPReceiver:
         self.protocol = protocol
         self.host = host
         self.requests: List[metrics_service_pb2.ExportMetricsServiceRequest] = []
+        #: HTTP headers of each export received (lower-case names), oldest first.
+        self.headers: List[Dict[str, str]] = []
         self.refused = 0
         self._faults: Deque[int] = deque()
-        self._lock = threading.Lock()
+        # Reentrant: a wait_for() predicate may read points() while the condition holds it.
+        self._lock = threading.RLock()
         self._arrived = threading.Condition(self._lock)
         self.release = threading.Event()
         self.hanging = False
@@ -106,8 +110,11 @@ class OTLPReceiver:
         self.hanging = True
 
     # ------------------------------------------------------------------ receiving
-    def _receive(self, payload: bytes) -> Optional[int]:
+    def _receive(self, payload: bytes, headers: Optional[Dict[str, str]] = None) -> Optional[int]:
         """Store one export; return an error status to answer with, or None."""
+        if headers is not None:
+            with self._lock:
+                self.headers.append(headers)
         if self.hanging:
             self.release.wait(30)
         with self._lock:
@@ -130,7 +137,8 @@ class OTLPReceiver:
     def points(self) -> List[Dict[str, Any]]:
         """Every data point received, oldest first, as dicts with ``resource``, ``name``,
         ``unit``, ``kind`` (sum, histogram, gauge), ``attributes`` and the values (``value``;
-        or ``count``, ``sum``, ``bucket_counts``, ``bounds``), plus ``temporality``."""
+        or ``count``, ``sum``, ``bucket_counts``, ``bounds``), plus ``temporality`` and the
+        instrumentation ``scope`` name."""
         with self._lock:
             requests = list(self.requests)
         out = []
@@ -139,7 +147,9 @@ class OTLPReceiver:
                 resource = _attributes(resource_metrics.resource.attributes)
                 for scope in resource_metrics.scope_metrics:
                     for metric in scope.metrics:
-                        out.extend(_flatten(resource, metric))
+                        for point in _flatten(resource, metric):
+                            point["scope"] = scope.scope.name
+                            out.append(point)
         return out
 
     def latest(self) -> Dict[Tuple[str, str, FrozenSet[Tuple[str, Any]]], Dict[str, Any]]:
@@ -215,12 +225,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
-        if self.headers.get("content-encoding", "").lower() == "gzip":
+        encoding = self.headers.get("content-encoding", "").lower()
+        if encoding == "gzip":
             body = gzip.decompress(body)
+        elif encoding == "deflate":
+            body = zlib.decompress(body)
         if self.path.rstrip("/") != "/v1/metrics":
             self._answer(404, b"")
             return
-        status = self.server.owner._receive(body)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        status = self.server.owner._receive(body, headers)
         if status is not None:
             self._answer(status, b"")
             return

@@ -1,7 +1,8 @@
 """OTelMetricsSink: records into OpenTelemetry instruments, exported over OTLP.
 
 Instruments follow the OpenTelemetry GenAI semantic conventions (names, units and bucket
-boundaries exactly), plus the SDK's own, prefixed with the namespace:
+boundaries exactly), plus the SDK's own, prefixed with the namespace (the table is
+:data:`~steer_llm_sdk.observability.conventions.FAMILIES`):
 
 =============================================  =========  ==================================
 instrument                                     unit       from
@@ -9,7 +10,7 @@ instrument                                     unit       from
 gen_ai.client.operation.duration (histogram)   s          RequestMetrics.duration_ms
 gen_ai.client.token.usage (histogram)          {token}    prompt (input) / completion (output)
 gen_ai.client.operation.time_to_first_chunk    s          StreamingMetrics.first_chunk_latency
-gen_ai.client.operation.time_per_output_chunk  s          StreamingMetrics, mean chunk gap
+gen_ai.client.operation.time_per_output_chunk  s          one value per chunk after the first
 <ns>.requests (counter)                        {request}  RequestMetrics
 <ns>.errors (counter, error.category)          {error}    ErrorMetrics
 <ns>.tokens.cached (counter)                   {token}    RequestMetrics.cached_tokens
@@ -17,21 +18,28 @@ gen_ai.client.operation.time_per_output_chunk  s          StreamingMetrics, mean
 <ns>.stream.chunks (counter)                   {chunk}    StreamingMetrics.total_chunks
 <ns>.retry.attempts (counter)                  {attempt}  ReliabilityMetrics.retry_attempts
 <ns>.circuit_breaker.state (gauge)             1          0 closed, 1 half-open, 2 open
-<ns>.usage.* (counters)                        ...        UsageMetrics windows
+<ns>.usage.* (counters)                        ...        UsageMetrics roll-ups
 =============================================  =========  ==================================
 
-Attributes: ``gen_ai.operation.name`` (``chat``), ``gen_ai.provider.name``,
+Attributes: ``gen_ai.operation.name`` (what was called), ``gen_ai.provider.name``,
 ``gen_ai.request.model``, ``gen_ai.response.model`` when known, ``error.type`` on failures
-(the error class, ``_OTHER`` when unknown), ``server.address``/``server.port`` when the
-record carries them, and custom attributes whose key is in ``attribute_allowlist``. Values
-are truncated; once an instrument has ``max_attribute_sets`` distinct attribute sets, new ones
-fold into one set marked ``otel.metric.overflow=true`` and are counted in
-:attr:`OTelMetricsSink.overflowed`.
+(the error class, the same value on every instrument a failed request touches),
+``server.address``/``server.port`` when the record carries them, and custom attributes whose
+key is in ``attribute_allowlist``. The breaker gauge is process state: it carries the
+provider and model only. Values are truncated; once an instrument has ``max_attribute_sets``
+distinct attribute sets, new ones fold into one set marked ``otel.metric.overflow=true`` and
+are counted in :attr:`OTelMetricsSink.overflowed`.
 
-The sink owns its ``MeterProvider`` (never the global one) unless one is passed in.
-``record()`` only updates instruments; exports happen on the OpenTelemetry reader's thread
-every ``export_interval_seconds`` and on ``flush()``, which raises when an export failed, so
-the collector counts it (the SDK's ``force_flush()`` reports success even then).
+Token counts estimated locally (``RequestMetrics.tokens_estimated``) are not exported as
+``gen_ai.client.token.usage`` and are not priced into ``<ns>.cost`` unless
+``export_estimated_tokens=True``; then their points carry ``llm.usage.estimated=true``.
+
+The sink owns its ``MeterProvider`` (never the global one) unless one is passed in; the
+histograms carry the conventions' boundaries either way (the instrument API's explicit
+bucket-boundary advisory). ``record()`` only updates instruments; exports happen on the
+OpenTelemetry reader's thread every export interval and on ``flush()``, which raises when an
+export failed, so the collector counts it (the SDK's ``force_flush()`` reports success even
+then). Settings follow the standard variables (see :mod:`._otel_env`).
 
 After ``os.fork()`` a child gets a fresh provider with its own ``service.instance.id`` and
 empty aggregations; the inherited provider's exporter is disabled, so the parent's data is
@@ -40,10 +48,10 @@ exported once, by the parent.
 
 import inspect
 import os
+import sys
 import threading
 import uuid
-from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from opentelemetry.sdk.metrics import (
     Counter,
@@ -56,56 +64,72 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    ConsoleMetricExporter,
     MetricExporter,
     MetricExportResult,
+    MetricReader,
     MetricsData,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.version import __version__ as sdk_version
 
+from .._log import logger
+from ..conventions import (
+    BREAKER_VALUES,
+    DURATION_BUCKETS,
+    FAMILIES,
+    TIME_PER_OUTPUT_CHUNK,
+    TOKEN_BUCKETS,
+    TOKEN_USAGE,
+)
 from ..lifecycle import SINKS, on_fork
 from ..models import BaseMetrics
+from ._otel_env import ExportSettings
 
-DURATION_BUCKETS = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.12,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-)
-TOKEN_BUCKETS = (
-    1,
-    4,
-    16,
-    64,
-    256,
-    1024,
-    4096,
-    16384,
-    65536,
-    262144,
-    1048576,
-    4194304,
-    16777216,
-    67108864,
-)
+__all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "ExportFailedError", "OTelMetricsSink"]
+
 DEFAULT_ALLOWLIST = ("http.route", "deployment.environment", "service.version")
 OVERFLOW = {"otel.metric.overflow": True}
-_BREAKER_VALUES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
-_PROTOCOLS = ("http/protobuf", "grpc")
+ESTIMATED = "llm.usage.estimated"
 
 # View(aggregation_cardinality_limit=) exists from SDK 1.42 on.
 _VIEW_TAKES_LIMIT = "aggregation_cardinality_limit" in inspect.signature(View).parameters
+
+#: Modules of instrumentations that record GenAI client metrics themselves.
+OTHER_GENAI_INSTRUMENTATIONS = {
+    "opentelemetry.instrumentation.openai_v2": "OpenTelemetry openai-v2 instrumentor",
+    "opentelemetry.instrumentation.openai": "OpenLLMetry openai instrumentor",
+    "opentelemetry.instrumentation.anthropic": "OpenLLMetry anthropic instrumentor",
+    "opentelemetry.instrumentation.google_genai": "OpenTelemetry google-genai instrumentor",
+    "opentelemetry.instrumentation.google_generativeai": "OpenLLMetry google-generativeai",
+    "opentelemetry.instrumentation.bedrock": "OpenLLMetry bedrock instrumentor",
+    "opentelemetry.instrumentation.botocore": "OpenTelemetry botocore instrumentor",
+}
+
+
+def active_genai_instrumentations() -> List[str]:
+    """Names of other GenAI instrumentations that are imported and active in this process.
+
+    Looks only at modules already imported (never imports one) and at instrumentors that
+    report themselves instrumented through OpenTelemetry's ``BaseInstrumentor``.
+    """
+    base_module = sys.modules.get("opentelemetry.instrumentation.instrumentor")
+    if base_module is None:
+        return []
+    found = []
+    pending = list(base_module.BaseInstrumentor.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        label = OTHER_GENAI_INSTRUMENTATIONS.get(cls.__module__.rpartition(".")[0]) or (
+            OTHER_GENAI_INSTRUMENTATIONS.get(cls.__module__)
+        )
+        instance = cls.__dict__.get("_instance")
+        if label and getattr(instance, "_is_instrumented_by_opentelemetry", False):
+            found.append(label)
+    return sorted(set(found))
 
 
 class _CountingExporter(MetricExporter):
@@ -150,45 +174,61 @@ class ExportFailedError(RuntimeError):
 
 
 def _temporality(name: str) -> Dict[type, AggregationTemporality]:
-    if name not in ("cumulative", "delta"):
-        raise ValueError(f"temporality must be 'cumulative' or 'delta', got {name!r}")
-    chosen = AggregationTemporality.DELTA if name == "delta" else AggregationTemporality.CUMULATIVE
+    """The exporter's preferred temporality per instrument class for the specification's
+    ``cumulative``, ``delta`` and ``lowmemory`` preferences."""
+    delta, cumulative = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
+    sync = delta if name in ("delta", "lowmemory") else cumulative
     return {
-        Counter: chosen,
-        Histogram: chosen,
-        ObservableCounter: chosen,
-        UpDownCounter: AggregationTemporality.CUMULATIVE,
-        ObservableUpDownCounter: AggregationTemporality.CUMULATIVE,
-        ObservableGauge: AggregationTemporality.CUMULATIVE,
+        Counter: sync,
+        Histogram: sync,
+        ObservableCounter: delta if name == "delta" else cumulative,
+        UpDownCounter: cumulative,
+        ObservableUpDownCounter: cumulative,
+        ObservableGauge: cumulative,
     }
 
 
 class OTelMetricsSink:
     """A sink exporting OpenTelemetry metrics over OTLP; see the module docstring.
 
+    Every setting left None is read from the standard variables (the specific
+    ``OTEL_EXPORTER_OTLP_METRICS_*`` one first, then ``OTEL_EXPORTER_OTLP_*``), then falls back
+    to its default. ``OTEL_SDK_DISABLED=true`` or ``OTEL_METRICS_EXPORTER=none`` make the
+    sink accept and drop records without touching OpenTelemetry.
+
     Args:
-        service_name: default ``OTEL_SERVICE_NAME``, else ``unknown_service``.
-        namespace: ``service.namespace`` of the resource and prefix of the SDK's own
-            instruments.
+        service_name: ``service.name``; default ``OTEL_SERVICE_NAME``, then ``service.name``
+            in ``OTEL_RESOURCE_ATTRIBUTES``, then ``unknown_service``.
+        namespace: prefix of the SDK's own instruments (``llm``). Not a resource attribute.
         endpoint: the OTLP endpoint; for ``http/protobuf`` a base URL gets ``/v1/metrics``
-            appended. Default: the standard ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` /
-            ``OTEL_EXPORTER_OTLP_ENDPOINT`` variables.
-        protocol: ``http/protobuf`` (default) or ``grpc``; default from
-            ``OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``.
-        headers: sent with each export; default from the standard variables.
-        export_interval_seconds: how often the reader exports.
-        temporality: ``cumulative`` (default) or ``delta`` for counters and histograms.
+            appended (as ``OTEL_EXPORTER_OTLP_ENDPOINT`` does;
+            ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` is used as given).
+        protocol: ``http/protobuf`` (default) or ``grpc``; ``http/json`` is refused with a
+            message saying so.
+        headers: sent with each export (variables: ``k=v,k2=v2``, percent-encoded).
+        compression: ``gzip``, ``deflate`` or ``none`` (default).
+        export_interval_seconds: between periodic exports; ``OTEL_METRIC_EXPORT_INTERVAL``
+            (milliseconds), default 10 s.
+        temporality: ``cumulative`` (default), ``delta`` or ``lowmemory``;
+            ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``.
         meter_provider: use this provider instead of owning one (then the exporter
-            arguments are unused and ``close()`` leaves it running).
-        resource_attributes: added to the resource.
+            settings are unused and ``close()`` leaves it running).
+        resource_attributes: added to the resource, over ``OTEL_RESOURCE_ATTRIBUTES``.
         attribute_allowlist: custom attribute keys that may become metric attributes.
         max_attribute_sets: distinct attribute sets per instrument before overflow.
         max_attribute_length: longest attribute value exported.
-        export_timeout_seconds: deadline of one export.
+        export_timeout_seconds: deadline of one export; ``OTEL_EXPORTER_OTLP_*TIMEOUT``
+            (milliseconds, as the specification defines them), default 10 s.
+        export_estimated_tokens: also export locally estimated token counts and their cost,
+            marked ``llm.usage.estimated=true`` (default False, as the conventions ask).
+        genai_instruments: False leaves the ``gen_ai.*`` instruments to another
+            instrumentation that records them for the same calls (the SDK's own ``<ns>.*``
+            instruments are kept).
         environ: where to read the variables (default ``os.environ``).
 
     Raises:
-        ValueError: an unknown protocol or temporality, a bad limit.
+        ValueError: an unsupported protocol, compression, temporality or exporter, a bad
+            number or limit.
     """
 
     name = "otlp"
@@ -200,80 +240,127 @@ class OTelMetricsSink:
         endpoint: Optional[str] = None,
         protocol: Optional[str] = None,
         headers: Optional[Mapping[str, str]] = None,
-        export_interval_seconds: float = 10.0,
-        temporality: str = "cumulative",
+        export_interval_seconds: Optional[float] = None,
+        temporality: Optional[str] = None,
         meter_provider: Optional[MeterProvider] = None,
         resource_attributes: Optional[Mapping[str, Any]] = None,
         attribute_allowlist: Iterable[str] = DEFAULT_ALLOWLIST,
         max_attribute_sets: int = 2000,
         max_attribute_length: int = 256,
-        export_timeout_seconds: float = 10.0,
+        export_timeout_seconds: Optional[float] = None,
         environ: Optional[Mapping[str, str]] = None,
+        *,
+        compression: Optional[str] = None,
+        export_estimated_tokens: bool = False,
+        genai_instruments: bool = True,
     ) -> None:
         env = os.environ if environ is None else environ
         if not namespace or not isinstance(namespace, str):
             raise ValueError("namespace must be a non-empty string")
         if max_attribute_sets < 1:
             raise ValueError(f"max_attribute_sets must be >= 1, got {max_attribute_sets}")
-        if not export_interval_seconds > 0:
+        if export_interval_seconds is not None and not export_interval_seconds > 0:
             raise ValueError("export_interval_seconds must be > 0")
+        settings = ExportSettings(
+            env,
+            endpoint=endpoint,
+            protocol=protocol,
+            headers=headers,
+            compression=compression,
+            timeout_seconds=export_timeout_seconds,
+            interval_seconds=export_interval_seconds,
+            temporality=temporality,
+            service_name=service_name,
+            resource_attributes=resource_attributes,
+        )
+        self.settings = settings
         self.namespace = namespace
-        self.service_name = service_name or env.get("OTEL_SERVICE_NAME") or "unknown_service"
-        self.protocol = (
-            protocol
-            or env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        ).strip()
-        if self.protocol not in _PROTOCOLS:
-            raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {self.protocol!r}")
-        self.endpoint = endpoint
-        self.headers = dict(headers) if headers is not None else None
-        self.export_interval_seconds = export_interval_seconds
-        self.temporality = temporality
-        self._preferred = _temporality(temporality)
+        self.service_name = str(settings.resource["service.name"])
+        self.protocol = settings.protocol
+        self.endpoint = settings.endpoint
+        self.headers = settings.headers
+        self.export_interval_seconds = settings.interval_seconds
+        self.export_timeout_seconds = settings.timeout_seconds
+        self.temporality = settings.temporality
+        self._preferred = _temporality(settings.temporality)
         self.resource_attributes = dict(resource_attributes or {})
         self.allowlist: FrozenSet[str] = frozenset(attribute_allowlist)
         self.max_attribute_sets = max_attribute_sets
         self.max_attribute_length = max_attribute_length
-        self.export_timeout_seconds = export_timeout_seconds
+        self.export_estimated_tokens = export_estimated_tokens
+        self.genai_instruments = genai_instruments
         self._external_provider = meter_provider
+        #: False when OTEL_SDK_DISABLED or OTEL_METRICS_EXPORTER=none switched the sink off.
+        self.active = not settings.disabled and (
+            meter_provider is not None or bool(settings.exporters)
+        )
         self.overflowed: Dict[str, int] = {}
         self._stale = False
-        self._build()
-        on_fork(self, "_after_fork", SINKS)
+        self._warned_others = False
+        self._exporter_wrapper: Optional[_CountingExporter] = None
+        if self.active:
+            self._build()
+            on_fork(self, "_after_fork", SINKS)
+        else:
+            logger.info(
+                "OTelMetricsSink is off: %s",
+                "OTEL_SDK_DISABLED=true" if settings.disabled else "OTEL_METRICS_EXPORTER=none",
+            )
+        self._check_others()
 
     # ------------------------------------------------------------------ setup
     def _exporter(self) -> MetricExporter:
-        timeout = self.export_timeout_seconds
+        settings = self.settings
+        timeout = settings.timeout_seconds
         if self.protocol == "grpc":
+            import grpc
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
                 OTLPMetricExporter as GrpcExporter,
             )
 
-            insecure = None
-            if self.endpoint is not None:
-                insecure = urlsplit(self.endpoint).scheme in ("http", "")
+            endpoint = str(settings.endpoint)
+            scheme = endpoint.partition("://")[0] if "://" in endpoint else ""
             return GrpcExporter(
-                endpoint=self.endpoint,
-                insecure=insecure,
-                headers=self.headers,
+                endpoint=endpoint,
+                insecure=scheme in ("http", ""),
+                headers=settings.headers or None,
                 timeout=timeout,
+                compression={
+                    "gzip": grpc.Compression.Gzip,
+                    "deflate": grpc.Compression.Deflate,
+                    "none": grpc.Compression.NoCompression,
+                }[settings.compression],
                 preferred_temporality=self._preferred,
             )
+        from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
             OTLPMetricExporter as HttpExporter,
         )
 
-        endpoint = self.endpoint
-        if endpoint is not None and urlsplit(endpoint).path in ("", "/"):
-            endpoint = endpoint.rstrip("/") + "/v1/metrics"
         return HttpExporter(
-            endpoint=endpoint,
-            headers=self.headers,
+            endpoint=settings.endpoint,
+            headers=settings.headers or None,
             timeout=timeout,
+            compression=Compression(settings.compression),
             preferred_temporality=self._preferred,
         )
+
+    def _readers(self) -> List[MetricReader]:
+        readers: List[MetricReader] = []
+        interval = self.settings.interval_seconds * 1000
+        timeout = self.settings.reader_timeout_seconds * 1000
+        for name in self.settings.exporters:
+            if name == "otlp":
+                self._exporter_wrapper = _CountingExporter(self._exporter())
+                exporter: MetricExporter = self._exporter_wrapper
+            else:
+                exporter = ConsoleMetricExporter(preferred_temporality=self._preferred)
+            readers.append(
+                PeriodicExportingMetricReader(
+                    exporter, export_interval_millis=interval, export_timeout_millis=timeout
+                )
+            )
+        return readers
 
     def _build(self) -> None:
         """Create (or re-create, in a forked child) the provider and the instruments."""
@@ -283,25 +370,22 @@ class OTelMetricsSink:
         self._typed_cache: Dict[Tuple[int, str], Tuple[Dict[str, Any], Dict[str, Any]]] = {}
         self._lock = threading.Lock()
         if self._external_provider is not None:
-            self._exporter_wrapper: Optional[_CountingExporter] = None
+            self._exporter_wrapper = None
             self.provider = self._external_provider
         else:
-            self._exporter_wrapper = _CountingExporter(self._exporter())
-            reader = PeriodicExportingMetricReader(
-                self._exporter_wrapper,
-                export_interval_millis=self.export_interval_seconds * 1000,
-                export_timeout_millis=self.export_timeout_seconds * 1000,
-            )
-            resource = Resource.create(
+            # Built from the resolved settings, not Resource.create(), which would read
+            # os.environ again behind an ``environ`` given to the sink.
+            resource = Resource(
                 {
-                    "service.name": self.service_name,
-                    "service.namespace": self.namespace,
+                    "telemetry.sdk.language": "python",
+                    "telemetry.sdk.name": "opentelemetry",
+                    "telemetry.sdk.version": sdk_version,
                     "service.instance.id": self.instance_id,
-                    **self.resource_attributes,
+                    **self.settings.resource,
                 }
             )
             self.provider = MeterProvider(
-                metric_readers=[reader],
+                metric_readers=self._readers(),
                 resource=resource,
                 # Our collector flushes into this provider at exit; the SDK's own exit hook
                 # would run first and drop what is still pending.
@@ -310,77 +394,55 @@ class OTelMetricsSink:
             )
         self._failures_seen = 0
         meter = self.provider.get_meter("steer_llm_sdk")
-        ns = self.namespace
-        self.duration = meter.create_histogram(
-            "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration"
-        )
-        self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Measures number of input and output tokens used",
-        )
-        self.time_to_first_chunk = meter.create_histogram(
-            "gen_ai.client.operation.time_to_first_chunk",
-            unit="s",
-            description="Time to receive the first chunk in a streaming operation",
-        )
-        self.time_per_output_chunk = meter.create_histogram(
-            "gen_ai.client.operation.time_per_output_chunk",
-            unit="s",
-            description="Time between consecutive chunks in a streaming operation",
-        )
-        self.requests = meter.create_counter(
-            f"{ns}.requests", unit="{request}", description="LLM requests"
-        )
-        self.errors = meter.create_counter(
-            f"{ns}.errors", unit="{error}", description="Failed LLM calls by category"
-        )
-        self.cached_tokens = meter.create_counter(
-            f"{ns}.tokens.cached", unit="{token}", description="Prompt tokens read from cache"
-        )
-        self.cost = meter.create_counter(f"{ns}.cost", unit="USD", description="Cost of calls")
-        self.chunks = meter.create_counter(
-            f"{ns}.stream.chunks", unit="{chunk}", description="Chunks received in streams"
-        )
-        self.retries = meter.create_counter(
-            f"{ns}.retry.attempts", unit="{attempt}", description="Retries made"
-        )
-        self.breaker = meter.create_gauge(
-            f"{ns}.circuit_breaker.state",
-            unit="1",
-            description="Circuit breaker state: 0 closed, 1 half-open, 2 open",
-        )
-        self.usage_requests = meter.create_counter(f"{ns}.usage.requests", unit="{request}")
-        self.usage_errors = meter.create_counter(f"{ns}.usage.errors", unit="{error}")
-        self.usage_tokens = meter.create_counter(f"{ns}.usage.tokens", unit="{token}")
-        self.usage_cost = meter.create_counter(f"{ns}.usage.cost", unit="USD")
+        self.families = {}
+        for family in FAMILIES:
+            if family.genai and not self.genai_instruments:
+                setattr(self, family.key, None)
+                continue
+            name = family.name.format(ns=self.namespace)
+            if family.kind == "histogram":
+                instrument: Any = meter.create_histogram(
+                    name,
+                    unit=family.unit,
+                    description=family.description,
+                    explicit_bucket_boundaries_advisory=list(family.buckets),
+                )
+            elif family.kind == "counter":
+                instrument = meter.create_counter(
+                    name, unit=family.unit, description=family.description
+                )
+            else:
+                instrument = meter.create_gauge(
+                    name, unit=family.unit, description=family.description
+                )
+            setattr(self, family.key, instrument)
+            self.families[family.key] = name
 
     def _views(self) -> Sequence[View]:
         # Room for the overflow set we fold into. Older SDKs (Python 3.9 gets 1.41) lack the
-        # setting and keep their own default limit.
-        limit: Dict[str, Any] = (
-            {"aggregation_cardinality_limit": self.max_attribute_sets + 1}
-            if _VIEW_TAKES_LIMIT
-            else {}
-        )
-        durations = ExplicitBucketHistogramAggregation(boundaries=DURATION_BUCKETS)
-        views = [
-            View(instrument_name=name, aggregation=durations, **limit)
-            for name in (
-                "gen_ai.client.operation.duration",
-                "gen_ai.client.operation.time_to_first_chunk",
-                "gen_ai.client.operation.time_per_output_chunk",
-            )
+        # setting and keep their own default limit. Boundaries come from the instruments'
+        # advisory, which every supported SDK honours.
+        if not _VIEW_TAKES_LIMIT:
+            return []
+        limit = self.max_attribute_sets + 1
+        return [
+            View(instrument_name=name, aggregation_cardinality_limit=limit)
+            for name in ("gen_ai.*", f"{self.namespace}.*")
         ]
-        views.append(
-            View(
-                instrument_name="gen_ai.client.token.usage",
-                aggregation=ExplicitBucketHistogramAggregation(boundaries=TOKEN_BUCKETS),
-                **limit,
+
+    def _check_others(self) -> None:
+        """Warn once if another instrumentation records the same ``gen_ai.*`` metrics."""
+        if self._warned_others or not self.genai_instruments or not self.active:
+            return
+        others = active_genai_instrumentations()
+        if others:
+            self._warned_others = True
+            logger.warning(
+                "%s also records gen_ai.client.* metrics: calls it instruments are counted "
+                "twice. Use OTelMetricsSink(genai_instruments=False) to leave gen_ai.* to it, "
+                "or do not enable it for the same calls.",
+                " and ".join(others),
             )
-        )
-        views.append(View(instrument_name=f"{self.namespace}.*", **limit))
-        return views
 
     # ------------------------------------------------------------------ attributes
     def _clip(self, value: Any) -> Any:
@@ -390,23 +452,36 @@ class OTelMetricsSink:
         return text[: self.max_attribute_length]
 
     def _attributes(
-        self, record: BaseMetrics, *, response_model: Any = None, error_type: Any = None
+        self,
+        record: Any,
+        *,
+        response_model: Any = None,
+        error_type: Any = None,
+        scoped: bool = True,
     ) -> Dict[str, Any]:
+        """The attribute set of ``record`` (cached). ``scoped=False``: process state, only
+        operation, provider and model."""
         extra = record.attributes
-        allowed = tuple(sorted((k, extra[k]) for k in self.allowlist.intersection(extra)))
+        allowed = (
+            tuple(sorted((k, extra[k]) for k in self.allowlist.intersection(extra)))
+            if scoped
+            else ()
+        )
+        operation = getattr(record, "operation", "chat")
         key = (
+            operation,
             record.provider,
             record.model,
             response_model,
             error_type,
-            extra.get("server.address"),
-            extra.get("server.port"),
+            extra.get("server.address") if scoped else None,
+            extra.get("server.port") if scoped else None,
             allowed,
         )
         attrs = self._attr_cache.get(key)
         if attrs is None:
             attrs = {
-                "gen_ai.operation.name": "chat",
+                "gen_ai.operation.name": self._clip(operation or "chat"),
                 "gen_ai.provider.name": self._clip(record.provider or "_OTHER"),
             }
             if record.model:
@@ -415,7 +490,7 @@ class OTelMetricsSink:
                 attrs["gen_ai.response.model"] = self._clip(response_model)
             if error_type is not None:
                 attrs["error.type"] = self._clip(error_type or "_OTHER")
-            address, port = key[4], key[5]
+            address, port = key[5], key[6]
             if address:
                 attrs["server.address"] = self._clip(address)
             if isinstance(port, int) and not isinstance(port, bool):
@@ -428,11 +503,16 @@ class OTelMetricsSink:
         return attrs
 
     def _typed(self, attrs: Dict[str, Any], token_type: str) -> Dict[str, Any]:
-        """``attrs`` plus ``gen_ai.token.type``, cached with the attribute set."""
+        """``attrs`` plus ``gen_ai.token.type`` (when ``token_type`` is not empty) and, for a
+        ``token_type`` ending in ``~``, the estimate mark; cached with the set."""
         key = (id(attrs), token_type)
         entry = self._typed_cache.get(key)
         if entry is None or entry[0] is not attrs:  # an id can be reused after a clear
-            entry = (attrs, {**attrs, "gen_ai.token.type": token_type})
+            base = token_type.rstrip("~")
+            extra: Dict[str, Any] = {"gen_ai.token.type": base} if base else {}
+            if token_type.endswith("~"):
+                extra[ESTIMATED] = True
+            entry = (attrs, {**attrs, **extra})
             if len(self._typed_cache) > 20_000:
                 self._typed_cache.clear()
             self._typed_cache[key] = entry
@@ -461,8 +541,12 @@ class OTelMetricsSink:
         """Update the instruments for a batch. Counter increments with the same attributes
         are summed first and added once: each measurement costs the SDK a validation and a
         hash of its attributes, and histograms already need one per value."""
+        if not self.active:
+            return
         if self._stale:
             self._ensure_fresh()
+        if not self._warned_others:
+            self._check_others()  # an instrumentor may have been switched on since
         sums: Dict[Tuple[Any, ...], list] = {}
         for metrics in batch:
             kind = metrics.metric_type
@@ -482,89 +566,93 @@ class OTelMetricsSink:
     def _count(
         self,
         sums: Dict[Tuple[Any, ...], list],
-        counter: Any,
-        name: str,
+        key: str,
         attrs: Dict[str, Any],
         value: float,
     ) -> None:
-        attrs = self._bounded(name, attrs)
-        key = (counter, id(attrs)) if attrs is OVERFLOW else (counter, frozenset(attrs.items()))
-        entry = sums.get(key)
+        counter = getattr(self, key)
+        attrs = self._bounded(self.families[key], attrs)
+        slot = (counter, id(attrs)) if attrs is OVERFLOW else (counter, frozenset(attrs.items()))
+        entry = sums.get(slot)
         if entry is None:
-            sums[key] = [attrs, value]
+            sums[slot] = [attrs, value]
         else:
             entry[1] += value
 
     def _request(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        ns = self.namespace
         error_type = None if m.success else (m.error_class or "_OTHER")
         attrs = self._attributes(m, response_model=m.response_model, error_type=error_type)
-        if m.duration_ms is not None:
-            self.duration.record(
-                m.duration_ms / 1000.0, self._bounded("gen_ai.client.operation.duration", attrs)
-            )
-        self._count(sums, self.requests, f"{ns}.requests", attrs, 1)
-        if m.prompt_tokens is not None:
-            typed = self._bounded("gen_ai.client.token.usage", self._typed(attrs, "input"))
-            self.token_usage.record(m.prompt_tokens, typed)
-        if m.completion_tokens is not None:
-            typed = self._bounded("gen_ai.client.token.usage", self._typed(attrs, "output"))
-            self.token_usage.record(m.completion_tokens, typed)
+        self._count(sums, "requests", attrs, 1)
         if m.cached_tokens:
-            self._count(sums, self.cached_tokens, f"{ns}.tokens.cached", attrs, m.cached_tokens)
+            self._count(sums, "cached_tokens", attrs, m.cached_tokens)
+        genai = self.genai_instruments
+        if genai and m.duration_ms is not None:
+            self.duration.record(  # type: ignore[attr-defined]
+                m.duration_ms / 1000.0, self._bounded(self.families["duration"], attrs)
+            )
+        estimated = m.tokens_estimated
+        if estimated and not self.export_estimated_tokens:
+            return  # the conventions: estimates are not usage unless asked for
         if m.cost_usd:
-            self._count(sums, self.cost, f"{ns}.cost", attrs, m.cost_usd)
+            self._count(sums, "cost", self._typed(attrs, "~") if estimated else attrs, m.cost_usd)
+        if not genai:
+            return
+        mark = "~" if estimated else ""
+        for token_type, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
+            if value is not None:
+                typed = self._bounded(TOKEN_USAGE, self._typed(attrs, token_type + mark))
+                self.token_usage.record(value, typed)  # type: ignore[attr-defined]
 
     def _streaming(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        attrs = self._attributes(m, error_type="_OTHER" if m.status == "error" else None)
-        if m.first_chunk_latency_ms is not None:
-            first = m.first_chunk_latency_ms / 1000.0
-            self.time_to_first_chunk.record(
-                first, self._bounded("gen_ai.client.operation.time_to_first_chunk", attrs)
-            )
-            if m.total_chunks > 1 and m.chunks_per_second:
-                total = m.total_chunks / m.chunks_per_second
-                self.time_per_output_chunk.record(
-                    max(0.0, total - first) / (m.total_chunks - 1),
-                    self._bounded("gen_ai.client.operation.time_per_output_chunk", attrs),
-                )
+        error_type = (m.error_class or "_OTHER") if m.status == "error" else None
+        attrs = self._attributes(m, response_model=m.response_model, error_type=error_type)
         if m.total_chunks:
-            self._count(sums, self.chunks, f"{self.namespace}.stream.chunks", attrs, m.total_chunks)
+            self._count(sums, "chunks", attrs, m.total_chunks)
+        if not self.genai_instruments:
+            return
+        if m.first_chunk_latency_ms is not None:
+            self.time_to_first_chunk.record(  # type: ignore[attr-defined]
+                m.first_chunk_latency_ms / 1000.0,
+                self._bounded(self.families["time_to_first_chunk"], attrs),
+            )
+        gaps = m.chunk_gaps
+        if gaps is not None and gaps.count:
+            # One measurement per gap, as the conventions define the instrument. The mean of
+            # a bucket's gaps lies inside that bucket, so recording it ``count`` times gives
+            # the exact bucket counts and the exact sum.
+            record = self.time_per_output_chunk.record  # type: ignore[attr-defined]
+            bounded = self._bounded(TIME_PER_OUTPUT_CHUNK, attrs)
+            for count, total in zip(gaps.counts, gaps.sums):
+                if count:
+                    mean = total / count
+                    for _ in range(count):
+                        record(mean, bounded)
 
     def _error(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
         attrs = {
             **self._attributes(m, error_type=m.error_class or "_OTHER"),
             "error.category": m.error_category or "unknown",
         }
-        self._count(sums, self.errors, f"{self.namespace}.errors", attrs, 1)
+        self._count(sums, "errors", attrs, 1)
 
     def _reliability(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        attrs = self._attributes(m)
         if m.retry_attempts:
-            self._count(
-                sums, self.retries, f"{self.namespace}.retry.attempts", attrs, m.retry_attempts
-            )
-        state = _BREAKER_VALUES.get(m.circuit_breaker_state)
+            self._count(sums, "retries", self._attributes(m), m.retry_attempts)
+        state = BREAKER_VALUES.get(m.circuit_breaker_state)
         if state is not None:
-            self.breaker.set(state, self._bounded(f"{self.namespace}.circuit_breaker.state", attrs))
+            attrs = self._attributes(m, scoped=False)
+            self.breaker.set(state, self._bounded(self.families["breaker"], attrs))  # type: ignore[attr-defined]
 
     def _usage(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        attrs = self._attributes(m)
-        ns = self.namespace
-        self._count(sums, self.usage_requests, f"{ns}.usage.requests", attrs, m.request_count)
+        attrs = self._attributes(m, scoped=False)
+        self._count(sums, "usage_requests", attrs, m.request_count)
         if m.error_count:
-            self._count(sums, self.usage_errors, f"{ns}.usage.errors", attrs, m.error_count)
+            self._count(sums, "usage_errors", attrs, m.error_count)
         for kind, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
             if value:
-                self._count(
-                    sums,
-                    self.usage_tokens,
-                    f"{ns}.usage.tokens",
-                    {**attrs, "gen_ai.token.type": kind},
-                    value,
-                )
+                self._count(sums, "usage_tokens", self._typed(attrs, kind), value)
         if m.cost_usd:
-            self._count(sums, self.usage_cost, f"{ns}.usage.cost", attrs, m.cost_usd)
+            self._count(sums, "usage_cost", attrs, m.cost_usd)
 
     # ------------------------------------------------------------------ flush / close
     @property
@@ -576,6 +664,8 @@ class OTelMetricsSink:
     def flush(self) -> None:
         """Export now; raises :class:`ExportFailedError` if any export failed since the last
         flush (so the collector counts and logs it)."""
+        if not self.active:
+            return
         self.provider.force_flush(int(self.export_timeout_seconds * 1000))
         wrapper = self._exporter_wrapper
         if wrapper is None:
@@ -589,7 +679,7 @@ class OTelMetricsSink:
 
     def close(self) -> None:
         """Final export and shutdown of an owned provider; a passed-in one is only flushed."""
-        if self._stale:
+        if self._stale or not self.active:
             return  # a forked child that never recorded: nothing of its own to export
         if self._external_provider is not None:
             self.provider.force_flush(int(self.export_timeout_seconds * 1000))

@@ -1,0 +1,161 @@
+"""The metric families every exporting sink writes, in one table.
+
+Names, units and bucket boundaries of the GenAI instruments are those of the OpenTelemetry
+GenAI semantic conventions; the SDK's own families carry a configurable prefix (``llm`` by
+default). The OTLP sink creates its instruments from this table and the Prometheus sink its
+families, so the two cannot drift apart.
+
+A leaf: imports nothing from the package.
+"""
+
+from typing import NamedTuple, Tuple
+
+#: Seconds: the boundaries the conventions give for operation duration, time to first chunk
+#: and time per output chunk.
+DURATION_BUCKETS: Tuple[float, ...] = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+#: Tokens: the boundaries the conventions give for ``gen_ai.client.token.usage``.
+TOKEN_BUCKETS: Tuple[int, ...] = (
+    1,
+    4,
+    16,
+    64,
+    256,
+    1024,
+    4096,
+    16384,
+    65536,
+    262144,
+    1048576,
+    4194304,
+    16777216,
+    67108864,
+)
+
+DURATION = "gen_ai.client.operation.duration"
+TOKEN_USAGE = "gen_ai.client.token.usage"
+TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
+TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
+
+
+class Family(NamedTuple):
+    """One instrument.
+
+    Attributes:
+        key: how the sinks refer to it (stable, prefix-free).
+        name: the OpenTelemetry instrument name; ``{ns}`` stands for the prefix.
+        kind: ``histogram``, ``counter`` or ``gauge``.
+        unit: UCUM unit.
+        description: one line.
+        buckets: explicit boundaries for a histogram, else ``()``.
+        genai: True for the conventions' ``gen_ai.*`` instruments (which
+            ``OTelMetricsSink(genai_instruments=False)`` leaves to another instrumentation).
+        process: True for process-level state (no request-scoped attributes).
+    """
+
+    key: str
+    name: str
+    kind: str
+    unit: str
+    description: str
+    buckets: Tuple[float, ...] = ()
+    genai: bool = False
+    process: bool = False
+
+
+FAMILIES: Tuple[Family, ...] = (
+    Family(
+        "duration",
+        DURATION,
+        "histogram",
+        "s",
+        "GenAI operation duration.",
+        DURATION_BUCKETS,
+        genai=True,
+    ),
+    Family(
+        "token_usage",
+        TOKEN_USAGE,
+        "histogram",
+        "{token}",
+        "Number of input and output tokens used.",
+        tuple(float(b) for b in TOKEN_BUCKETS),
+        genai=True,
+    ),
+    Family(
+        "time_to_first_chunk",
+        TIME_TO_FIRST_CHUNK,
+        "histogram",
+        "s",
+        "Time to receive the first chunk in a streaming operation.",
+        DURATION_BUCKETS,
+        genai=True,
+    ),
+    Family(
+        "time_per_output_chunk",
+        TIME_PER_OUTPUT_CHUNK,
+        "histogram",
+        "s",
+        "Time per output chunk, recorded for each chunk received after the first one.",
+        DURATION_BUCKETS,
+        genai=True,
+    ),
+    Family("requests", "{ns}.requests", "counter", "{request}", "LLM requests."),
+    Family("errors", "{ns}.errors", "counter", "{error}", "Failed LLM calls by category."),
+    Family(
+        "cached_tokens", "{ns}.tokens.cached", "counter", "{token}", "Input tokens read from cache."
+    ),
+    Family("cost", "{ns}.cost", "counter", "USD", "Cost of LLM calls (provider-reported tokens)."),
+    Family("chunks", "{ns}.stream.chunks", "counter", "{chunk}", "Chunks received in streams."),
+    Family("retries", "{ns}.retry.attempts", "counter", "{attempt}", "Retries made."),
+    Family(
+        "breaker",
+        "{ns}.circuit_breaker.state",
+        "gauge",
+        "1",
+        "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+        process=True,
+    ),
+    Family(
+        "usage_requests", "{ns}.usage.requests", "counter", "{request}", "Requests per roll-up."
+    ),
+    Family("usage_errors", "{ns}.usage.errors", "counter", "{error}", "Failures per roll-up."),
+    Family("usage_tokens", "{ns}.usage.tokens", "counter", "{token}", "Tokens per roll-up."),
+    Family("usage_cost", "{ns}.usage.cost", "counter", "USD", "Cost per roll-up."),
+)
+
+#: Breaker state as the gauge's value.
+BREAKER_VALUES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
+
+
+class GapHistogram(NamedTuple):
+    """Gaps between consecutive chunks of one stream, bucketed.
+
+    Attributes:
+        boundaries: :data:`DURATION_BUCKETS` (seconds; a gap equal to a boundary falls in
+            the bucket it closes, as in OpenTelemetry and Prometheus).
+        counts: ``len(boundaries) + 1`` counts; the last is above the last boundary.
+        sums: the sum of the gaps in each bucket (seconds).
+        count: gaps in all (the stream's chunks minus one).
+        total: their sum (seconds).
+    """
+
+    boundaries: Tuple[float, ...]
+    counts: Tuple[int, ...]
+    sums: Tuple[float, ...]
+    count: int
+    total: float
