@@ -4,44 +4,51 @@ Runtime dependencies stay small; everything tests, lint and benchmarks need live
 ``dev`` extra so that ``pip install -e .[dev]`` gives a complete development environment.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 TOKENIZER = ["bpe-openai>=0.1.4"]
 CELERY = ["celery[redis]>=5.3"]
 FLASK = ["flask>=2.2"]
 DJANGO = ["django>=4.2"]
+PROMETHEUS = ["prometheus-client>=0.20"]
 
-DEV = TOKENIZER + CELERY + [
-    "pytest>=8",
-    "pytest-timeout>=2.3",
-    "hypothesis>=6.100",
-    "ruff>=0.6",
-    "mypy>=1.10",
-    "tox>=4",
-    "prometheus-client>=0.20",
-    "PyYAML>=6",
-    # Independent checks that the local server speaks the wire protocols.
-    "openai>=1.40",
-    "anthropic>=0.34",
-    # instrument() is tested against every SDK it reaches, and beside OpenTelemetry's own
-    # openai instrumentor (2.4b0 needs an unreleased opentelemetry-util-genai; 2.3b0 imports
-    # httpx and calls wrapt 1.x's wrap_function_wrapper(module=...)).
-    "google-genai>=1.0",
-    "boto3>=1.34",
-    "opentelemetry-instrumentation-openai-v2==2.3b0",
-    "httpx>=0.27",
-    "wrapt>=1.14,<2",
-    # Framework integrations, tested for real.
-    "flask>=2.2",
-    "django>=4.2",
-    "gunicorn>=21",
-]
+DEV = (
+    TOKENIZER
+    + CELERY
+    + [
+        "pytest>=8",
+        "pytest-timeout>=2.3",
+        "hypothesis>=6.100",
+        "ruff>=0.6",
+        "mypy>=1.10",
+        "tox>=4",
+        "prometheus-client>=0.20",
+        "PyYAML>=6",
+        # Independent checks that the local server speaks the wire protocols.
+        "openai>=1.40",
+        "anthropic>=0.34",
+        # instrument() is tested against every SDK it reaches, and beside OpenTelemetry's own
+        # openai instrumentor (2.4b0 needs an unreleased opentelemetry-util-genai; 2.3b0 imports
+        # httpx and calls wrapt 1.x's wrap_function_wrapper(module=...)).
+        "google-genai>=1.0",
+        "boto3>=1.34",
+        "opentelemetry-instrumentation-openai-v2==2.3b0",
+        "httpx>=0.27",
+        "wrapt>=1.14,<2",
+        # Framework integrations, tested for real.
+        "flask>=2.2",
+        "django>=4.2",
+        "gunicorn>=21",
+    ]
+)
 
 setup(
     name="steer-llm-sdk",
     version="0.1.0.dev0",
     description="Metrics for every LLM call in synchronous, thread-per-request Python.",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.9",
@@ -61,7 +68,8 @@ setup(
         "celery": CELERY,
         "flask": FLASK,
         "django": DJANGO,
-        "all": TOKENIZER + CELERY + FLASK + DJANGO,
+        "prometheus": PROMETHEUS,
+        "all": TOKENIZER + CELERY + FLASK + DJANGO + PROMETHEUS,
         "dev": DEV,
     },
     classifiers=[

@@ -357,7 +357,9 @@ def test_resource_from_variables_never_overwritten():
     with OTLPReceiver() as receiver:
         env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attrs,service.namespace=shop,deployment.environment=prod",
+            "OTEL_RESOURCE_ATTRIBUTES": (
+                "service.name=from-attrs,service.namespace=shop,deployment.environment=prod"
+            ),
         }
         export_once(env)
         export_once({**env, "OTEL_SERVICE_NAME": "from-name"})

@@ -9,7 +9,9 @@ Run it (a local LLM server is started in-process unless STEER_LLM_BASE_URL names
 Environment: ``STEER_LLM_BASE_URL`` (an OpenAI/Anthropic-compatible server; both protocols are
 served under it), the standard ``OTEL_EXPORTER_OTLP_*`` variables (OTLP export is on when an
 endpoint is set), ``STEER_OTLP_EXPORT_INTERVAL`` (seconds), ``STEER_DEBUG_ENDPOINTS=1`` to
-serve ``/_steer/debug`` and ``/_steer/debug/dashboard`` to everyone (a demo setting).
+serve ``/_steer/debug`` and ``/_steer/debug/dashboard`` to everyone (a demo setting),
+``PROMETHEUS_MULTIPROC_DIR`` (an empty directory: Prometheus families of all workers at
+``/_steer/metrics``; ``STEER_PROMETHEUS_TOKEN`` makes scrapes send it as a bearer token).
 """
 
 import os
@@ -47,6 +49,11 @@ def create_app() -> Flask:
         sinks.append(
             OTelMetricsSink(service_name="flask-example", export_interval_seconds=interval)
         )
+    prometheus = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    if prometheus:
+        from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
+
+        sinks.append(PrometheusMetricsSink())
     collector = configure(MetricsConfig.from_env(), sinks)
     base = _llm_base_url()
     client = SteerLLMClient(
@@ -62,6 +69,8 @@ def create_app() -> Flask:
     app.config["STEER_LLM_METRICS_DEBUG_ENDPOINTS"] = os.environ.get("STEER_DEBUG_ENDPOINTS") == "1"
     if app.config["STEER_LLM_METRICS_DEBUG_ENDPOINTS"]:
         app.config["STEER_LLM_METRICS_AUTHORIZE"] = lambda req: True  # demo only
+    app.config["STEER_LLM_METRICS_PROMETHEUS_ENDPOINT"] = prometheus
+    app.config["STEER_LLM_METRICS_PROMETHEUS_TOKEN"] = os.environ.get("STEER_PROMETHEUS_TOKEN")
     SteerLLMMetrics(app, collector=collector)
 
     @app.post("/chat")

@@ -2,9 +2,14 @@
 
 import os
 
-from steer_llm_sdk.observability.integrations.gunicorn import post_fork, worker_exit  # noqa: F401
+from steer_llm_sdk.observability.integrations.gunicorn import (  # noqa: F401
+    child_exit,
+    post_fork,
+    worker_exit,
+)
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
 preload_app = True
 graceful_timeout = 10
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))  # 0: never recycle

@@ -138,6 +138,9 @@ FAMILIES: Tuple[Family, ...] = (
     Family("usage_cost", "{ns}.usage.cost", "counter", "USD", "Cost per roll-up."),
 )
 
+#: Custom attribute keys exported as metric attributes (labels) unless told otherwise.
+DEFAULT_ALLOWLIST = ("http.route", "deployment.environment", "service.version")
+
 #: Breaker state as the gauge's value.
 BREAKER_VALUES = {"CLOSED": 0, "HALF_OPEN": 1, "OPEN": 2}
 
@@ -150,12 +153,12 @@ class GapHistogram(NamedTuple):
             the bucket it closes, as in OpenTelemetry and Prometheus).
         counts: ``len(boundaries) + 1`` counts; the last is above the last boundary.
         sums: the sum of the gaps in each bucket (seconds).
-        count: gaps in all (the stream's chunks minus one).
-        total: their sum (seconds).
+        gap_count: gaps in all (the stream's chunks minus one).
+        gap_sum: their sum (seconds).
     """
 
     boundaries: Tuple[float, ...]
     counts: Tuple[int, ...]
     sums: Tuple[float, ...]
-    count: int
-    total: float
+    gap_count: int
+    gap_sum: float

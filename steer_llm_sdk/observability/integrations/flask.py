@@ -15,9 +15,16 @@ STEER_LLM_METRICS_DEBUG_ENDPOINTS      False      serve ``<prefix>/debug`` and t
 STEER_LLM_METRICS_URL_PREFIX           /_steer    where the debug endpoints live
 STEER_LLM_METRICS_AUTHORIZE            None       ``(request) -> bool``; default: ``app.debug``
 STEER_LLM_METRICS_WINDOW_SECONDS       300        the summary's window
+STEER_LLM_METRICS_PROMETHEUS_ENDPOINT  False      serve ``<prefix>/metrics`` for Prometheus
+STEER_LLM_METRICS_PROMETHEUS_TOKEN     None       if set, scrapes must send
+                                                  ``Authorization: Bearer <token>``
 =====================================  =========  ============================================
 
-Without ``DEBUG_ENDPOINTS`` the endpoints answer 404; without authorisation, 403.
+Without ``DEBUG_ENDPOINTS`` the debug endpoints answer 404; without authorisation, 403. The
+debug endpoints show this worker's in-memory data; ``<prefix>/metrics`` serves the
+:class:`~steer_llm_sdk.observability.sinks.PrometheusMetricsSink` families of the whole app
+(every worker's, in multiprocess mode), 404 unless enabled, 401 without the token when one
+is set.
 """
 
 from typing import Any, Callable, Optional
@@ -31,6 +38,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     ) from exc
 
 from .. import MetricsCollector, metrics_context
+from ._auth import bearer_matches
 from .dashboard import render_dashboard, summary_payload
 
 _DEFAULTS = {
@@ -39,6 +47,8 @@ _DEFAULTS = {
     "STEER_LLM_METRICS_URL_PREFIX": "/_steer",
     "STEER_LLM_METRICS_AUTHORIZE": None,
     "STEER_LLM_METRICS_WINDOW_SECONDS": 300,
+    "STEER_LLM_METRICS_PROMETHEUS_ENDPOINT": False,
+    "STEER_LLM_METRICS_PROMETHEUS_TOKEN": None,
 }
 _KEY = "steer_llm_metrics"
 
@@ -72,6 +82,7 @@ class SteerLLMMetrics:
         blueprint = Blueprint("steer_llm_metrics", __name__, url_prefix=prefix)
         blueprint.add_url_rule("/debug", "debug", _debug_json)
         blueprint.add_url_rule("/debug/dashboard", "dashboard", _debug_dashboard)
+        blueprint.add_url_rule("/metrics", "prometheus", _prometheus)
         app.register_blueprint(blueprint)
 
 
@@ -121,3 +132,16 @@ def _debug_dashboard() -> Response:
             "style-src 'unsafe-inline'; img-src data:"
         },
     )
+
+
+def _prometheus() -> Response:
+    config = current_app.config
+    if not config["STEER_LLM_METRICS_PROMETHEUS_ENDPOINT"]:
+        abort(404)
+    token = config["STEER_LLM_METRICS_PROMETHEUS_TOKEN"]
+    if token and not bearer_matches(request.headers.get("Authorization"), token):
+        abort(401)
+    from ..sinks.prometheus import exposition
+
+    body, content_type = exposition(request.headers.get("Accept"))
+    return Response(body, headers={"Content-Type": content_type})

@@ -1,6 +1,7 @@
 """Sinks: where metric records go. See :mod:`.base` for the protocol.
 
-``OTelMetricsSink`` loads the OpenTelemetry SDK on first use.
+``OTelMetricsSink`` loads the OpenTelemetry SDK on first use, ``PrometheusMetricsSink``
+prometheus_client (extra ``[prometheus]``).
 """
 
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "MetricsSummary",
     "ModelSummary",
     "OTelMetricsSink",
+    "PrometheusMetricsSink",
     "StructlogMetricsSink",
 ]
 
@@ -27,4 +29,9 @@ def __getattr__(name: str) -> Any:
 
         globals()[name] = OTelMetricsSink
         return OTelMetricsSink
+    if name == "PrometheusMetricsSink":
+        from .prometheus import PrometheusMetricsSink
+
+        globals()[name] = PrometheusMetricsSink
+        return PrometheusMetricsSink
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -78,6 +78,7 @@ from opentelemetry.sdk.version import __version__ as sdk_version
 from .._log import logger
 from ..conventions import (
     BREAKER_VALUES,
+    DEFAULT_ALLOWLIST,
     DURATION_BUCKETS,
     FAMILIES,
     TIME_PER_OUTPUT_CHUNK,
@@ -90,7 +91,6 @@ from ._otel_env import ExportSettings
 
 __all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "ExportFailedError", "OTelMetricsSink"]
 
-DEFAULT_ALLOWLIST = ("http.route", "deployment.environment", "service.version")
 OVERFLOW = {"otel.metric.overflow": True}
 ESTIMATED = "llm.usage.estimated"
 
@@ -616,7 +616,7 @@ class OTelMetricsSink:
                 self._bounded(self.families["time_to_first_chunk"], attrs),
             )
         gaps = m.chunk_gaps
-        if gaps is not None and gaps.count:
+        if gaps is not None and gaps.gap_count:
             # One measurement per gap, as the conventions define the instrument. The mean of
             # a bucket's gaps lies inside that bucket, so recording it ``count`` times gives
             # the exact bucket counts and the exact sum.

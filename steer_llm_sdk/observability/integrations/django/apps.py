@@ -11,6 +11,8 @@ sinks                None       sinks for the default collector (default: in-mem
 debug_endpoints      False      serve the debug views (else they answer 404)
 authorize            None       ``(request) -> bool``; default: staff users only
 window_seconds       300        the summary's window
+prometheus_endpoint  False      serve the ``metrics`` view for Prometheus
+prometheus_token     None       if set, scrapes must send ``Authorization: Bearer``
 ===================  =========  ==================================================
 """
 
@@ -28,6 +30,8 @@ DEFAULTS: Dict[str, Any] = {
     "debug_endpoints": False,
     "authorize": None,
     "window_seconds": 300,
+    "prometheus_endpoint": False,
+    "prometheus_token": None,
 }
 
 

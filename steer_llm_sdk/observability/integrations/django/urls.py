@@ -1,5 +1,6 @@
 """``include("steer_llm_sdk.observability.integrations.django.urls")`` under a prefix of
-your choice: ``<prefix>debug`` and ``<prefix>debug/dashboard``."""
+your choice: ``<prefix>debug``, ``<prefix>debug/dashboard`` and ``<prefix>metrics`` (for
+Prometheus)."""
 
 from django.urls import path
 
@@ -9,4 +10,5 @@ app_name = "steer_llm_metrics"
 urlpatterns = [
     path("debug", views.debug_json, name="debug"),
     path("debug/dashboard", views.debug_dashboard, name="dashboard"),
+    path("metrics", views.prometheus_metrics, name="prometheus"),
 ]

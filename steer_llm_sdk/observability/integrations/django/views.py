@@ -1,9 +1,11 @@
 """Debug views: the summary as JSON and the dashboard page (off unless enabled, staff only
-unless ``STEER_LLM_METRICS["authorize"]`` says otherwise)."""
+unless ``STEER_LLM_METRICS["authorize"]`` says otherwise); the Prometheus view (off unless
+``prometheus_endpoint``; bearer token when ``prometheus_token`` is set)."""
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
+from .._auth import bearer_matches
 from ..dashboard import render_dashboard, summary_payload
 from .apps import metrics_settings
 
@@ -34,3 +36,16 @@ def debug_dashboard(request: HttpRequest) -> HttpResponse:
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
     )
     return response
+
+
+def prometheus_metrics(request: HttpRequest) -> HttpResponse:
+    options = metrics_settings()
+    if not options["prometheus_endpoint"]:
+        raise Http404("the Prometheus endpoint is disabled")
+    token = options["prometheus_token"]
+    if token and not bearer_matches(request.headers.get("Authorization"), token):
+        return HttpResponse("unauthorised", status=401)
+    from ...sinks.prometheus import exposition
+
+    body, content_type = exposition(request.headers.get("Accept"))
+    return HttpResponse(body, content_type=content_type)

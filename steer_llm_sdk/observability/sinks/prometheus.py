@@ -1,0 +1,341 @@
+"""PrometheusMetricsSink: the OTLP sink's families in Prometheus naming, right across workers.
+
+Families (from :data:`~steer_llm_sdk.observability.conventions.FAMILIES`, named as
+OpenTelemetry's Prometheus translation names them: dots become underscores, ``s`` becomes
+``_seconds``, counters end in ``_total``, ``{...}`` units are dropped)::
+
+    gen_ai_client_operation_duration_seconds              histogram  the conventions' buckets
+    gen_ai_client_token_usage                             histogram  gen_ai_token_type
+    gen_ai_client_operation_time_to_first_chunk_seconds   histogram
+    gen_ai_client_operation_time_per_output_chunk_seconds histogram  one value per chunk gap
+    llm_requests_total, llm_errors_total (error_category), llm_tokens_cached_total,
+    llm_cost_USD_total, llm_stream_chunks_total, llm_retry_attempts_total,
+    llm_usage_*_total                                     counters
+    llm_circuit_breaker_state                             gauge (0 closed, 1 half-open, 2 open)
+
+Labels are those of the OTLP sink with dots as underscores (``gen_ai_operation_name``,
+``gen_ai_provider_name``, ``gen_ai_request_model``, ``gen_ai_response_model``,
+``error_type``, ``server_address``, ``server_port`` and the allow-listed custom attributes);
+an absent one is ``""``. Past ``max_label_sets`` distinct sets per family, new ones fold into
+one set whose values are all ``_OTHER``, counted in :attr:`PrometheusMetricsSink.overflowed`.
+
+**Several worker processes** (gunicorn, uWSGI): set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
+directory before the server starts (before ``prometheus_client`` is first imported). Every
+worker then writes its values to its own files there, files of exited workers are kept (a
+worker recycled by ``--max-requests`` loses no counts), and :func:`exposition` sums them all,
+whichever worker a scrape reaches. Add the gunicorn ``child_exit`` hook from
+:mod:`..integrations.gunicorn` so the breaker gauge forgets dead workers.
+
+Expose the families with the Flask or Django integration's ``metrics`` endpoint (off by
+default), or with :meth:`PrometheusMetricsSink.start_http_server` in a process without a web
+server.
+"""
+
+import os
+import threading
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+
+try:
+    import prometheus_client
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client import values as _values
+    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.multiprocess import MultiProcessCollector
+except ImportError as exc:  # pragma: no cover - the message is the point
+    raise ImportError(
+        "PrometheusMetricsSink needs prometheus_client: pip install 'steer-llm-sdk[prometheus]'"
+    ) from exc
+
+from ..conventions import BREAKER_VALUES, DEFAULT_ALLOWLIST, FAMILIES, Family
+from ..models import BaseMetrics
+
+__all__ = ["PrometheusMetricsSink", "exposition", "multiprocess_dir"]
+
+_OTHER = "_OTHER"
+#: Label names shared by every request-scoped family, in order.
+_BASE_LABELS = (
+    "gen_ai_operation_name",
+    "gen_ai_provider_name",
+    "gen_ai_request_model",
+    "gen_ai_response_model",
+    "error_type",
+    "server_address",
+    "server_port",
+)
+_PROCESS_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
+
+# One set of families per (registry, namespace): prometheus_client refuses a second family
+# of the same name in a registry, and two sinks of one process should share them.
+_FAMILIES_LOCK = threading.Lock()
+_FAMILY_CACHE: Dict[Tuple[int, str, Tuple[str, ...], bool], Dict[str, Any]] = {}
+_DEFAULT_REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+def multiprocess_dir() -> Optional[str]:
+    """``PROMETHEUS_MULTIPROC_DIR`` when prometheus_client runs in multiprocess mode, else
+    None.
+
+    Raises:
+        RuntimeError: the variable is set but prometheus_client was imported before it was,
+            so values would silently stay per process.
+    """
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return None
+    if _values.ValueClass is _values.MutexValue:
+        raise RuntimeError(
+            "PROMETHEUS_MULTIPROC_DIR is set but prometheus_client was imported before it: "
+            "set the variable before the server starts (e.g. in the environment of gunicorn)"
+        )
+    return path
+
+
+def exposition(accept: Optional[str] = None) -> Tuple[bytes, str]:
+    """The text a scrape should receive: every worker's values summed in multiprocess mode,
+    else this process's families. Returns ``(body, content type)``; ``accept`` is the
+    scrape's ``Accept`` header (OpenMetrics when it asks for it)."""
+    encoder, content_type = choose_encoder(accept or "")
+    path = multiprocess_dir()
+    if path is not None:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry = _DEFAULT_REGISTRY
+    return encoder(registry), content_type
+
+
+def _prom_name(family: Family, namespace: str) -> str:
+    name = family.name.format(ns=namespace).replace(".", "_")
+    if family.unit == "s":
+        name += "_seconds"
+    elif family.unit == "USD":
+        name += "_USD"  # as the Collector's translation names it: one dashboard for both
+    return name  # prometheus_client appends _total to counters
+
+
+def _label(key: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in key)
+
+
+class PrometheusMetricsSink:
+    """A sink updating prometheus_client families; see the module docstring.
+
+    Args:
+        namespace: prefix of the SDK's own families (``llm``).
+        registry: where single-process families live (default: a registry of the SDK's own,
+            served by :func:`exposition`; never prometheus_client's global one unless given).
+        attribute_allowlist: custom attribute keys that become labels (fixed at construction).
+        max_label_sets: distinct label sets per family before folding into ``_OTHER``.
+        max_label_length: longest label value.
+        export_estimated_tokens: also count locally estimated tokens and their cost, with
+            the label ``llm_usage_estimated="true"`` (default: left out, as in the OTLP sink).
+
+    Thread-safety: records arrive on the sink's delivery thread; prometheus_client's values
+    are thread-safe for the scrape.
+
+    Raises:
+        RuntimeError: see :func:`multiprocess_dir`.
+        ValueError: a bad limit.
+    """
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        namespace: str = "llm",
+        registry: Optional[CollectorRegistry] = None,
+        attribute_allowlist: Iterable[str] = DEFAULT_ALLOWLIST,
+        max_label_sets: int = 2000,
+        max_label_length: int = 256,
+        export_estimated_tokens: bool = False,
+    ) -> None:
+        if max_label_sets < 1:
+            raise ValueError(f"max_label_sets must be >= 1, got {max_label_sets}")
+        self.namespace = namespace
+        self.multiprocess_dir = multiprocess_dir()
+        self.registry = registry if registry is not None else _DEFAULT_REGISTRY
+        self.allowlist: Tuple[str, ...] = tuple(sorted(set(attribute_allowlist)))
+        self.max_label_sets = max_label_sets
+        self.max_label_length = max_label_length
+        self.export_estimated_tokens = export_estimated_tokens
+        self.overflowed: Dict[str, int] = {}
+        self._sets: Dict[str, set] = {}
+        self._families = self._build()
+
+    def _build(self) -> Dict[str, Any]:
+        scoped = _BASE_LABELS + tuple(_label(k) for k in self.allowlist)
+        estimated = ("llm_usage_estimated",) if self.export_estimated_tokens else ()
+        key = (id(self.registry), self.namespace, scoped, self.export_estimated_tokens)
+        with _FAMILIES_LOCK:
+            cached = _FAMILY_CACHE.get(key)
+            if cached is not None:
+                return cached
+            families: Dict[str, Any] = {}
+            for family in FAMILIES:
+                name = _prom_name(family, self.namespace)
+                labels: Tuple[str, ...] = _PROCESS_LABELS if family.process else scoped
+                if family.key in ("usage_requests", "usage_errors", "usage_tokens", "usage_cost"):
+                    labels = _PROCESS_LABELS
+                if family.key in ("token_usage", "usage_tokens"):
+                    labels += ("gen_ai_token_type",)
+                if family.key in ("token_usage", "cost"):
+                    labels += estimated
+                if family.key == "errors":
+                    labels += ("error_category",)
+                options: Dict[str, Any] = {"registry": self.registry}
+                if family.kind == "histogram":
+                    metric: Any = Histogram(
+                        name, family.description, labels, buckets=family.buckets, **options
+                    )
+                elif family.kind == "counter":
+                    metric = Counter(name, family.description, labels, **options)
+                else:
+                    metric = Gauge(
+                        name,
+                        family.description,
+                        labels,
+                        multiprocess_mode="livemostrecent",
+                        **options,
+                    )
+                families[family.key] = (metric, labels)
+            _FAMILY_CACHE[key] = families
+            return families
+
+    # ------------------------------------------------------------------ labels
+    def _clip(self, value: Any) -> str:
+        if value is None:
+            return ""
+        return (value if isinstance(value, str) else str(value))[: self.max_label_length]
+
+    def _child(self, key: str, values: Dict[str, Any]) -> Any:
+        """The family's child for ``values`` (label name -> value), bounded."""
+        metric, labels = self._families[key]
+        row = tuple(self._clip(values.get(label)) for label in labels)
+        seen = self._sets.setdefault(key, set())
+        if row not in seen:
+            if len(seen) >= self.max_label_sets:
+                self.overflowed[key] = self.overflowed.get(key, 0) + 1
+                row = tuple(_OTHER for _ in labels)
+            else:
+                seen.add(row)
+        return metric.labels(*row)
+
+    def _labels(self, m: Any, error_type: Optional[str] = None) -> Dict[str, Any]:
+        extra = m.attributes
+        out = {
+            "gen_ai_operation_name": getattr(m, "operation", "chat"),
+            "gen_ai_provider_name": m.provider,
+            "gen_ai_request_model": m.model,
+            "gen_ai_response_model": getattr(m, "response_model", None),
+            "error_type": error_type,
+            "server_address": extra.get("server.address"),
+            "server_port": extra.get("server.port"),
+        }
+        for key in self.allowlist:
+            if key in extra:
+                out[_label(key)] = extra[key]
+        return out
+
+    # ------------------------------------------------------------------ sink protocol
+    def record(self, metrics: BaseMetrics) -> None:
+        self.record_batch((metrics,))
+
+    def record_batch(self, batch: Sequence[BaseMetrics]) -> None:
+        for m in batch:
+            kind = m.metric_type
+            if kind == "request":
+                self._request(m)
+            elif kind == "streaming":
+                self._streaming(m)
+            elif kind == "error":
+                labels = self._labels(m, m.error_class or _OTHER)  # type: ignore[attr-defined]
+                labels["error_category"] = m.error_category or "unknown"  # type: ignore[attr-defined]
+                self._child("errors", labels).inc()
+            elif kind == "reliability":
+                self._reliability(m)
+            elif kind == "usage":
+                self._usage(m)
+
+    def _request(self, m: Any) -> None:
+        labels = self._labels(m, None if m.success else (m.error_class or _OTHER))
+        self._child("requests", labels).inc()
+        if m.duration_ms is not None:
+            self._child("duration", labels).observe(m.duration_ms / 1000.0)
+        if m.cached_tokens:
+            self._child("cached_tokens", labels).inc(m.cached_tokens)
+        if m.tokens_estimated:
+            if not self.export_estimated_tokens:
+                return
+            labels["llm_usage_estimated"] = "true"
+        if m.cost_usd:
+            self._child("cost", labels).inc(m.cost_usd)
+        for token_type, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
+            if value is not None:
+                self._child("token_usage", {**labels, "gen_ai_token_type": token_type}).observe(
+                    value
+                )
+
+    def _streaming(self, m: Any) -> None:
+        labels = self._labels(m, (m.error_class or _OTHER) if m.status == "error" else None)
+        if m.total_chunks:
+            self._child("chunks", labels).inc(m.total_chunks)
+        if m.first_chunk_latency_ms is not None:
+            self._child("time_to_first_chunk", labels).observe(m.first_chunk_latency_ms / 1000.0)
+        gaps = m.chunk_gaps
+        if gaps is not None and gaps.gap_count:
+            # As in the OTLP sink: each bucket's mean, once per gap in it, gives exact bucket
+            # counts and the exact sum.
+            observe = self._child("time_per_output_chunk", labels).observe
+            for count, total in zip(gaps.counts, gaps.sums):
+                if count:
+                    mean = total / count
+                    for _ in range(count):
+                        observe(mean)
+
+    def _reliability(self, m: Any) -> None:
+        if m.retry_attempts:
+            self._child("retries", self._labels(m)).inc(m.retry_attempts)
+        state = BREAKER_VALUES.get(m.circuit_breaker_state)
+        if state is not None:
+            self._child("breaker", self._labels(m)).set(state)
+
+    def _usage(self, m: Any) -> None:
+        labels = self._labels(m)
+        self._child("usage_requests", labels).inc(m.request_count)
+        if m.error_count:
+            self._child("usage_errors", labels).inc(m.error_count)
+        for kind, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
+            if value:
+                self._child("usage_tokens", {**labels, "gen_ai_token_type": kind}).inc(value)
+        if m.cost_usd:
+            self._child("usage_cost", labels).inc(m.cost_usd)
+
+    def flush(self) -> None:
+        """Nothing to do: values are visible to the next scrape as soon as recorded."""
+
+    def close(self) -> None:
+        """Nothing to release; multiprocess files stay for the other workers' scrapes."""
+
+    # ------------------------------------------------------------------ serving
+    def exposition(self, accept: Optional[str] = None) -> Tuple[bytes, str]:
+        """See :func:`exposition` (a sink given its own registry serves that registry)."""
+        if self.multiprocess_dir is None and self.registry is not _DEFAULT_REGISTRY:
+            encoder, content_type = choose_encoder(accept or "")
+            return encoder(self.registry), content_type
+        return exposition(accept)
+
+    def start_http_server(self, port: int, addr: str = "127.0.0.1") -> Tuple[Any, Any]:
+        """Serve the families at ``http://addr:port/metrics`` from a daemon thread, for a
+        process without a web server of its own. Returns prometheus_client's
+        ``(server, thread)``; ``server.shutdown()`` stops it. Binds to loopback unless told
+        otherwise."""
+        if self.multiprocess_dir is not None:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self.multiprocess_dir)
+        else:
+            registry = self.registry
+        return prometheus_client.start_http_server(port, addr=addr, registry=registry)
+
+    def __repr__(self) -> str:
+        mode = f"multiprocess {self.multiprocess_dir!r}" if self.multiprocess_dir else "single"
+        return f"PrometheusMetricsSink(namespace={self.namespace!r}, {mode})"

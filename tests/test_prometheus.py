@@ -1,0 +1,353 @@
+"""PrometheusMetricsSink: families and labels in one process, the web endpoints, and the
+multi-worker path end to end against a real Prometheus server.
+
+The end-to-end test runs `gunicorn --preload -w 4 --max-requests 15` serving the Flask
+example (its views call the local LLM server) with PROMETHEUS_MULTIPROC_DIR set, and a real
+Prometheus (Debian's package, installed by .ci/run) scraping the app's /_steer/metrics every
+second. PromQL must then count exactly the requests served, although workers were recycled.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from steer_llm_sdk.observability import RequestMetrics, StreamingMetrics
+from steer_llm_sdk.observability.models import ChunkGaps
+from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "examples" / "flask_app"
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+PROMETHEUS = shutil.which("prometheus")
+SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def samples(text):
+    """{(sample name, frozenset(labels)): value} of an exposition."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return out
+
+
+def total(parsed, name, **labels):
+    return sum(
+        value
+        for (sample, key), value in parsed.items()
+        if sample == name and all(dict(key).get(k) == v for k, v in labels.items())
+    )
+
+
+def request(model="gpt-4o", duration_ms=300.0, **fields):
+    m = RequestMetrics(
+        time.time(),
+        "r",
+        "openai",
+        model,
+        {"http.route": "/chat", "user.id": "u1"},
+        1.0,
+        None,
+        duration_ms,
+    )
+    m.set_usage(100, 20)
+    for key, value in fields.items():
+        setattr(m, key, value)
+    return m
+
+
+# --------------------------------------------------------------------------- one process
+def test_families_buckets_and_labels_in_prometheus_naming():
+    sink = PrometheusMetricsSink(registry=CollectorRegistry())
+    failed = request(success=False, error_class="RateLimitError", cost_usd=None)
+    sink.record_batch([request(cost_usd=0.01), failed])
+    stream = StreamingMetrics(
+        time.time(), "s", "openai", "gpt-4o", total_chunks=5, first_chunk_latency_ms=120.0
+    )
+    gaps = ChunkGaps()
+    gaps.stamps.extend([0.0, 0.005, 0.035, 0.1, 0.1])
+    stream._gaps = gaps
+    sink.record_batch([stream])
+    body, content_type = sink.exposition()
+    assert content_type.startswith("text/plain")
+    parsed = samples(body.decode())
+
+    assert total(parsed, "llm_requests_total") == 2
+    assert total(parsed, "llm_requests_total", error_type="RateLimitError") == 1
+    assert total(parsed, "llm_cost_USD_total") == pytest.approx(0.01)
+    assert total(parsed, "gen_ai_client_operation_duration_seconds_count") == 2
+    buckets = sorted(
+        float(dict(key)["le"])
+        for (name, key), _ in parsed.items()
+        if name == "gen_ai_client_operation_duration_seconds_bucket"
+        and dict(key).get("error_type") == "RateLimitError"
+    )
+    assert buckets == SECONDS + [float("inf")]
+    assert total(parsed, "gen_ai_client_token_usage_sum", gen_ai_token_type="input") == 200
+    # One value per gap after the first chunk, exact sum.
+    assert total(parsed, "gen_ai_client_operation_time_per_output_chunk_seconds_count") == 4
+    assert total(
+        parsed, "gen_ai_client_operation_time_per_output_chunk_seconds_sum"
+    ) == pytest.approx(0.1)
+    labels = next(dict(key) for (name, key), _ in parsed.items() if name == "llm_requests_total")
+    assert labels["http_route"] == "/chat" and "user_id" not in labels
+    assert labels["gen_ai_operation_name"] == "chat" and labels["gen_ai_provider_name"] == "openai"
+
+
+@pytest.mark.parametrize("export_estimates", [False, True])
+def test_estimated_tokens_left_out_unless_asked(export_estimates):
+    sink = PrometheusMetricsSink(
+        registry=CollectorRegistry(), export_estimated_tokens=export_estimates
+    )
+    sink.record_batch([request(tokens_estimated=True, cost_usd=0.5)])
+    parsed = samples(sink.exposition()[0].decode())
+    assert total(parsed, "llm_requests_total") == 1
+    usage = total(parsed, "gen_ai_client_token_usage_count")
+    cost = total(parsed, "llm_cost_USD_total")
+    if export_estimates:
+        assert usage == 2 and cost == 0.5
+        assert total(parsed, "llm_cost_USD_total", llm_usage_estimated="true") == 0.5
+    else:
+        assert usage == 0 and cost == 0
+
+
+def test_label_sets_are_bounded():
+    sink = PrometheusMetricsSink(registry=CollectorRegistry(), max_label_sets=3)
+    sink.record_batch([request(model=f"m{i}") for i in range(10)])
+    parsed = samples(sink.exposition()[0].decode())
+    assert total(parsed, "llm_requests_total") == 10
+    assert total(parsed, "llm_requests_total", gen_ai_request_model="_OTHER") == 7
+    assert sink.overflowed["requests"] == 7
+
+
+def test_standalone_http_server_serves_the_families():
+    sink = PrometheusMetricsSink(registry=CollectorRegistry())
+    sink.record_batch([request()])
+    port = free_port()
+    server, thread = sink.start_http_server(port)
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert total(samples(text), "llm_requests_total") == 1
+
+
+def test_multiprocess_variable_set_too_late_is_refused():
+    # This process imported prometheus_client without the variable: the sink must say so
+    # instead of silently keeping per-process values.
+    code = (
+        "import os, prometheus_client\n"
+        "os.environ['PROMETHEUS_MULTIPROC_DIR'] = '/tmp'\n"
+        "from steer_llm_sdk.observability.sinks import PrometheusMetricsSink\n"
+        "try:\n    PrometheusMetricsSink()\nexcept RuntimeError as e:\n    print('refused:', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "refused: PROMETHEUS_MULTIPROC_DIR is set" in out.stdout, out.stderr
+
+
+# --------------------------------------------------------------------------- endpoints
+def _flask_app(**config):
+    flask = pytest.importorskip("flask")
+    from steer_llm_sdk.observability.integrations.flask import SteerLLMMetrics
+
+    app = flask.Flask(__name__)
+    app.config.update(config)
+    SteerLLMMetrics(app)
+    return app.test_client()
+
+
+def test_flask_endpoint_is_off_by_default_and_token_guarded():
+    PrometheusMetricsSink().record_batch([request()])  # the shared default registry
+    assert _flask_app().get("/_steer/metrics").status_code == 404
+    client = _flask_app(STEER_LLM_METRICS_PROMETHEUS_ENDPOINT=True)
+    response = client.get("/_steer/metrics")
+    assert (
+        response.status_code == 200
+        and total(samples(response.get_data(as_text=True)), "llm_requests_total") >= 1
+    )
+    guarded = _flask_app(
+        STEER_LLM_METRICS_PROMETHEUS_ENDPOINT=True, STEER_LLM_METRICS_PROMETHEUS_TOKEN="s3cret"
+    )
+    assert guarded.get("/_steer/metrics").status_code == 401
+    assert (
+        guarded.get("/_steer/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    )
+    ok = guarded.get("/_steer/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+
+
+# --------------------------------------------------------------------------- end to end
+def _wait(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
+            last = exc
+        pause.wait(0.2)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def _query(prom, expr):
+    reply = requests.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5).json()
+    assert reply["status"] == "success", reply
+    return reply["data"]["result"]
+
+
+@pytest.mark.skipif(
+    PROMETHEUS is None and not os.environ.get("CI"),
+    reason="the prometheus server is not installed (.ci/run installs it; under CI this fails)",
+)
+@pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed")
+def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
+    from steer_llm_sdk.testing import LocalLLMServer
+
+    assert PROMETHEUS is not None, "CI must have the prometheus server (.ci/run installs it)"
+    n = 120
+    app_port, prom_port = free_port(), free_port()
+    multiproc = tmp_path / "multiproc"
+    multiproc.mkdir()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: app\n"
+        "    metrics_path: /_steer/metrics\n"
+        "    authorization:\n      credentials: scrape-token\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{app_port}']\n"
+    )
+    with LocalLLMServer(reply_words=5) as llm:
+        env = dict(
+            os.environ,
+            STEER_LLM_BASE_URL=llm.url,
+            GUNICORN_BIND=f"127.0.0.1:{app_port}",
+            GUNICORN_WORKERS="4",
+            GUNICORN_MAX_REQUESTS="15",
+            PROMETHEUS_MULTIPROC_DIR=str(multiproc),
+            STEER_PROMETHEUS_TOKEN="scrape-token",
+            PYTHONPATH=str(ROOT),
+        )
+        for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+            env.pop(key, None)
+        app = subprocess.Popen(
+            [str(GUNICORN), "-c", "gunicorn.conf.py", "app:create_app()"],
+            cwd=APP,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        prom_log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finally
+        prom = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=prom_log,
+            stderr=subprocess.STDOUT,
+        )
+        base, prom_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{prom_port}"
+        try:
+            _wait(lambda: requests.get(base + "/healthz", timeout=1).ok, 30, "gunicorn")
+            _wait(lambda: requests.get(prom_url + "/-/ready", timeout=1).ok, 30, "prometheus")
+            pids = set()
+            durations = []
+            with requests.Session() as session:
+
+                def ask(i):
+                    started = time.perf_counter()
+                    reply = session.post(base + "/chat", json={"prompt": f"q{i}"}, timeout=10)
+                    durations.append(time.perf_counter() - started)
+                    assert reply.status_code == 200, reply.text
+                    pids.add(session.get(base + "/healthz", timeout=5).json()["pid"])
+
+                # A few first, until Prometheus has the series: rate() sees no increase in a
+                # series' first sample, so the rest must arrive after it.
+                for i in range(4):
+                    ask(i)
+                _wait(lambda: _query(prom_url, "llm_requests_total"), 20, "the first scrape")
+                for i in range(4, n):
+                    ask(i)
+            # Every request reached a worker that later exited (recycled) or is still up;
+            # at most 4 are up at once, so more pids than 4 means recycling happened.
+            assert len(pids) > 4, pids
+
+            def counted():
+                result = _query(prom_url, "sum(llm_requests_total)")
+                value = float(result[0]["value"][1]) if result else -1
+                assert value <= n, f"over-counted: {value}"
+                return value == n
+
+            _wait(counted, 40, f"sum(llm_requests_total) == {n}")
+            # Two scrapes after the last request, so rate() has points to work with.
+            _wait(
+                lambda: (
+                    len(_query(prom_url, "llm_requests_total[10s]")) > 0
+                    and all(
+                        len(r["values"]) >= 3 for r in _query(prom_url, "llm_requests_total[10s]")
+                    )
+                ),
+                20,
+                "three scrapes",
+            )
+            q95 = _query(
+                prom_url,
+                "histogram_quantile(0.95, sum by (le) "
+                "(rate(gen_ai_client_operation_duration_seconds_bucket[1m])))",
+            )
+            value = float(q95[0]["value"][1])
+            assert value == value and value not in (float("inf"), float("-inf"))
+            # Within the observed range: the LLM call takes no longer than the web request
+            # around it, and the quantile lies inside the bucket that holds the slowest.
+            upper = next(b for b in SECONDS if b >= max(durations))
+            assert 0 < value <= upper
+            tokens = _query(
+                prom_url, 'sum(gen_ai_client_token_usage_count{gen_ai_token_type="output"})'
+            )
+            assert float(tokens[0]["value"][1]) == n
+            # Unauthenticated scrapes are refused.
+            assert requests.get(base + "/_steer/metrics", timeout=5).status_code == 401
+        finally:
+            prom.send_signal(signal.SIGTERM)
+            app.send_signal(signal.SIGTERM)
+            try:
+                prom.wait(15)
+                app.wait(30)
+            except subprocess.TimeoutExpired:
+                prom.kill()
+                app.kill()
+            prom_log.seek(0)
+            log = prom_log.read()
+            prom_log.close()
+            if app.stdout is not None:
+                print(app.stdout.read()[-4000:])
+                app.stdout.close()
+            print(log[-2000:])
