@@ -103,7 +103,7 @@ def main() -> None:
             delivered = stats.sinks["in_memory"].delivered
             ok = outcomes.count("ok")
             print(
-                f"requests: {ok} ok, {len(outcomes) - ok} failed; records: {stats.recorded} "
+                f"web requests: {ok} ok, {len(outcomes) - ok} failed; records: {stats.recorded} "
                 f"recorded, {delivered} delivered, {sum(stats.dropped.values())} dropped, "
                 f"{stats.pending} pending"
             )

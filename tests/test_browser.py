@@ -82,7 +82,7 @@ def run_chromium(binary, tmp_path, *args):
 def test_dashboard_renders_its_numbers(chromium, dashboard, tmp_path):
     dom = run_chromium(chromium, tmp_path, "--dump-dom", dashboard).stdout
     assert "<svg" in dom
-    requests_card = re.search(r'id="requests">([^<]+)<', dom)
+    requests_card = re.search(r'id="LLM-calls">([^<]+)<', dom)
     assert requests_card and requests_card.group(1) == "7"
     assert "openai/gpt-4o-mini" in dom and "anthropic/claude-3-5-haiku-latest" in dom
     shot = tmp_path / "dashboard.png"

@@ -1,6 +1,9 @@
 """Flask integration with the Flask test client: route attributes, cleanup after errors,
 debug endpoints off by default, 403/404, the JSON summary."""
 
+import os
+import re
+
 import pytest
 from flask import Flask
 
@@ -101,10 +104,19 @@ def test_json_summary_and_dashboard(collector):
     assert summary["prompt_tokens"] == 9 and summary["completion_tokens"] == 12
     assert list(summary["by_model"]) == ["openai/gpt-4o"]
     assert body["collector"]["recorded"] == 3
+    # One worker's data, and said so: its pid and where the whole app is seen.
+    assert body["process"]["pid"] == os.getpid()
+    assert body["process"]["scope"] == "this worker process only"
     page = client.get("/ops/debug/dashboard")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
     assert "<svg" in html and "openai/gpt-4o" in html
+    assert f"worker pid {os.getpid()}" in html and "Prometheus endpoint" in html
+    # The chart counts LLM calls from the usage roll-ups: 3 calls in the window.
+    chart = html[html.index("<h2>LLM calls over time") :]
+    chart = chart[: chart.index("</svg>")]
+    bars = [float(v) for v in re.findall(r"<title>-\d+s: ([0-9.]+)</title>", chart)]
+    assert len(bars) == 12 and sum(bars) == 3
     local = html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a namespace, not a fetch
     assert "http://" not in local and "https://" not in local  # no external assets
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]

@@ -71,7 +71,9 @@ def test_summarize_totals_and_breakdown():
     assert s.avg_ttft_ms == 50.0 and s.streamed_requests == 1
     assert (s.prompt_tokens, s.completion_tokens, s.total_tokens) == (30, 15, 45)
     assert s.total_cost_usd == pytest.approx(0.03)
-    assert s.requests_per_second == pytest.approx(3 / 60)
+    # All three start at t=1.0; the slowest ends 0.3 s later: the data covers 0.3 s.
+    assert s.span_seconds == pytest.approx(0.3)
+    assert s.requests_per_second == pytest.approx(3 / 0.3)
     assert (s.retry_attempts, s.retried_requests, s.retry_succeeded) == (2, 1, 1)
     assert s.circuit_breaker_states == {"openai/a": "OPEN"}
     assert s.errors_by_category == {"rate_limit": 1}
@@ -96,3 +98,16 @@ def test_merged_percentiles_equal_direct_computation(rows):
     direct = sorted(duration for _, duration in rows)
     assert s.p95_latency_ms == pytest.approx(percentile(direct, 95))
     assert sum(part.total_requests for part in s.by_model.values()) == len(rows)
+
+
+def test_rate_is_over_the_span_of_the_data_not_the_window():
+    calls = []
+    for start in (100.0, 110.0, 120.0):
+        m = RequestMetrics(start, "r", "openai", "m", None, 1.0, None, 1000.0)
+        calls.append(m)
+    s = summarize(calls, [], window_seconds=300)
+    assert s.span_seconds == pytest.approx(21.0)  # 100.0 .. 121.0
+    assert s.requests_per_second == pytest.approx(3 / 21.0)
+    assert summarize([], [], 300).requests_per_second == 0.0
+    long = summarize(calls, [], window_seconds=5)
+    assert long.span_seconds == 5 and long.requests_per_second == pytest.approx(3 / 5)

@@ -168,6 +168,7 @@ class MetricsCollector:
             max_attribute_length=config.max_attribute_length,
             prices=load_pricing(config.pricing) if config.enable_cost_tracking else None,
             on_reset=_weakly(self._choose_admission),
+            rollup_seconds=config.usage_rollup_seconds,
         )
         self._choose_admission()
         lifecycle.register_collector(self)

@@ -61,6 +61,7 @@ _SCALARS: Dict[str, Tuple[str, Tuple[float, float]]] = {
     "max_attributes": ("int", (0, 10_000)),
     "max_attribute_length": ("int", (1, 1_000_000)),
     "model_argument": ("str", (0, 0)),
+    "usage_rollup_seconds": ("float", (0.0, 86_400.0)),
 }
 
 
@@ -92,6 +93,11 @@ class MetricsConfig:
         pricing: prices overriding or extending the bundled table (see
             :mod:`steer_llm_sdk.pricing`): a ``PriceTable`` or ``{model: {"input",
             "output", "cached_input"}}`` in USD per million tokens.
+        usage_rollup_seconds: when > 0, the pipeline sums the requests it delivers into one
+            :class:`~.models.UsageMetrics` per provider/model per period (windows aligned to
+            multiples of the period) and sends it to every sink once the window has ended,
+            the open windows at shutdown; 0 (default) turns roll-ups off. Roll-ups are
+            records: they count in ``stats()`` and pass the filters. [0, 86,400].
 
     Raises:
         TypeError: a field has the wrong type.
@@ -118,6 +124,7 @@ class MetricsConfig:
     max_attributes: int
     max_attribute_length: int
     model_argument: str
+    usage_rollup_seconds: float
     pricing: Optional[PriceTable]
 
     def __init__(
@@ -140,6 +147,7 @@ class MetricsConfig:
         max_attribute_length: int = 256,
         model_argument: str = "model",
         pricing: Union[None, PriceTable, Mapping[str, Any]] = None,
+        usage_rollup_seconds: float = 0.0,
     ) -> None:
         values = dict(locals())
         del values["self"]

@@ -137,8 +137,10 @@ class ModelSummary:
 class MetricsSummary(ModelSummary):
     """Summary of a window of records, overall and per ``"provider/model"``.
 
-    Adds to :class:`ModelSummary`: ``window_seconds``, ``requests_per_second`` (requests in
-    the window divided by ``window_seconds``), ``retry_attempts`` (sum over reliability
+    Adds to :class:`ModelSummary`: ``window_seconds``, ``span_seconds`` (from the first
+    call's start to the last call's end, at most the window: the time the data covers),
+    ``requests_per_second`` (LLM calls divided by ``span_seconds``, 0 when it is 0; a window
+    mostly without traffic does not dilute the rate), ``retry_attempts`` (sum over reliability
     records), ``retried_requests``, ``retry_succeeded``, ``circuit_breaker_transitions``,
     ``circuit_breaker_states``
     ("provider/model" -> last reported state) and ``by_model``.
@@ -146,6 +148,7 @@ class MetricsSummary(ModelSummary):
 
     __slots__ = (
         "window_seconds",
+        "span_seconds",
         "requests_per_second",
         "retry_attempts",
         "retried_requests",
@@ -155,6 +158,7 @@ class MetricsSummary(ModelSummary):
         "by_model",
     )
     window_seconds: float
+    span_seconds: float
     requests_per_second: float
     retry_attempts: int
     retried_requests: int
@@ -181,7 +185,7 @@ def summarize(
     Args:
         requests: the RequestMetrics in the window (any order).
         reliability: the ReliabilityMetrics in the window, in arrival order.
-        window_seconds: the window's length, for ``requests_per_second``.
+        window_seconds: the window's length (caps ``span_seconds``).
     """
     groups: Dict[str, List[RequestMetrics]] = {}
     for record in requests:
@@ -196,7 +200,10 @@ def summarize(
     for name in ModelSummary.__slots__:
         setattr(out, name, getattr(total, name))
     out.window_seconds = window_seconds
-    out.requests_per_second = total.total_requests / window_seconds if window_seconds else 0.0
+    out.span_seconds = _span(requests, window_seconds)
+    out.requests_per_second = (
+        total.total_requests / out.span_seconds if out.span_seconds > 0 else 0.0
+    )
     per_request = [r for r in reliability if r.event != "circuit_transition"]
     out.retry_attempts = sum([r.retry_attempts for r in per_request if r.retry_attempts])
     out.retried_requests = len([r for r in per_request if r.retry_attempts])
@@ -209,6 +216,15 @@ def summarize(
     return out
 
 
+def _span(requests: List[RequestMetrics], window_seconds: float) -> float:
+    """Seconds from the first call's start to the last call's end, capped at the window."""
+    if not requests:
+        return 0.0
+    first = min(r.timestamp for r in requests)
+    last = max(r.timestamp + (r.duration_ms or 0.0) / 1000.0 for r in requests)
+    return max(0.0, min(last - first, window_seconds))
+
+
 def format_table(summary: MetricsSummary) -> str:
     """Render a summary as a fixed-width text table: one row per provider/model and a total.
 
@@ -216,7 +232,7 @@ def format_table(summary: MetricsSummary) -> str:
     """
     headers = (
         "provider/model",
-        "reqs",
+        "calls",
         "errors",
         "p50 ms",
         "p95 ms",
@@ -260,7 +276,10 @@ def format_table(summary: MetricsSummary) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     out = [line(headers), rule] + [line(r) for r in rows[:-1]] + [rule, line(rows[-1])]
-    extras = [f"window {summary.window_seconds:g}s", f"{summary.requests_per_second:.2f} req/s"]
+    extras = [
+        f"window {summary.window_seconds:g}s, data over {summary.span_seconds:.1f}s",
+        f"{summary.requests_per_second:.2f} LLM calls/s",
+    ]
     if summary.retry_attempts:
         extras.append(f"retries {summary.retry_attempts} ({summary.retry_succeeded} recovered)")
     if summary.circuit_breaker_transitions:

@@ -2,12 +2,17 @@
 and Django integrations.
 
 The page has no external assets: styles inline, charts as inline SVG (a latency histogram and
-requests over time), numbers in plain HTML. It is built from the in-memory sink's summary and
-records, and escapes everything it prints.
+requests over time, from the in-memory sink's usage roll-ups), numbers in plain HTML. It is
+built from the in-memory sink's summary and records, and escapes everything it prints.
+
+Both describe **this process only**: under a pre-forked server each worker has its own
+in-memory sink, so they name the worker (pid, uptime) and point to the Prometheus endpoint
+for the whole application.
 """
 
 import html
 import json
+import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -15,6 +20,28 @@ from .. import MetricsCollector, get_collector
 from ..sinks import InMemoryMetricsSink
 
 LATENCY_EDGES_MS = (50, 100, 200, 400, 800, 1600, 3200, 6400)
+WHOLE_APP = "/_steer/metrics (Prometheus endpoint, all workers)"
+
+_process_started = time.time()
+
+
+def _restart_clock() -> None:
+    global _process_started
+    _process_started = time.time()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_clock)
+
+
+def process_info() -> Dict[str, Any]:
+    """Which process the page describes: pid, seconds since it started (or was forked)."""
+    return {
+        "pid": os.getpid(),
+        "uptime_seconds": round(time.time() - _process_started, 1),
+        "scope": "this worker process only",
+        "whole_app": WHOLE_APP,
+    }
 
 
 def find_memory_sink(collector: Optional[MetricsCollector] = None) -> Optional[InMemoryMetricsSink]:
@@ -32,7 +59,10 @@ def summary_payload(
     """The JSON body of ``<prefix>/debug``: the summary, the collector's accounting."""
     collector = collector or get_collector()
     sink = find_memory_sink(collector)
-    payload: Dict[str, Any] = {"collector": collector.stats().to_dict()}
+    payload: Dict[str, Any] = {
+        "process": process_info(),
+        "collector": collector.stats().to_dict(),
+    }
     if sink is None:
         payload["summary"] = None
         payload["error"] = "no InMemoryMetricsSink on the collector"
@@ -85,15 +115,17 @@ def latency_histogram(durations: Sequence[float]) -> List[Tuple[str, float]]:
 
 
 def requests_over_time(
-    timestamps: Sequence[float], now: float, window_seconds: float, buckets: int = 12
+    sink: InMemoryMetricsSink, now: float, window_seconds: float, buckets: int = 12
 ) -> List[Tuple[str, float]]:
+    """Requests per bucket over the window, from the sink's usage roll-ups (all providers
+    and models summed), labelled by the bucket's start relative to ``now``."""
     step = window_seconds / buckets
-    counts = [0] * buckets
-    for ts in timestamps:
-        age = now - ts
-        if 0 <= age < window_seconds:
-            counts[buckets - 1 - int(age // step)] += 1
-    return [(f"-{int((buckets - i) * step)}s", float(c)) for i, c in enumerate(counts)]
+    counts: Dict[float, int] = {}
+    for usage in sink.get_usage(window_seconds, step):
+        counts[usage.window_start] = counts.get(usage.window_start, 0) + usage.request_count
+    first = (now - window_seconds) // step * step + step
+    starts = [first + i * step for i in range(buckets)]
+    return [(f"-{int(now - start)}s", float(counts.get(start, 0))) for start in starts]
 
 
 def render_dashboard(
@@ -140,7 +172,8 @@ def render_dashboard(
     )
     stats = collector.stats()
     cards = [
-        ("requests", f"{summary.total_requests:,}"),
+        ("LLM calls", f"{summary.total_requests:,}"),
+        ("LLM calls/s", _num(summary.requests_per_second, 2)),
         ("error rate", f"{summary.error_rate:.1%}"),
         ("p50 latency ms", _num(summary.p50_latency_ms)),
         ("p95 latency ms", _num(summary.p95_latency_ms)),
@@ -163,10 +196,11 @@ def render_dashboard(
     dropped = sum(stats.dropped.values())
     latency_svg = _bars(latency_histogram(durations), title="latency histogram")
     timeline_svg = _bars(
-        requests_over_time([r.timestamp for r in requests], now, window_seconds),
-        title="requests over time",
+        requests_over_time(sink, now, window_seconds),
+        title="LLM calls over time",
     )
     table_rows = "".join(rows)
+    info = process_info()
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>LLM metrics</title>
 <style>
@@ -179,13 +213,16 @@ td,th{{border-bottom:1px solid #eee;padding:4px 10px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}
 </style></head><body>
 <h1>LLM metrics <small>last {window_seconds:g} s</small></h1>
+<p id="scope">This page shows the in-memory data of <b>worker pid {info["pid"]}</b> (up
+{info["uptime_seconds"]:g} s) only. Under a pre-forked server every worker keeps its own;
+for the whole application scrape {html.escape(WHOLE_APP)}.</p>
 <div class="cards">{card_html}</div>
 <h2>Per model</h2>
 <table><thead><tr><th>provider/model</th><th>requests</th><th>errors</th><th>p50 ms</th>
 <th>p95 ms</th><th>p99 ms</th><th>TTFT ms</th><th>tokens in</th><th>tokens out</th>
 <th>cost USD</th></tr></thead><tbody>{table_rows}</tbody></table>
 <h2>Latency (ms)</h2>{latency_svg}
-<h2>Requests over time</h2>{timeline_svg}
+<h2>LLM calls over time</h2>{timeline_svg}
 <h2>Circuit breakers</h2><ul>{breakers}</ul>
 <p>records: {stats.recorded:,} recorded, {delivered:,} delivered, {dropped:,} dropped</p>
 <script type="application/json" id="summary">{data}</script>

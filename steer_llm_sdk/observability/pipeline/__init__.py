@@ -36,6 +36,7 @@ from ..._secrets import redact
 from ...pricing import PriceTable
 from .._log import describe, rate_limited
 from ..models import BaseMetrics
+from ..rollup import UsageRollup
 from ..sinks.base import MetricsSink, close
 from .accounting import Accounting, Drop
 from .admit import Admitter
@@ -66,6 +67,9 @@ class Pipeline:
         on_reset: called after the pipeline was given fresh state for a forked child
             (the collector then chooses its admission function again).
         wait: how the flush thread waits for its wake-up (default ``Event.wait``).
+        rollup_seconds: > 0 to sum delivered requests into UsageMetrics per period
+            (see ``MetricsConfig.usage_rollup_seconds``).
+        clock: wall clock of the roll-up windows (default ``time.time``).
     """
 
     def __init__(
@@ -81,7 +85,11 @@ class Pipeline:
         prices: Optional[PriceTable] = None,
         on_reset: Optional[Callable[[], None]] = None,
         wait: Waiter = _wait,
+        rollup_seconds: float = 0.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.rollup_seconds = rollup_seconds
+        self.clock = clock
         self.batch_size = batch_size
         self.batch_timeout = batch_timeout
         self.sink_queue_size = sink_queue_size
@@ -115,6 +123,8 @@ class Pipeline:
             make_channels(self._sinks, self.lock, self.sink_queue_size, self._log_failure)
         )
         self.markers_queued = 0
+        # A child starts with empty windows: the parent rolls up what it delivered.
+        self.rollup = UsageRollup(self.rollup_seconds) if self.rollup_seconds > 0 else None
         self.internal_restarts = 0  # background threads found dead and started again
         self.stop_posted = False
 
@@ -229,6 +239,8 @@ class Pipeline:
             self.intake.wake_pending = False
             try:
                 self._drain()
+                if self.rollup is not None and self.rollup_due():
+                    self._drain()
             except BaseException as exc:  # noqa: B036 - nothing may end this thread
                 self._internal_error("flush thread", exc)
             if self.stopping and not self.intake.queue:
@@ -291,6 +303,11 @@ class Pipeline:
                 accounting.sanitized += sanitized
                 accounting.filtered += filtered
                 accounting.dropped[Drop.FILTER_ERROR] += errors
+                rollup = self.rollup
+                if rollup is not None:
+                    for record in kept:
+                        if record.metric_type == "request":
+                            rollup.add(record)  # type: ignore[arg-type]
                 inline = self._dispatch(kept, markers)
             for channel in inline:  # on this thread, outside the lock
                 if kept:
@@ -300,6 +317,17 @@ class Pipeline:
                         marker.failed = True
             for marker in markers:
                 arrive(self.lock, marker)
+
+    def rollup_due(self, final: bool = False) -> bool:
+        """Queue the roll-ups of windows that have ended (all open ones when ``final``), as
+        records of their own. Returns whether any were queued."""
+        with self.lock:
+            rollup = self.rollup
+            if rollup is None or not len(rollup):
+                return False
+            ready = rollup.take(None if final else self.clock())
+            self.intake.queue.extend(ready)
+            return bool(ready)
 
     def _dispatch(self, kept: List[BaseMetrics], markers: List[FlushMarker]) -> List[Channel]:
         """Offer a batch and markers to every channel (lock held); returns the channels the
@@ -347,7 +375,8 @@ class Pipeline:
         """
         deadline = time.monotonic() + timeout
         self.close()
-        complete = self.flush(timeout)
+        self._final_rollups(timeout / 2)
+        complete = self.flush(max(0.0, deadline - time.monotonic()))
         self.stopping = True
         self._post_stop()
         channels = self.channels
@@ -370,6 +399,8 @@ class Pipeline:
         batches only.
         """
         with self.lock:  # re-entrant: serialises concurrent inline drains
+            self._drain()  # requests first, so the last windows include them
+            self.rollup_due(final=True)
             while self.intake.queue:
                 if time.monotonic() > deadline:
                     return False
@@ -380,6 +411,15 @@ class Pipeline:
                 channel.deliver_backlog()
                 channel.call(_flush)
         return True
+
+    def _final_rollups(self, timeout: float) -> None:
+        """At shutdown: let the requests still queued reach the windows (within
+        ``timeout``), then queue every open window; they are delivered the usual way."""
+        if self.rollup is None:
+            return
+        if self.running:
+            self.flush(timeout)
+        self.rollup_due(final=True)
 
     # ------------------------------------------------------------------ accounting
     def snapshot(self) -> dict:

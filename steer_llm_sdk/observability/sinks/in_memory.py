@@ -6,7 +6,8 @@ from collections import deque
 from typing import Callable, Deque, List, Optional, Sequence, Type, Union
 
 from ..lifecycle import SINKS, on_fork
-from ..models import BaseMetrics, ReliabilityMetrics, RequestMetrics
+from ..models import BaseMetrics, ReliabilityMetrics, RequestMetrics, UsageMetrics
+from ..rollup import UsageRollup
 from ..summary import MetricsSummary, summarize
 
 
@@ -141,6 +142,33 @@ class InMemoryMetricsSink:
             elif kind == "reliability":
                 reliability.append(r)  # type: ignore[arg-type]
         return summarize(requests, reliability, window_seconds)
+
+    def get_usage(
+        self,
+        window_seconds: float = 3600.0,
+        bucket_seconds: float = 300.0,
+        provider: Optional[str] = None,
+        model: Optional[str] = None,
+    ) -> List[UsageMetrics]:
+        """Usage of the last ``window_seconds``: one :class:`UsageMetrics` per provider and
+        model per bucket that had requests, oldest first (buckets aligned to multiples of
+        ``bucket_seconds`` since the epoch, so the first and last may be partly outside the
+        window's span of data).
+
+        Raises:
+            ValueError: a non-positive window or bucket.
+        """
+        if not window_seconds > 0 or not bucket_seconds > 0:
+            raise ValueError("window_seconds and bucket_seconds must be > 0")
+        rollup = UsageRollup(bucket_seconds)
+        for record in self.get_metrics(
+            start_time=self._clock() - window_seconds,
+            provider=provider,
+            model=model,
+            metric_type="request",
+        ):
+            rollup.add(record)  # type: ignore[arg-type]
+        return rollup.take()
 
     def clear(self) -> None:
         """Forget every record."""
