@@ -19,7 +19,9 @@ from steer_llm_sdk.observability import (
     MetricsConfig,
     ReliabilityMetrics,
     RequestMetrics,
+    StreamingMetrics,
 )
+from steer_llm_sdk.observability.models import ChunkGaps
 from steer_llm_sdk.observability.sinks import OTelMetricsSink
 from steer_llm_sdk.testing import Fault, LocalLLMServer, OTLPReceiver
 
@@ -214,6 +216,29 @@ def test_boundaries_hold_on_a_meter_provider_without_views():
                         found[metric.name] = list(dp.explicit_bounds)
     assert found["gen_ai.client.operation.duration"] == SECONDS
     assert found["gen_ai.client.token.usage"] == [float(b) for b in TOKENS]
+    provider.shutdown()
+
+
+def test_per_chunk_values_on_an_application_provider():
+    # On a provider passed in, the SDK's own instrument gets one value per gap.
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    sink = OTelMetricsSink(meter_provider=provider, environ={})
+    stream = StreamingMetrics(time.time(), "s", "openai", "gpt-4o", total_chunks=6)
+    gaps = ChunkGaps()
+    gaps.stamps.extend([1.0, 1.005, 1.02, 1.05, 1.205, 1.205])
+    stream._gaps = gaps
+    sink.record_batch([stream])
+    (point,) = [
+        dp
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "gen_ai.client.operation.time_per_output_chunk"
+        for dp in metric.data.data_points
+    ]
+    assert point.count == 5 and point.sum == pytest.approx(0.205)
+    assert list(point.bucket_counts)[:5] == [2, 1, 1, 0, 1]  # 5 ms and 0; 15; 30; 155 ms
     provider.shutdown()
 
 

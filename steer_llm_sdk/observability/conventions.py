@@ -155,6 +155,7 @@ class GapHistogram(NamedTuple):
         sums: the sum of the gaps in each bucket (seconds).
         gap_count: gaps in all (the stream's chunks minus one).
         gap_sum: their sum (seconds).
+        minimum, maximum: the shortest and longest gap (``inf``/``-inf`` without gaps).
     """
 
     boundaries: Tuple[float, ...]
@@ -162,3 +163,5 @@ class GapHistogram(NamedTuple):
     sums: Tuple[float, ...]
     gap_count: int
     gap_sum: float
+    minimum: float
+    maximum: float

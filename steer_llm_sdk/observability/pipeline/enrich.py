@@ -1,4 +1,5 @@
-"""Enrichment, on the flush thread: usage read from a stored response, and price.
+"""Enrichment, on the flush thread: usage read from a stored response, price, and a stream's
+chunk stamps folded into its gap histogram.
 
 (Request ids need no step here: a record formats its id when it is first read.)
 
@@ -34,7 +35,15 @@ class Enricher:
         self._unpriced: set = set()  # models already warned about
 
     def enrich(self, record: BaseMetrics) -> None:
-        if record.metric_type != "request":
+        kind = record.metric_type
+        if kind == "streaming":
+            gaps = record._gaps  # type: ignore[attr-defined]
+            if gaps is not None:
+                # Fold the chunk stamps into buckets now: a record kept by a sink (the
+                # in-memory ring buffer) must not hold one float per chunk.
+                gaps.histogram()
+            return
+        if kind != "request":
             return
         if record._response is not None:  # type: ignore[attr-defined]
             try:

@@ -83,15 +83,16 @@ from ..conventions import (
     FAMILIES,
     TIME_PER_OUTPUT_CHUNK,
     TOKEN_BUCKETS,
-    TOKEN_USAGE,
 )
 from ..lifecycle import SINKS, on_fork
 from ..models import BaseMetrics
 from ._otel_env import ExportSettings
+from ._otel_hist import HistogramPoints
 
 __all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "ExportFailedError", "OTelMetricsSink"]
 
 OVERFLOW = {"otel.metric.overflow": True}
+SCOPE = "steer_llm_sdk"
 ESTIMATED = "llm.usage.estimated"
 
 # View(aggregation_cardinality_limit=) exists from SDK 1.42 on.
@@ -133,8 +134,9 @@ def active_genai_instrumentations() -> List[str]:
 
 
 class _CountingExporter(MetricExporter):
-    """Wraps the OTLP exporter to count exports that failed (and to be switched off in a
-    forked child that must not export its parent's data)."""
+    """Wraps the exporter to count exports that failed, to add the sink's own histogram
+    points (:mod:`._otel_hist`) and to be switched off in a forked child that must not
+    export its parent's data."""
 
     def __init__(self, inner: MetricExporter) -> None:
         super().__init__(
@@ -146,6 +148,8 @@ class _CountingExporter(MetricExporter):
         self.exports = 0
         self.failures = 0
         self.disabled = False
+        self.histograms: Optional[HistogramPoints] = None
+        self.resource = Resource.get_empty()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
@@ -153,6 +157,8 @@ class _CountingExporter(MetricExporter):
         if self.disabled:
             return MetricExportResult.SUCCESS
         try:
+            if self.histograms is not None:
+                metrics_data = self.histograms.add_to(metrics_data, self.resource)  # type: ignore[assignment]
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception:
             result = MetricExportResult.FAILURE
@@ -369,6 +375,7 @@ class OTelMetricsSink:
         self._attr_cache: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
         self._typed_cache: Dict[Tuple[int, str], Tuple[Dict[str, Any], Dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._histograms: Optional[HistogramPoints] = None
         if self._external_provider is not None:
             self._exporter_wrapper = None
             self.provider = self._external_provider
@@ -384,8 +391,22 @@ class OTelMetricsSink:
                     **self.settings.resource,
                 }
             )
+            readers = self._readers()
+            wrapper = self._exporter_wrapper
+            if wrapper is not None and len(readers) == 1:
+                # One exporter: the histograms are aggregated here and added to its exports.
+                self._histograms = HistogramPoints(
+                    [
+                        (f.name, f.unit, f.description, f.buckets)
+                        for f in FAMILIES
+                        if f.kind == "histogram" and self.genai_instruments
+                    ],
+                    self._preferred[Histogram],
+                    SCOPE,
+                )
+                wrapper.histograms, wrapper.resource = self._histograms, resource
             self.provider = MeterProvider(
-                metric_readers=self._readers(),
+                metric_readers=readers,
                 resource=resource,
                 # Our collector flushes into this provider at exit; the SDK's own exit hook
                 # would run first and drop what is still pending.
@@ -393,19 +414,24 @@ class OTelMetricsSink:
                 views=self._views(),
             )
         self._failures_seen = 0
-        meter = self.provider.get_meter("steer_llm_sdk")
+        meter = self.provider.get_meter(SCOPE)
         self.families = {}
         for family in FAMILIES:
             if family.genai and not self.genai_instruments:
                 setattr(self, family.key, None)
                 continue
             name = family.name.format(ns=self.namespace)
+            self.families[family.key] = name
             if family.kind == "histogram":
-                instrument: Any = meter.create_histogram(
-                    name,
-                    unit=family.unit,
-                    description=family.description,
-                    explicit_bucket_boundaries_advisory=list(family.buckets),
+                instrument: Any = (
+                    None  # aggregated by self._histograms
+                    if self._histograms is not None
+                    else meter.create_histogram(
+                        name,
+                        unit=family.unit,
+                        description=family.description,
+                        explicit_bucket_boundaries_advisory=list(family.buckets),
+                    )
                 )
             elif family.kind == "counter":
                 instrument = meter.create_counter(
@@ -416,7 +442,16 @@ class OTelMetricsSink:
                     name, unit=family.unit, description=family.description
                 )
             setattr(self, family.key, instrument)
-            self.families[family.key] = name
+
+    def _observe(self, key: str, attrs: Dict[str, Any], value: float) -> None:
+        """Record one histogram value, bounded, into whichever histogram the sink uses."""
+        name = self.families[key]
+        attrs = self._bounded(name, attrs)
+        histograms = self._histograms
+        if histograms is not None:
+            histograms.record(name, attrs, value)
+        else:
+            getattr(self, key).record(value, attrs)
 
     def _views(self) -> Sequence[View]:
         # Room for the overflow set we fold into. Older SDKs (Python 3.9 gets 1.41) lack the
@@ -587,9 +622,7 @@ class OTelMetricsSink:
             self._count(sums, "cached_tokens", attrs, m.cached_tokens)
         genai = self.genai_instruments
         if genai and m.duration_ms is not None:
-            self.duration.record(  # type: ignore[attr-defined]
-                m.duration_ms / 1000.0, self._bounded(self.families["duration"], attrs)
-            )
+            self._observe("duration", attrs, m.duration_ms / 1000.0)
         estimated = m.tokens_estimated
         if estimated and not self.export_estimated_tokens:
             return  # the conventions: estimates are not usage unless asked for
@@ -600,8 +633,7 @@ class OTelMetricsSink:
         mark = "~" if estimated else ""
         for token_type, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
             if value is not None:
-                typed = self._bounded(TOKEN_USAGE, self._typed(attrs, token_type + mark))
-                self.token_usage.record(value, typed)  # type: ignore[attr-defined]
+                self._observe("token_usage", self._typed(attrs, token_type + mark), value)
 
     def _streaming(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
         error_type = (m.error_class or "_OTHER") if m.status == "error" else None
@@ -611,22 +643,30 @@ class OTelMetricsSink:
         if not self.genai_instruments:
             return
         if m.first_chunk_latency_ms is not None:
-            self.time_to_first_chunk.record(  # type: ignore[attr-defined]
-                m.first_chunk_latency_ms / 1000.0,
-                self._bounded(self.families["time_to_first_chunk"], attrs),
-            )
+            self._observe("time_to_first_chunk", attrs, m.first_chunk_latency_ms / 1000.0)
         gaps = m.chunk_gaps
-        if gaps is not None and gaps.gap_count:
-            # One measurement per gap, as the conventions define the instrument. The mean of
-            # a bucket's gaps lies inside that bucket, so recording it ``count`` times gives
-            # the exact bucket counts and the exact sum.
-            record = self.time_per_output_chunk.record  # type: ignore[attr-defined]
-            bounded = self._bounded(TIME_PER_OUTPUT_CHUNK, attrs)
-            for count, total in zip(gaps.counts, gaps.sums):
-                if count:
-                    mean = total / count
-                    for _ in range(count):
-                        record(mean, bounded)
+        if gaps is None or not gaps.gap_count:
+            return
+        bounded = self._bounded(TIME_PER_OUTPUT_CHUNK, attrs)
+        histograms = self._histograms
+        if histograms is not None:  # the whole stream at once
+            histograms.record_bucketed(
+                TIME_PER_OUTPUT_CHUNK,
+                bounded,
+                gaps.counts,
+                gaps.gap_sum,
+                gaps.minimum,
+                gaps.maximum,
+            )
+            return
+        # The SDK's instrument takes one value per call: each bucket's mean, once per gap in
+        # it, gives the exact bucket counts and the exact sum.
+        record = self.time_per_output_chunk.record  # type: ignore[attr-defined]
+        for count, total in zip(gaps.counts, gaps.sums):
+            if count:
+                mean = total / count
+                for _ in range(count):
+                    record(mean, bounded)
 
     def _error(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
         attrs = {
