@@ -92,3 +92,25 @@ def test_middleware_removes_itself_when_disabled():
     disabled = override_settings(STEER_LLM_METRICS={"enabled": False})
     with disabled, pytest.raises(MiddlewareNotUsed):
         MetricsMiddleware(lambda request: None)
+
+
+def test_prometheus_view_off_by_default_and_token_guarded():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from steer_llm_sdk.observability import RequestMetrics
+    from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
+
+    PrometheusMetricsSink().record_batch([RequestMetrics(1.0, "r", "openai", "gpt-4o")])
+    assert Client().get("/_steer/metrics").status_code == 404
+    with override_settings(STEER_LLM_METRICS={"prometheus_endpoint": True}):
+        response = Client().get("/_steer/metrics")
+        assert response.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(response.content.decode())}
+        assert "llm_requests" in names  # the family; its sample is llm_requests_total
+    guarded = {"prometheus_endpoint": True, "prometheus_token": "s3cret"}
+    with override_settings(STEER_LLM_METRICS=guarded):
+        assert Client().get("/_steer/metrics").status_code == 401
+        wrong = Client().get("/_steer/metrics", HTTP_AUTHORIZATION="Bearer nope")
+        assert wrong.status_code == 401
+        right = Client().get("/_steer/metrics", HTTP_AUTHORIZATION="Bearer s3cret")
+        assert right.status_code == 200
