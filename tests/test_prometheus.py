@@ -140,6 +140,16 @@ def test_label_sets_are_bounded():
     assert sink.overflowed["requests"] == 7
 
 
+def test_each_registry_gets_its_own_families():
+    # Registries come and go; a new one may reuse a collected one's id. Each sink must still
+    # record into its own registry.
+    for _ in range(30):
+        sink = PrometheusMetricsSink(registry=CollectorRegistry())
+        sink.record_batch([request()])
+        assert total(samples(sink.exposition()[0].decode()), "llm_requests_total") == 1
+        del sink
+
+
 def test_standalone_http_server_serves_the_families():
     sink = PrometheusMetricsSink(registry=CollectorRegistry())
     sink.record_batch([request()])

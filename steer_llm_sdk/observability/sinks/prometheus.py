@@ -33,6 +33,7 @@ server.
 
 import os
 import threading
+import weakref
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 try:
@@ -65,9 +66,12 @@ _BASE_LABELS = (
 _PROCESS_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
 
 # One set of families per (registry, namespace): prometheus_client refuses a second family
-# of the same name in a registry, and two sinks of one process should share them.
+# of the same name in a registry, and two sinks of one process should share them. Keyed by
+# the registry object, held weakly (an id could be reused by a later registry).
 _FAMILIES_LOCK = threading.Lock()
-_FAMILY_CACHE: Dict[Tuple[int, str, Tuple[str, ...], bool], Dict[str, Any]] = {}
+_FAMILY_CACHE: "weakref.WeakKeyDictionary[CollectorRegistry, Dict[Any, Dict[str, Any]]]" = (
+    weakref.WeakKeyDictionary()
+)
 _DEFAULT_REGISTRY = CollectorRegistry(auto_describe=True)
 
 
@@ -165,9 +169,10 @@ class PrometheusMetricsSink:
     def _build(self) -> Dict[str, Any]:
         scoped = _BASE_LABELS + tuple(_label(k) for k in self.allowlist)
         estimated = ("llm_usage_estimated",) if self.export_estimated_tokens else ()
-        key = (id(self.registry), self.namespace, scoped, self.export_estimated_tokens)
+        key = (self.namespace, scoped, self.export_estimated_tokens)
         with _FAMILIES_LOCK:
-            cached = _FAMILY_CACHE.get(key)
+            per_registry = _FAMILY_CACHE.setdefault(self.registry, {})
+            cached = per_registry.get(key)
             if cached is not None:
                 return cached
             families: Dict[str, Any] = {}
@@ -198,7 +203,7 @@ class PrometheusMetricsSink:
                         **options,
                     )
                 families[family.key] = (metric, labels)
-            _FAMILY_CACHE[key] = families
+            per_registry[key] = families
             return families
 
     # ------------------------------------------------------------------ labels
