@@ -13,6 +13,7 @@ CELERY = ["celery[redis]>=5.3"]
 FLASK = ["flask>=2.2"]
 DJANGO = ["django>=4.2"]
 PROMETHEUS = ["prometheus-client>=0.20"]
+PRICES = ["genai-prices>=0.0.30"]
 
 DEV = (
     TOKENIZER
@@ -69,7 +70,8 @@ setup(
         "flask": FLASK,
         "django": DJANGO,
         "prometheus": PROMETHEUS,
-        "all": TOKENIZER + CELERY + FLASK + DJANGO + PROMETHEUS,
+        "prices": PRICES,
+        "all": TOKENIZER + CELERY + FLASK + DJANGO + PROMETHEUS + PRICES,
         "dev": DEV,
     },
     classifiers=[

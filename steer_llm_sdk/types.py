@@ -14,13 +14,18 @@ class Usage:
     """Token counts of one call.
 
     ``prompt_tokens`` follows the OpenTelemetry GenAI convention: for Anthropic it is input +
-    cache read + cache creation. ``cached_tokens`` are prompt tokens read from a cache.
+    cache read + cache creation. ``cached_tokens`` are prompt tokens read from a cache,
+    ``cache_creation_tokens`` those written to it (Anthropic). ``completion_tokens`` include
+    ``reasoning_tokens`` (None when the provider does not say how many; OpenAI's reasoning
+    models and Gemini do).
     """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     cached_tokens: int = 0
+    reasoning_tokens: Optional[int] = None
+    cache_creation_tokens: int = 0
 
 
 @dataclass(frozen=True)

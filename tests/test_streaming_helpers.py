@@ -36,7 +36,24 @@ def test_extract_usage_shapes():
             cache_creation_input_tokens=None,
         )
     )
-    assert tuple(extract_usage(anthropic)) == (13, 4, 17, 10)
+    assert tuple(extract_usage(anthropic)) == (13, 4, 17, 10, None, None)
+    writes = {
+        "usage": {
+            "input_tokens": 3,
+            "output_tokens": 4,
+            "cache_read_input_tokens": 10,
+            "cache_creation_input_tokens": 20,
+        }
+    }
+    assert tuple(extract_usage(writes)) == (33, 4, 37, 10, None, 20)
+    chat = {
+        "usage": {
+            "prompt_tokens": 9,
+            "completion_tokens": 30,
+            "completion_tokens_details": {"reasoning_tokens": 24},
+        }
+    }
+    assert extract_usage(chat).reasoning_tokens == 24
     responses_api = {
         "usage": {
             "input_tokens": 20,
@@ -44,7 +61,9 @@ def test_extract_usage_shapes():
             "input_tokens_details": {"cached_tokens": 8},
         }
     }
-    assert tuple(extract_usage(responses_api)) == (20, 5, 25, 8)
+    assert tuple(extract_usage(responses_api)) == (20, 5, 25, 8, None, None)
+    responses_api["usage"]["output_tokens_details"] = {"reasoning_tokens": 3}
+    assert extract_usage(responses_api).reasoning_tokens == 3
     assert extract_usage({"usage": None}) is None
     assert extract_usage(object()) is None
     assert extract_usage({"usage": {"prompt_tokens": True}}) is None
@@ -72,7 +91,7 @@ def test_stream_usage_anthropic_running_total_is_taken_not_added():
         }
     )
     usage.observe({"type": "message_delta", "usage": {"output_tokens": 9}})
-    assert tuple(usage.usage()) == (12, 9, 21, None)
+    assert tuple(usage.usage()) == (12, 9, 21, None, None, None)
     assert usage.model == "claude" and usage.finish_reason == "end_turn"
 
 

@@ -207,7 +207,14 @@ def as_usage(usage: Optional[TokenUsage]) -> Usage:
     prompt = usage.prompt_tokens or 0
     completion = usage.completion_tokens or 0
     total = usage.total_tokens if usage.total_tokens is not None else prompt + completion
-    return Usage(prompt, completion, total, usage.cached_tokens or 0)
+    return Usage(
+        prompt,
+        completion,
+        total,
+        usage.cached_tokens or 0,
+        usage.reasoning_tokens,
+        usage.cache_creation_tokens or 0,
+    )
 
 
 def json_values(text: str) -> List[Any]:

@@ -114,7 +114,8 @@ class RequestMetrics(BaseMetrics):
         duration_ms: wall time of the whole call (for streams: until the stream ended).
         time_to_first_token_ms: until the first chunk carrying content; None if not streamed.
         prompt_tokens, completion_tokens, total_tokens, cached_tokens: as the provider
-            reported them (None when unknown).
+            reported them (None when unknown), in the OpenTelemetry GenAI meaning: prompt
+            tokens include cache reads and writes, completion tokens include reasoning.
         method: ``"generate"`` or ``"stream"``.
         response_format: ``"text"``, ``"json_object"``, ``"json_schema"``, ...
         success: False when the call raised (or the stream ended in an error).
@@ -124,6 +125,10 @@ class RequestMetrics(BaseMetrics):
         response_model: the model the provider says answered.
         operation: the GenAI operation called: ``chat``, ``text_completion``,
             ``embeddings``, ``generate_content`` (``gen_ai.operation.name``).
+        reasoning_tokens: the part of the completion spent reasoning, when reported.
+        cache_creation_tokens: prompt tokens written to a cache (Anthropic, Bedrock).
+        price_source: where ``cost_usd`` came from: ``override`` (``MetricsConfig.pricing``
+            or ``STEER_PRICING_FILE``), ``genai-prices`` or ``bundled``.
         tokens_estimated: True when a token count was estimated locally (tokenizer or
             characters / 4) because the provider reported none. Exporting sinks leave
             such counts, and the cost priced from them, out unless asked to export them.
@@ -146,6 +151,9 @@ class RequestMetrics(BaseMetrics):
     response_model: Optional[str] = None
     operation: str = "chat"
     tokens_estimated: bool = False
+    reasoning_tokens: Optional[int] = None
+    cache_creation_tokens: Optional[int] = None
+    price_source: Optional[str] = None
     _start: float = private(0.0)  # perf_counter() at the start of the call
     _response: Any = private(None)  # read for usage on the background thread
     _extractor: Any = private(None)
@@ -178,14 +186,19 @@ class RequestMetrics(BaseMetrics):
         completion_tokens: Optional[int] = None,
         total_tokens: Optional[int] = None,
         cached_tokens: Optional[int] = None,
+        reasoning_tokens: Optional[int] = None,
+        cache_creation_tokens: Optional[int] = None,
     ) -> None:
-        """Set token counts; ``total_tokens`` defaults to prompt + completion when both known."""
+        """Set token counts (in ``TokenUsage`` order, so ``set_usage(*usage)`` works);
+        ``total_tokens`` defaults to prompt + completion when both known."""
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
         if total_tokens is None and prompt_tokens is not None and completion_tokens is not None:
             total_tokens = prompt_tokens + completion_tokens
         self.total_tokens = total_tokens
         self.cached_tokens = cached_tokens
+        self.reasoning_tokens = reasoning_tokens
+        self.cache_creation_tokens = cache_creation_tokens
 
 
 class StreamingMetrics(BaseMetrics):

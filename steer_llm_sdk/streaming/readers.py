@@ -57,7 +57,8 @@ class StreamReader:
     """Accumulates what one stream reports about itself. Not thread-safe: one per stream.
 
     Attributes:
-        prompt_tokens, completion_tokens, total_tokens, cached_tokens: as reported so far.
+        prompt_tokens, completion_tokens, total_tokens, cached_tokens, reasoning_tokens,
+            cache_creation_tokens: as reported so far (see ``TokenUsage``).
         model: the model the stream says answered.
         finish_reason: the last finish/stop reason seen.
         reported: whether the stream reported any usage.
@@ -70,6 +71,8 @@ class StreamReader:
         "completion_tokens",
         "total_tokens",
         "cached_tokens",
+        "reasoning_tokens",
+        "cache_creation_tokens",
         "model",
         "finish_reason",
         "reported",
@@ -83,6 +86,8 @@ class StreamReader:
         self.completion_tokens: Optional[int] = None
         self.total_tokens: Optional[int] = None
         self.cached_tokens: Optional[int] = None
+        self.reasoning_tokens: Optional[int] = None
+        self.cache_creation_tokens: Optional[int] = None
         self.model: Optional[str] = None
         self.finish_reason: Optional[str] = None
         self.reported = False
@@ -109,7 +114,12 @@ class StreamReader:
         if not self.reported:
             return None
         return TokenUsage(
-            self.prompt_tokens, self.completion_tokens, self.total_tokens, self.cached_tokens
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.total_tokens,
+            self.cached_tokens,
+            self.reasoning_tokens,
+            self.cache_creation_tokens,
         )
 
     # ------------------------------------------------------------------ helpers for readers
@@ -124,6 +134,10 @@ class StreamReader:
             self.completion_tokens = usage.completion_tokens
         if usage.cached_tokens is not None:
             self.cached_tokens = usage.cached_tokens
+        if usage.reasoning_tokens is not None:
+            self.reasoning_tokens = usage.reasoning_tokens
+        if usage.cache_creation_tokens is not None:
+            self.cache_creation_tokens = usage.cache_creation_tokens
         if usage.total_tokens is not None:
             self.total_tokens = usage.total_tokens
         elif self.prompt_tokens is not None and self.completion_tokens is not None:
@@ -294,6 +308,7 @@ def _anthropic_message_delta(reader: StreamReader, event: Any) -> str:
         if update is not None and update.prompt_tokens is not None:
             reader.prompt_tokens = update.prompt_tokens
             reader.cached_tokens = update.cached_tokens
+            reader.cache_creation_tokens = update.cache_creation_tokens
     if reader.prompt_tokens is not None and reader.completion_tokens is not None:
         reader.total_tokens = reader.prompt_tokens + reader.completion_tokens
     return ""

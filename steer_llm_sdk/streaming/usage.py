@@ -40,12 +40,21 @@ def _int(value: Any) -> Optional[int]:
 
 
 class TokenUsage(NamedTuple):
-    """Token counts as the provider reported them (None where it said nothing)."""
+    """Token counts as the provider reported them (None where it said nothing).
+
+    In the OpenTelemetry GenAI meaning: ``prompt_tokens`` include cache reads and writes,
+    ``completion_tokens`` include reasoning (thinking) tokens. ``cached_tokens`` are the
+    prompt tokens read from a cache, ``cache_creation_tokens`` those written to it (billed
+    apart by Anthropic and Bedrock), ``reasoning_tokens`` the part of the completion spent
+    reasoning, when the provider says (OpenAI, Gemini).
+    """
 
     prompt_tokens: Optional[int] = None
     completion_tokens: Optional[int] = None
     total_tokens: Optional[int] = None
     cached_tokens: Optional[int] = None
+    reasoning_tokens: Optional[int] = None
+    cache_creation_tokens: Optional[int] = None
 
 
 def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
@@ -58,18 +67,21 @@ def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
         total = _int(field(usage, "total_tokens"))
         details = field(usage, "prompt_tokens_details")
         cached = _int(field(details, "cached_tokens"))
+        reasoning = _int(field(field(usage, "completion_tokens_details"), "reasoning_tokens"))
         if total is None and prompt is not None and completion is not None:
             total = prompt + completion
-        return TokenUsage(prompt, completion, total, cached)
+        return TokenUsage(prompt, completion, total, cached, reasoning)
     input_tokens = _int(field(usage, "input_tokens"))
     output_tokens = _int(field(usage, "output_tokens"))
     if input_tokens is None and output_tokens is None:
         return None
     responses_details = field(usage, "input_tokens_details")
+    reasoning = cache_creation = None
     if responses_details is not None:
         # OpenAI Responses API: input_tokens already includes the cached part.
         cached = _int(field(responses_details, "cached_tokens"))
         prompt = input_tokens
+        reasoning = _int(field(field(usage, "output_tokens_details"), "reasoning_tokens"))
     else:
         cache_read = _int(field(usage, "cache_read_input_tokens"))
         cache_creation = _int(field(usage, "cache_creation_input_tokens"))
@@ -80,7 +92,7 @@ def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
     total = _int(field(usage, "total_tokens"))
     if total is None and prompt is not None and output_tokens is not None:
         total = prompt + output_tokens
-    return TokenUsage(prompt, output_tokens, total, cached)
+    return TokenUsage(prompt, output_tokens, total, cached, reasoning, cache_creation)
 
 
 def gemini_usage(usage: Any) -> Optional[TokenUsage]:
@@ -103,7 +115,7 @@ def gemini_usage(usage: Any) -> Optional[TokenUsage]:
     completion = None
     if candidates is not None or thoughts is not None:
         completion = (candidates or 0) + (thoughts or 0)
-    return TokenUsage(prompt, completion, total, cached)
+    return TokenUsage(prompt, completion, total, cached, thoughts)
 
 
 def bedrock_usage(usage: Any) -> Optional[TokenUsage]:
@@ -121,7 +133,7 @@ def bedrock_usage(usage: Any) -> Optional[TokenUsage]:
     total = _int(usage.get("totalTokens"))
     if total is None and prompt is not None and output is not None:
         total = prompt + output
-    return TokenUsage(prompt, output, total, read)
+    return TokenUsage(prompt, output, total, read, None, write)
 
 
 def extract_usage(response: Any) -> Optional[TokenUsage]:

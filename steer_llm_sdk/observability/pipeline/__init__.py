@@ -33,7 +33,7 @@ import time
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from ..._secrets import redact
-from ...pricing import PriceTable
+from ...pricing import Pricer
 from .._log import describe, rate_limited
 from ..models import BaseMetrics
 from ..rollup import UsageRollup
@@ -63,7 +63,7 @@ class Pipeline:
         sink_queue_size: bound of each channel backlog, in records.
         filters: callables or ``.filter`` objects, run on the flush thread.
         max_attributes, max_attribute_length: limits applied by sanitising.
-        prices: the price table for cost, or None.
+        prices: the pricer for cost, or None.
         on_reset: called after the pipeline was given fresh state for a forked child
             (the collector then chooses its admission function again).
         wait: how the flush thread waits for its wake-up (default ``Event.wait``).
@@ -82,7 +82,7 @@ class Pipeline:
         filters: Sequence[Any],
         max_attributes: int,
         max_attribute_length: int,
-        prices: Optional[PriceTable] = None,
+        prices: Optional[Pricer] = None,
         on_reset: Optional[Callable[[], None]] = None,
         wait: Waiter = _wait,
         rollup_seconds: float = 0.0,

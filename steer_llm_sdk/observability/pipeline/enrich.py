@@ -10,7 +10,7 @@ nor a user's ``usage_extractor`` runs on the caller's thread.
 
 from typing import Any, Callable, Mapping, Optional
 
-from ...pricing import PriceTable
+from ...pricing import Pricer
 from ...streaming.usage import TokenUsage, extract_model, extract_usage
 from .._log import rate_limited
 from ..models import BaseMetrics, RequestMetrics
@@ -23,12 +23,12 @@ class Enricher:
     """Completes records before they are sanitised and filtered. Used by one thread.
 
     Args:
-        prices: the price table, or None when cost tracking is off.
+        prices: the pricer, or None when cost tracking is off.
         max_length: bound for text read from a response (the response model).
         on_failure: reports a failing user ``usage_extractor``; the record is kept.
     """
 
-    def __init__(self, prices: Optional[PriceTable], max_length: int, on_failure: OnFailure):
+    def __init__(self, prices: Optional[Pricer], max_length: int, on_failure: OnFailure):
         self.prices = prices
         self.max_length = max_length
         self.on_failure = on_failure
@@ -58,16 +58,27 @@ class Enricher:
             self._price(record)
 
     def _price(self, record: Any) -> None:
-        """Fill ``cost_usd`` from the price table; warn once per model without a price."""
+        """Fill ``cost_usd`` and ``price_source`` (the model that answered first, then the
+        one asked for); warn once per model without a price."""
         prices = self.prices
         if prices is None or record.prompt_tokens is None:
             return
-        model = record.response_model if record.response_model in prices else record.model
-        cost = prices.cost(
-            model, record.prompt_tokens, record.completion_tokens, record.cached_tokens
+        counts = (
+            record.prompt_tokens,
+            record.completion_tokens,
+            record.cached_tokens,
+            record.cache_creation_tokens,
+            record.reasoning_tokens,
         )
-        if cost is not None:
-            record.cost_usd = cost
+        priced = None
+        model = record.response_model or record.model
+        if record.response_model:
+            priced = prices.cost(record.provider, record.response_model, *counts)
+        if priced is None and record.model and record.model != record.response_model:
+            model = record.model
+            priced = prices.cost(record.provider, model, *counts)
+        if priced is not None:
+            record.cost_usd, record.price_source = priced
         elif model not in self._unpriced and len(self._unpriced) < 1000:
             self._unpriced.add(model)
             rate_limited.warning(
@@ -94,7 +105,7 @@ def complete_from_response(record: RequestMetrics, max_length: int) -> None:
             usage = TokenUsage(*(usage.get(name) for name in TokenUsage._fields))
         elif not isinstance(usage, tuple):
             usage = TokenUsage(*(getattr(usage, name, None) for name in TokenUsage._fields))
-        record.set_usage(*(_count(value) for value in usage[:4]))
+        record.set_usage(*(_count(value) for value in usage[:6]))
     if record.response_model is None:
         model = extract_model(response)
         record.response_model = None if model is None else model[:max_length]
