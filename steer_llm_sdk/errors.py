@@ -26,7 +26,7 @@ importing those packages. It lives here, in a leaf module, so that the observabi
 categorise errors without depending on the reliability layer.
 """
 
-from typing import Dict, Optional, Tuple, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 from ._secrets import redact
 
@@ -125,9 +125,21 @@ class InvalidRequestError(ProviderError):
 
 
 class ContentFilterError(ProviderError):
-    """The provider refused the content. Never retried."""
+    """The provider refused the content (the prompt, or the answer it withheld). Never
+    retried.
+
+    Attributes:
+        filter_results: what the provider said of its filters (Azure OpenAI's
+            ``content_filter_results``/``prompt_filter_results``), {} when it said nothing.
+    """
 
     category = CONTENT_FILTER
+
+    def __init__(
+        self, message: str = "", *, filter_results: Optional[Dict[str, Any]] = None, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.filter_results: Dict[str, Any] = dict(filter_results or {})
 
 
 class ServerError(ProviderError):

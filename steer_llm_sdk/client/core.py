@@ -178,6 +178,8 @@ class SteerLLMClient:
         response_format: Any,
         stream: bool,
         params: Dict[str, Any],
+        tools: Optional[Sequence[Dict[str, Any]]] = None,
+        tool_choice: Any = None,
     ) -> Tuple[str, str, List[Dict[str, Any]], Dict[str, Any]]:
         name, model = route(model, provider)
         msgs = normalize_messages(messages)
@@ -189,6 +191,8 @@ class SteerLLMClient:
             response_format=response_format,
             stream=stream,
             params=params,
+            tools=list(tools) if tools else None,
+            tool_choice=tool_choice,
         )
         return name, model, msgs, body
 
@@ -203,44 +207,66 @@ class SteerLLMClient:
         response_format: Any = None,
         provider: Optional[str] = None,
         retries: Optional[int] = None,
+        tools: Optional[Sequence[Dict[str, Any]]] = None,
+        tool_choice: Any = None,
         **params: Any,
     ) -> GenerationResponse:
         """One blocking completion.
 
         Args:
-            messages: a string (one user message) or ``{"role", "content"}`` dicts; system
-                messages go where each protocol wants them.
+            messages: a string (one user message) or messages in OpenAI's shape (see
+                :data:`~steer_llm_sdk.types.Message`: content parts, images, assistant
+                ``tool_calls``, ``role="tool"`` results); system messages go where each
+                protocol wants them.
             model: routes to a provider (see :func:`route`).
             max_tokens, temperature: sampling limits.
             response_format: ``"json_object"``, ``{"type": "json_schema", ...}``, ... (OpenAI).
             provider: override the routing.
             retries: retries for this call (0 disables); default from the retry policy.
-            **params: sent as they are in the request body.
+            tools: OpenAI-style function tools (``{"type": "function", "function": {"name",
+                "description", "parameters"}}`` or the bare function), translated for
+                Anthropic.
+            tool_choice: ``"auto"``, ``"required"``, ``"none"``, or a tool's name.
+            **params: sent as they are in the request body (``n=2`` for several choices).
 
         Raises:
+            ContentFilterError: the provider withheld the answer (``filter_results`` says
+                why); recorded with category ``content_filter``.
             SteerLLMError: a subclass per failure (see :mod:`steer_llm_sdk.errors`);
                 ``CircuitOpenError`` without a network call while the circuit is open.
         """
         fmt = format_name(response_format)
         name, model, _, body = self._request(
-            messages, model, provider, max_tokens, temperature, response_format, False, params
+            messages,
+            model,
+            provider,
+            max_tokens,
+            temperature,
+            response_format,
+            False,
+            params,
+            tools,
+            tool_choice,
         )
         protocol = PROTOCOLS[name]
         with self._tracker(name, model, "generate", fmt) as metrics:
             attempts = self._attempts(name, model, retries, metrics, "generate")
             response, data = attempts.run(lambda: self._transport.post_json(name, body))
-            text, answered, finish, usage = protocol.parse_response(data)
+            choices, answered, usage = protocol.parse_response(data)
             if usage is not None:
                 metrics.set_usage(*usage)
             metrics.response_model = answered
+        first = choices[0]
         return GenerationResponse(
-            text=text,
+            text=first.text,
             model=answered or model,
             provider=name,
             usage=as_usage(usage),
-            finish_reason=finish,
+            finish_reason=first.finish_reason,
             request_id=request_id_of(response.headers),
             raw=data,
+            tool_calls=first.tool_calls,
+            choices=choices,
         )
 
     def stream(
@@ -253,17 +279,30 @@ class SteerLLMClient:
         response_format: Any = None,
         provider: Optional[str] = None,
         retries: Optional[int] = None,
+        tools: Optional[Sequence[Dict[str, Any]]] = None,
+        tool_choice: Any = None,
         **params: Any,
     ) -> "TextStream":
         """Start a streamed completion; iterate the returned :class:`TextStream` for text
-        deltas. The request is sent now: an error status raises here, after retries; a
+        deltas (the first choice's text only: tool-call arguments are never text; the whole
+        answer, tool calls and every choice included, is ``result()`` once it has ended).
+        The request is sent now: an error status raises here, after retries; a
         stream that breaks off is retried only while no text has reached the caller.
         Closing the stream (or leaving its ``with`` block, or breaking out and dropping it)
         releases the connection. Arguments as for :meth:`generate`.
         """
         fmt = format_name(response_format)
         name, model, msgs, body = self._request(
-            messages, model, provider, max_tokens, temperature, response_format, True, params
+            messages,
+            model,
+            provider,
+            max_tokens,
+            temperature,
+            response_format,
+            True,
+            params,
+            tools,
+            tool_choice,
         )
         collector = self.metrics_collector
         metrics = self._tracker(name, model, "stream", fmt).start(model)
@@ -296,6 +335,8 @@ class SteerLLMClient:
         provider: Optional[str] = None,
         on_chunk: Optional[Callable[[str], None]] = None,
         retries: Optional[int] = None,
+        tools: Optional[Sequence[Dict[str, Any]]] = None,
+        tool_choice: Any = None,
         **params: Any,
     ) -> StreamingResponseWithUsage:
         """Stream a completion to its end and return the whole of it with its usage.
@@ -312,6 +353,8 @@ class SteerLLMClient:
             response_format=response_format,
             provider=provider,
             retries=retries,
+            tools=tools,
+            tool_choice=tool_choice,
             **params,
         ) as text_stream:
             for delta in text_stream:

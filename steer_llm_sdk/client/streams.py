@@ -13,6 +13,7 @@ from ..observability import MetricsCollector
 from ..observability.streams import FinishOnce, StreamMeter, StreamOutcome, record_stream
 from ..providers import END, PROTOCOLS, SKIP
 from ..providers._http import iter_events, request_id_of
+from ..streaming.assemble import Assembler
 from ..streaming.tokens import count_messages, count_text
 from ..streaming.usage import TokenUsage
 from ..types import StreamingResponseWithUsage, Usage
@@ -98,6 +99,7 @@ class StreamRun:
         self.attempts = attempts
         self.request_id = request_id_of(response.headers)
         self.meter = StreamMeter(response_format)
+        self.assembler = Assembler(provider)
         self.deltas: List[str] = []
         self.result: Optional[StreamingResponseWithUsage] = None
         self.once: FinishOnce  # set by the TextStream that owns this run
@@ -119,6 +121,7 @@ class StreamRun:
                     self.response.close()
                     self.response = self.reconnect(exc)  # type: ignore[misc]
                     meter.reset()
+                    self.assembler.reset()
                 finally:
                     gen.close()
         finally:
@@ -141,10 +144,13 @@ class StreamRun:
             StreamError: the stream ended before its end marker.
         """
         protocol = PROTOCOLS[self.provider]
+        feed = self.assembler.feed
         for event in iter_events(self.response, self.provider):
             chunk = protocol.decode_event(event)
             if chunk is END:
                 return
+            if chunk is not SKIP:
+                feed(chunk)
             yield chunk
             if chunk is not SKIP and protocol.is_end(chunk):
                 return
@@ -174,11 +180,15 @@ class StreamRun:
 
     def _result(self, text: str, outcome: StreamOutcome) -> StreamingResponseWithUsage:
         usage = self.meter.usage
+        choices = self.assembler.choices()
+        first = choices[0]
         return StreamingResponseWithUsage(
             text=text,
             usage=as_usage(outcome.usage),
             chunks=list(self.deltas),
-            finish_reason=usage.finish_reason,
+            finish_reason=first.finish_reason or usage.finish_reason,
+            tool_calls=first.tool_calls,
+            choices=choices,
             model=usage.model or self.model,
             provider=self.provider,
             request_id=self.request_id,

@@ -170,6 +170,12 @@ def error_from_response(
     extra: Dict[str, Any] = {}
     if cls in (RateLimitError, ServerError):
         extra["retry_after"] = retry_after_seconds(headers)
+    if cls is ContentFilterError and isinstance(data, dict):
+        error = data.get("error")
+        inner = error.get("innererror") if isinstance(error, dict) else None
+        results = inner.get("content_filter_result") if isinstance(inner, dict) else None
+        if results is not None:  # Azure: which filter, at what severity
+            extra["filter_results"] = {"content_filter_result": results}
     return cls(
         text, status_code=status, provider=provider, request_id=request_id_of(headers), **extra
     )

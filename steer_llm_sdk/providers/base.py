@@ -5,10 +5,11 @@ streamed event gives a chunk, :data:`SKIP` (an event to count but not to read, s
 ping) or :data:`END` (the stream's end marker, not a chunk).
 """
 
-from typing import Any, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Protocol, Tuple
 
 from ..streaming.sse import ServerSentEvent
 from ..streaming.usage import TokenUsage
+from ..types import Choice
 
 
 class _Marker:
@@ -26,8 +27,19 @@ SKIP: Any = _Marker("SKIP")
 #: ``decode_event``'s answer for the end-of-stream marker.
 END: Any = _Marker("END")
 
-#: (text, model, finish reason, usage) of a whole response.
-Parsed = Tuple[str, Optional[str], Optional[str], Optional[TokenUsage]]
+
+class Parsed(NamedTuple):
+    """A whole (non-streamed) response, read.
+
+    Attributes:
+        choices: every answer (at least one), by index.
+        model: the model the provider says answered.
+        usage: as reported, or None.
+    """
+
+    choices: List[Choice]
+    model: Optional[str]
+    usage: Optional[TokenUsage]
 
 
 class WireProtocol(Protocol):
@@ -52,11 +64,19 @@ class WireProtocol(Protocol):
         response_format: Any,
         stream: bool,
         params: Dict[str, Any],
+        tools: Optional[List[Dict[str, Any]]] = None,
+        tool_choice: Any = None,
     ) -> Dict[str, Any]:
-        """The JSON body of a request."""
+        """The JSON body of a request: OpenAI-shaped messages, tools and tool choice,
+        translated to the protocol's own shape."""
 
     def parse_response(self, data: Any) -> Parsed:
-        """Read a whole (non-streamed) response body."""
+        """Read a whole (non-streamed) response body.
+
+        Raises:
+            ContentFilterError: the provider withheld the answer (content filter).
+            ProviderError: the body is not a response of this protocol.
+        """
 
     def describe_error(self, data: Any) -> Tuple[Optional[str], Optional[str]]:
         """(message, code) of an error body."""

@@ -2,16 +2,23 @@
 
 Any OpenAI-compatible server (vLLM, Ollama, llama.cpp) speaks it too; point
 ``openai_base_url`` at it. Streams ask for ``stream_options.include_usage``: the usage then
-arrives in a last chunk with empty ``choices``, before ``data: [DONE]``.
+arrives in a last chunk with empty ``choices``, before ``data: [DONE]``. Messages, content
+parts and tools are OpenAI's own shapes and go as given; a tool may also be given as a bare
+function (``{"name", "description", "parameters"}``) and a ``tool_choice`` as a tool name.
+
+A content filter (Azure OpenAI's, or OpenAI's own) shows as ``finish_reason:
+"content_filter"`` or as an error object with code ``content_filter`` in a 200 body; both
+raise :class:`~steer_llm_sdk.errors.ContentFilterError` with the filter results.
 """
 
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import ProviderError, ServerError, StreamError
+from ..errors import ContentFilterError, ProviderError, ServerError, StreamError
 from ..streaming.sse import ServerSentEvent
-from ..streaming.usage import TokenUsage, extract_model, extract_usage, field
-from .base import END
+from ..streaming.usage import extract_model, extract_usage, field
+from ..types import Choice, ToolCall
+from .base import END, Parsed
 
 NAME = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -42,8 +49,14 @@ def request_body(
     response_format: Any,
     stream: bool,
     params: Dict[str, Any],
+    tools: Optional[List[Dict[str, Any]]] = None,
+    tool_choice: Any = None,
 ) -> Dict[str, Any]:
     body: Dict[str, Any] = {"model": model, "messages": messages}
+    if tools:
+        body["tools"] = [_tool(tool) for tool in tools]
+    if tool_choice is not None:
+        body["tool_choice"] = _tool_choice(tool_choice)
     if max_tokens is not None:
         body["max_completion_tokens" if _uses_completion_tokens(model) else "max_tokens"] = (
             max_tokens
@@ -61,19 +74,82 @@ def request_body(
     return body
 
 
-def parse_response(data: Any) -> Tuple[str, Optional[str], Optional[str], Optional[TokenUsage]]:
-    """(text, model, finish_reason, usage) of a chat.completion body."""
+def _tool(tool: Dict[str, Any]) -> Dict[str, Any]:
+    if "type" not in tool and "name" in tool:  # a bare function definition
+        return {"type": "function", "function": tool}
+    return tool
+
+
+def _tool_choice(choice: Any) -> Any:
+    if isinstance(choice, str) and choice not in ("auto", "none", "required"):
+        return {"type": "function", "function": {"name": choice}}
+    return choice
+
+
+def parse_response(data: Any) -> Parsed:
+    """Choices (text, tool calls, finish reason), model and usage of a chat.completion body.
+
+    Raises:
+        ContentFilterError: a choice was withheld by a content filter, or the body is an
+            error object with code ``content_filter``.
+        ProviderError: the body has no ``choices``.
+    """
     choices = field(data, "choices")
     if not isinstance(choices, list):
+        message, code = describe_error(data)
+        if code and "content_filter" in code:
+            raise ContentFilterError(
+                f"openai: {message or 'content filtered'}",
+                provider=NAME,
+                filter_results=_filter_results(field(data, "error")),
+            )
         raise ProviderError("openai response has no choices", provider=NAME)
-    text = ""
-    finish = None
-    if choices:
-        message = field(choices[0], "message") or {}
-        content = field(message, "content")
-        text = content if isinstance(content, str) else ""
-        finish = field(choices[0], "finish_reason")
-    return text, extract_model(data), finish, extract_usage(data)
+    out = []
+    for position, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            continue
+        finish = choice.get("finish_reason")
+        if finish == "content_filter":
+            raise ContentFilterError(
+                "openai: the answer was withheld by the content filter",
+                provider=NAME,
+                filter_results=_filter_results(choice) or _filter_results(data),
+            )
+        answer = choice.get("message") or {}
+        content = answer.get("content")
+        calls = [
+            ToolCall.from_raw(
+                call.get("id"),
+                (call.get("function") or {}).get("name"),
+                (call.get("function") or {}).get("arguments") or "",
+            )
+            for call in answer.get("tool_calls") or ()
+            if isinstance(call, dict)
+        ]
+        index = choice.get("index")
+        out.append(
+            Choice(
+                index if isinstance(index, int) else position,
+                content if isinstance(content, str) else "",
+                calls,
+                finish,
+            )
+        )
+    return Parsed(out or [Choice(0, "")], extract_model(data), extract_usage(data))
+
+
+def _filter_results(obj: Any) -> Dict[str, Any]:
+    """The content-filter results a body or choice carries (Azure's shapes), or {}."""
+    if not isinstance(obj, dict):
+        return {}
+    out = {}
+    for key in ("content_filter_results", "prompt_filter_results", "content_filter_result"):
+        if obj.get(key) is not None:
+            out[key] = obj[key]
+    inner = obj.get("innererror")
+    if isinstance(inner, dict) and inner.get("content_filter_result") is not None:
+        out["content_filter_result"] = inner["content_filter_result"]
+    return out
 
 
 def describe_error(data: Any) -> Tuple[Optional[str], Optional[str]]:
@@ -101,9 +177,23 @@ def decode_event(event: ServerSentEvent) -> Any:
         raise StreamError(
             f"malformed event from openai: {data[:80]!r}", provider=NAME, retryable=False
         ) from exc
-    if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
-        message, code = describe_error(chunk)
-        raise ServerError(f"openai stream error: {message} ({code})", provider=NAME)
+    if isinstance(chunk, dict):
+        if isinstance(chunk.get("error"), dict):
+            message, code = describe_error(chunk)
+            if code and "content_filter" in code:
+                raise ContentFilterError(
+                    f"openai: {message or 'content filtered'}",
+                    provider=NAME,
+                    filter_results=_filter_results(chunk["error"]),
+                )
+            raise ServerError(f"openai stream error: {message} ({code})", provider=NAME)
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason") == "content_filter":
+                raise ContentFilterError(
+                    "openai: the answer was withheld by the content filter",
+                    provider=NAME,
+                    filter_results=_filter_results(choice),
+                )
     return chunk
 
 

@@ -12,9 +12,16 @@ What it serves:
   are counted with the same tokenizer the client uses locally, and every word of a plain
   reply is one ``o200k_base`` token;
 * a latency profile: time to first token and tokens per second;
+* tool calls: a request with ``tools`` (and a ``tool_choice`` other than none) whose last
+  message is not a tool result is answered with a call of the chosen (else the first) tool,
+  its arguments made from the tool's JSON schema, streamed in fragments; the answer to tool
+  results is text;
+* several choices (OpenAI's ``n``), kept apart by ``index`` in streams;
 * scripted faults, one per request in order (:meth:`script`): an HTTP status with the
   provider's error body (429 with ``Retry-After``, 500, 502, 503, 529, 401, 400), a
-  connection dropped mid-stream, a malformed event, a stall;
+  connection dropped mid-stream, a malformed event, a stall, a content filter (Azure
+  OpenAI's shapes: the prompt refused with a 400, or the answer withheld with
+  ``finish_reason: content_filter``);
 * a request log (:attr:`requests`) for assertions;
 * replay of recorded exchanges (vcrpy cassettes, see :meth:`replay`; needs PyYAML).
 
@@ -102,6 +109,9 @@ class Fault:
         stall: seconds to wait before answering (or, with ``drop_after``/``stall_after``
             unset, before the first byte).
         stall_after: for streams, stall after this many events.
+        content_filter: ``"prompt"`` (a 400 with code ``content_filter``) or
+            ``"completion"`` (the answer withheld: ``finish_reason: content_filter`` with
+            the filter results), OpenAI protocol.
     """
 
     status: Optional[int] = None
@@ -110,6 +120,7 @@ class Fault:
     malformed_after: Optional[int] = None
     stall: float = 0.0
     stall_after: Optional[int] = None
+    content_filter: Optional[str] = None
 
 
 @dataclass
@@ -353,6 +364,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.status is not None:
             self._error(protocol, fault.status, retry_after=fault.retry_after)
             return
+        if fault.content_filter == "prompt":
+            self._json(400, _FILTERED_PROMPT)
+            return
         if protocol == "openai":
             self._openai(body, fault)
         else:
@@ -419,75 +433,104 @@ class _Handler(BaseHTTPRequestHandler):
             return ['{"answer": "', *pieces, '"}']  # one JSON object, streamed in pieces
         return pieces
 
+    def _tool_call(
+        self, body: Dict[str, Any], protocol: str
+    ) -> Optional[Tuple[str, str, List[str]]]:
+        """(name, call id, argument JSON pieces) when the answer is a tool call, else None."""
+        tools = body.get("tools")
+        choice = body.get("tool_choice")
+        if not tools or choice in ("none", {"type": "none"}):
+            return None
+        last = body["messages"][-1] if body["messages"] else {}
+        if last.get("role") == "tool":
+            return None
+        content = last.get("content")
+        if isinstance(content, list) and any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+        ):
+            return None
+        wanted = None
+        if isinstance(choice, dict):
+            wanted = choice.get("name") or (choice.get("function") or {}).get("name")
+        specs = []
+        for tool in tools:
+            function = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+            schema = function.get("parameters") or function.get("input_schema") or {}
+            specs.append((function.get("name"), schema))
+        name, schema = next((spec for spec in specs if spec[0] == wanted), specs[0])
+        words = self.server.owner.reply_text(self._prompt_of(body), 4)
+        arguments: Dict[str, Any] = {}
+        for i, (key, prop) in enumerate(sorted((schema.get("properties") or {}).items())):
+            kind = prop.get("type") if isinstance(prop, dict) else None
+            value: Any = {"integer": i + 1, "number": i + 0.5, "boolean": True}.get(
+                str(kind), words[i % len(words)].strip() if words else "x"
+            )
+            arguments[key] = value
+        text = json.dumps(arguments)
+        third = max(1, len(text) // 3)
+        pieces = [text[:third], text[third : 2 * third], text[2 * third :]]
+        prefix = "call_" if protocol == "openai" else "toolu_"
+        return str(name), f"{prefix}local{zlib.crc32(text.encode()):x}", pieces
+
     def _openai(self, body: Dict[str, Any], fault: Fault) -> None:
         owner = self.server.owner
-        model = str(body.get("model") or "unknown")
-        pieces = self._pieces(body)
-        prompt_tokens, completion_tokens = self._usage(body, pieces)
+        n = body.get("n")
+        count = n if isinstance(n, int) and n > 1 else 1
+        call = self._tool_call(body, "openai")
+        answers: List[Tuple[List[str], List[str]]] = []  # per choice: (text, call arguments)
+        for index in range(count):
+            if call is not None:
+                answers.append(([], list(call[2])))
+            else:
+                extra = {"role": "user", "content": f"#{index}"}
+                tagged = body if index == 0 else {**body, "messages": [*body["messages"], extra]}
+                answers.append((self._pieces(tagged), []))
+        prompt_tokens = self._usage(body, [])[0]
+        completion_tokens = sum(self._usage(body, texts + args)[1] for texts, args in answers)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0},
         }
-        created = int(time.time())
-        ident = f"chatcmpl-local{zlib.crc32(json.dumps(body).encode()):x}"
+        finish = "tool_calls" if call is not None else "stop"
+        if fault.content_filter == "completion":
+            finish = "content_filter"
+        base = {
+            "id": f"chatcmpl-local{zlib.crc32(json.dumps(body).encode()):x}",
+            "created": int(time.time()),
+            "model": str(body.get("model") or "unknown"),
+        }
         if not body.get("stream"):
-            owner.pause(owner.ttft_ms / 1000.0 + self._generation_seconds(len(pieces)))
+            owner.pause(owner.ttft_ms / 1000.0 + self._generation_seconds(len(answers[0][0])))
+            choices = [
+                _openai_choice(index, texts, args, call, finish)
+                for index, (texts, args) in enumerate(answers)
+            ]
             self._json(
-                200,
-                {
-                    "id": ident,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": "".join(pieces)},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": usage,
-                },
+                200, {**base, "object": "chat.completion", "choices": choices, "usage": usage}
             )
             return
-        base = {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": None,
-        }
-        events = [
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": ""},
-                        "finish_reason": None,
-                    }
-                ],
-            }
-        ]
-        events += [
-            {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-            for piece in pieces
-        ]
-        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        base = {**base, "object": "chat.completion.chunk", "system_fingerprint": None}
+        events = _openai_events(base, answers, call, finish)
         include = (body.get("stream_options") or {}).get("include_usage")
         if include and owner.report_usage:
             events.append({**base, "choices": [], "usage": usage})
         frames = [f"data: {json.dumps(e)}\n\n" for e in events] + ["data: [DONE]\n\n"]
-        self._stream(frames, fault, first_content=1)
+        self._stream(frames, fault, first_content=count)
 
     def _anthropic(self, body: Dict[str, Any], fault: Fault) -> None:
         owner = self.server.owner
         model = str(body.get("model") or "unknown")
-        pieces = self._pieces(body)
+        call = self._tool_call(body, "anthropic")
+        pieces = self._pieces(body) if call is None else call[2]
         prompt_tokens, completion_tokens = self._usage(body, pieces)
         ident = f"msg_local{zlib.crc32(json.dumps(body).encode()):x}"
+        stop = "end_turn" if call is None else "tool_use"
+        if call is None:
+            block: Dict[str, Any] = {"type": "text", "text": ""}
+        else:
+            block = {"type": "tool_use", "id": call[1], "name": call[0], "input": {}}
         if not body.get("stream"):
             owner.pause(owner.ttft_ms / 1000.0 + self._generation_seconds(len(pieces)))
             self._json(
@@ -497,8 +540,12 @@ class _Handler(BaseHTTPRequestHandler):
                     "type": "message",
                     "role": "assistant",
                     "model": model,
-                    "content": [{"type": "text", "text": "".join(pieces)}],
-                    "stop_reason": "end_turn",
+                    "content": [
+                        {"type": "text", "text": "".join(pieces)}
+                        if call is None
+                        else {**block, "input": json.loads("".join(pieces))}
+                    ],
+                    "stop_reason": stop,
                     "stop_sequence": None,
                     "usage": {
                         "input_tokens": prompt_tokens,
@@ -536,7 +583,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "type": "content_block_start",
                     "index": 0,
-                    "content_block": {"type": "text", "text": ""},
+                    "content_block": block,
                 },
             ),
             _event("ping", {"type": "ping"}),
@@ -547,7 +594,9 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "type": "content_block_delta",
                     "index": 0,
-                    "delta": {"type": "text_delta", "text": p},
+                    "delta": {"type": "text_delta", "text": p}
+                    if call is None
+                    else {"type": "input_json_delta", "partial_json": p},
                 },
             )
             for p in pieces
@@ -558,7 +607,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "delta": {"stop_reason": stop, "stop_sequence": None},
                     "usage": {"output_tokens": completion_tokens},
                 },
             ),
@@ -663,6 +712,78 @@ _REPLAYED_HEADERS = (
     "retry-after",
     "x-amzn-requestid",
 )
+
+
+ToolCallPlan = Optional[Tuple[str, str, List[str]]]  # (name, call id, argument pieces)
+
+
+def _openai_choice(
+    index: int, texts: List[str], args: List[str], call: ToolCallPlan, finish: str
+) -> Dict[str, Any]:
+    """One choice of a chat.completion body."""
+    message: Dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
+    if args and call is not None:
+        function = {"name": call[0], "arguments": "".join(args)}
+        message["tool_calls"] = [{"id": call[1], "type": "function", "function": function}]
+    entry: Dict[str, Any] = {"index": index, "message": message, "finish_reason": finish}
+    if finish == "content_filter":
+        entry["message"] = {"role": "assistant", "content": None}
+        entry["content_filter_results"] = _FILTER_RESULTS
+    return entry
+
+
+def _openai_events(
+    base: Dict[str, Any],
+    answers: List[Tuple[List[str], List[str]]],
+    call: ToolCallPlan,
+    finish: str,
+) -> List[Dict[str, Any]]:
+    """The chunks of a chat-completion stream: the choices interleaved piece by piece, as
+    OpenAI sends them; a tool call's id and name come with its first fragment."""
+
+    def chunk(index: int, delta: Dict[str, Any], reason: Optional[str] = None) -> Dict[str, Any]:
+        choice: Dict[str, Any] = {"index": index, "delta": delta, "finish_reason": reason}
+        if reason == "content_filter":
+            choice["content_filter_results"] = _FILTER_RESULTS
+        return {**base, "choices": [choice]}
+
+    events = [chunk(i, {"role": "assistant", "content": ""}) for i in range(len(answers))]
+    longest = max(len(texts) + len(args) for texts, args in answers)
+    for step in range(longest):
+        for index, (texts, args) in enumerate(answers):
+            if step < len(texts):
+                events.append(chunk(index, {"content": texts[step]}))
+            elif call is not None and step < len(args):
+                fragment: Dict[str, Any] = {"index": 0, "function": {"arguments": args[step]}}
+                if step == 0:
+                    fragment.update(id=call[1], type="function")
+                    fragment["function"]["name"] = call[0]
+                events.append(chunk(index, {"tool_calls": [fragment]}))
+    return events + [chunk(i, {}, finish) for i in range(len(answers))]
+
+
+#: Azure OpenAI's content-filter results (every category checked, one filtered).
+_FILTER_RESULTS = {
+    "hate": {"filtered": False, "severity": "safe"},
+    "self_harm": {"filtered": False, "severity": "safe"},
+    "sexual": {"filtered": False, "severity": "safe"},
+    "violence": {"filtered": True, "severity": "high"},
+}
+#: Azure OpenAI's answer to a prompt its filter refuses.
+_FILTERED_PROMPT = {
+    "error": {
+        "message": "The response was filtered due to the prompt triggering the content "
+        "management policy.",
+        "type": None,
+        "param": "prompt",
+        "code": "content_filter",
+        "status": 400,
+        "innererror": {
+            "code": "ResponsibleAIPolicyViolation",
+            "content_filter_result": _FILTER_RESULTS,
+        },
+    }
+}
 
 
 def _event(name: str, payload: Dict[str, Any]) -> str:

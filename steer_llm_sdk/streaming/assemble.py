@@ -1,0 +1,126 @@
+"""Assembling a streamed answer: text and tool calls of each choice, from decoded chunks.
+
+The readers of :mod:`.readers` measure a stream (content, usage) and stay as cheap as a
+stream allows; the client also needs the answer itself, put together: every choice kept
+apart by its ``index``, and tool calls assembled from their fragments (OpenAI sends an id
+and name first, then pieces of the arguments' JSON; Anthropic a ``tool_use`` block, then
+``input_json_delta`` pieces). Decoded JSON dicts of the OpenAI chat-completions and Anthropic
+messages streams. Pure: no I/O, no imports from the package beyond the leaf ``types``.
+"""
+
+from typing import Any, Dict, List, Optional
+
+from ..types import Choice, ToolCall
+
+
+class _Call:
+    __slots__ = ("id", "name", "pieces")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.pieces: List[str] = []
+
+
+class _Answer:
+    __slots__ = ("text", "calls", "finish")
+
+    def __init__(self) -> None:
+        self.text: List[str] = []
+        self.calls: Dict[int, _Call] = {}  # by tool-call (or content block) index
+        self.finish: Optional[str] = None
+
+
+class Assembler:
+    """Puts a streamed answer together. Not thread-safe: one per stream.
+
+    Args:
+        protocol: ``openai`` (chat-completion chunks) or ``anthropic`` (message events).
+    """
+
+    def __init__(self, protocol: str) -> None:
+        self.feed = self._openai if protocol == "openai" else self._anthropic
+        self._answers: Dict[int, _Answer] = {}
+
+    def reset(self) -> None:
+        """Forget everything (a stream asked for again from its start)."""
+        self._answers = {}
+
+    def _answer(self, index: int) -> _Answer:
+        answer = self._answers.get(index)
+        if answer is None:
+            answer = self._answers[index] = _Answer()
+        return answer
+
+    def _openai(self, chunk: Any) -> None:
+        if not isinstance(chunk, dict):
+            return
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            index = choice.get("index")
+            answer = self._answer(index if isinstance(index, int) else 0)
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                answer.text.append(content)
+            for fragment in delta.get("tool_calls") or ():
+                if not isinstance(fragment, dict):
+                    continue
+                position = fragment.get("index")
+                key = position if isinstance(position, int) else len(answer.calls)
+                call = answer.calls.get(key)
+                if call is None:
+                    call = answer.calls[key] = _Call()
+                if fragment.get("id"):
+                    call.id = str(fragment["id"])
+                function = fragment.get("function") or {}
+                if function.get("name"):
+                    call.name = str(function["name"])
+                arguments = function.get("arguments")
+                if isinstance(arguments, str):
+                    call.pieces.append(arguments)
+            if choice.get("finish_reason"):
+                answer.finish = choice["finish_reason"]
+
+    def _anthropic(self, event: Any) -> None:
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        answer = self._answer(0)
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                text = delta.get("text")
+                if isinstance(text, str):
+                    answer.text.append(text)
+            elif delta.get("type") == "input_json_delta":
+                call = answer.calls.get(event.get("index", -1))
+                piece = delta.get("partial_json")
+                if call is not None and isinstance(piece, str):
+                    call.pieces.append(piece)
+        elif kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") in ("tool_use", "server_tool_use"):
+                call = answer.calls[event.get("index", len(answer.calls))] = _Call()
+                call.id, call.name = str(block.get("id") or ""), str(block.get("name") or "")
+                if block.get("input"):  # complete input given up front (rare)
+                    call.pieces.append(ToolCall.from_raw("", "", block["input"]).arguments_raw)
+        elif kind == "message_delta":
+            reason = (event.get("delta") or {}).get("stop_reason")
+            if reason:
+                answer.finish = reason
+
+    def choices(self) -> List[Choice]:
+        """The choices so far, by index (at least one)."""
+        if not self._answers:
+            return [Choice(0, "")]
+        out = []
+        for index in sorted(self._answers):
+            answer = self._answers[index]
+            calls = [
+                ToolCall.from_raw(call.id, call.name, "".join(call.pieces))
+                for _, call in sorted(answer.calls.items())
+            ]
+            out.append(Choice(index, "".join(answer.text), calls, answer.finish))
+        return out
