@@ -27,7 +27,7 @@ from ..observability._ids import new_request_id
 from ..observability.sinks import InMemoryMetricsSink, MetricsSink
 from ..observability.streams import StreamOutcome, record_stream
 from ..observability.tracking import Tracker
-from ..providers import PROTOCOLS
+from ..providers import PROTOCOLS, azure_openai
 from ..providers._http import request_id_of
 from ..reliability import CircuitBreaker, CircuitState, RetryPolicy
 from ..types import GenerationResponse, Messages, StreamingResponseWithUsage
@@ -53,6 +53,15 @@ class SteerLLMClient:
         anthropic_version: the ``anthropic-version`` header.
         pool_size: pooled connections per provider (size it to your thread count).
         environ: where to read the variables (default ``os.environ``).
+        azure_endpoint: an Azure OpenAI resource (``https://<name>.openai.azure.com``);
+            default ``AZURE_OPENAI_ENDPOINT``. Calls go to it with ``provider="azure"`` or
+            ``"azure:<deployment>"`` (the model is the deployment name), and ``gpt-*``
+            models go to it when no OpenAI key is configured.
+        azure_api_key: its ``api-key``; default ``AZURE_OPENAI_API_KEY``.
+        azure_ad_token_provider: instead of a key, a callable returning a Microsoft Entra
+            token, called for each request.
+        api_version: Azure's ``api-version``; default ``OPENAI_API_VERSION``, then
+            ``2024-10-21``.
 
         retry_policy: how failed attempts are retried (default ``RetryPolicy()``: 3
             attempts, exponential backoff with full jitter, Retry-After honoured).
@@ -80,6 +89,10 @@ class SteerLLMClient:
         retry_policy: Optional[RetryPolicy] = None,
         circuit_breaker: Optional[CircuitBreaker] = None,
         environ: Optional[Mapping[str, str]] = None,
+        azure_endpoint: Optional[str] = None,
+        azure_api_key: Optional[str] = None,
+        azure_ad_token_provider: Optional[Callable[[], str]] = None,
+        api_version: Optional[str] = None,
     ) -> None:
         env = os.environ if environ is None else environ
         if metrics_collector is not None and (metrics_config or metrics_sinks):
@@ -91,9 +104,14 @@ class SteerLLMClient:
                 list(metrics_sinks) if metrics_sinks else [InMemoryMetricsSink()],
             )
         self._collector = metrics_collector
-        keys = {
+        azure = PROTOCOLS["azure.ai.openai"]
+        endpoint = azure_endpoint or env.get("AZURE_OPENAI_ENDPOINT")
+        keys: Dict[str, Any] = {
             "openai": openai_api_key or env.get("OPENAI_API_KEY"),
             "anthropic": anthropic_api_key or env.get("ANTHROPIC_API_KEY"),
+            "azure.ai.openai": azure_ad_token_provider
+            or azure_api_key
+            or env.get("AZURE_OPENAI_API_KEY"),
         }
         base_urls = {
             "openai": (
@@ -106,9 +124,23 @@ class SteerLLMClient:
                 or env.get("ANTHROPIC_BASE_URL")
                 or PROTOCOLS["anthropic"].DEFAULT_BASE_URL
             ),
+            "azure.ai.openai": (
+                azure_openai.base_url(
+                    endpoint,
+                    api_version
+                    or env.get("OPENAI_API_VERSION")
+                    or azure_openai.DEFAULT_API_VERSION,
+                )
+                if endpoint
+                else azure.DEFAULT_BASE_URL
+            ),
         }
+        # gpt-* models go to Azure for a client set up for Azure alone.
+        self._openai_target = "azure.ai.openai" if endpoint and not keys["openai"] else "openai"
         self._transport = Transport(keys, base_urls, timeout, anthropic_version, pool_size)
-        self._server_attributes = {name: server_attributes(url) for name, url in base_urls.items()}
+        self._server_attributes = {
+            name: server_attributes(url) if url else {} for name, url in base_urls.items()
+        }
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
         self.circuit_breaker = circuit_breaker if circuit_breaker is not None else CircuitBreaker()
         # A weak listener: a breaker shared between clients must not keep this one alive.
@@ -181,7 +213,7 @@ class SteerLLMClient:
         tools: Optional[Sequence[Dict[str, Any]]] = None,
         tool_choice: Any = None,
     ) -> Tuple[str, str, List[Dict[str, Any]], Dict[str, Any]]:
-        name, model = route(model, provider)
+        name, model = route(model, provider, self._openai_target)
         msgs = normalize_messages(messages)
         body = PROTOCOLS[name].request_body(
             msgs,
@@ -251,7 +283,9 @@ class SteerLLMClient:
         protocol = PROTOCOLS[name]
         with self._tracker(name, model, "generate", fmt) as metrics:
             attempts = self._attempts(name, model, retries, metrics, "generate")
-            response, data = attempts.run(lambda: self._transport.post_json(name, body))
+            response, data = attempts.run(
+                lambda: self._transport.post_json(name, body, model=model)
+            )
             choices, answered, usage = protocol.parse_response(data)
             if usage is not None:
                 metrics.set_usage(*usage)
@@ -309,7 +343,7 @@ class SteerLLMClient:
         attempts = self._attempts(name, model, retries, metrics, "stream")
         try:
             response = attempts.run(
-                lambda: self._transport.post(name, body, stream=True), final=False
+                lambda: self._transport.post(name, body, stream=True, model=model), final=False
             )
         except SteerLLMError as exc:
             outcome = StreamOutcome()
@@ -319,7 +353,9 @@ class SteerLLMClient:
             raise
 
         def reconnect(exc: SteerLLMError) -> requests.Response:
-            return attempts.resume(exc, lambda: self._transport.post(name, body, stream=True))
+            return attempts.resume(
+                exc, lambda: self._transport.post(name, body, stream=True, model=model)
+            )
 
         run = StreamRun(response, name, model, msgs, fmt, collector, metrics, reconnect, attempts)
         return TextStream(run)
@@ -378,7 +414,10 @@ class SteerLLMClient:
 
     def __repr__(self) -> str:
         transport = self._transport
-        keys = ", ".join(f"{name}_api_key={mask_key(key)}" for name, key in transport.keys.items())
+        keys = ", ".join(
+            f"{name}_api_key={'<token provider>' if callable(key) else mask_key(key)}"
+            for name, key in transport.keys.items()
+        )
         urls = {name: redact(url, transport.secrets()) for name, url in transport.base_urls.items()}
         return f"SteerLLMClient({keys}, base_urls={urls})"
 

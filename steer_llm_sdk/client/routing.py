@@ -4,7 +4,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..errors import InvalidRequestError
-from ..providers import PROTOCOLS
+from ..providers import ALIASES, PROTOCOLS
 from ..types import Messages
 
 _ROUTES: Tuple[Tuple[Tuple[str, ...], str], ...] = (
@@ -13,9 +13,13 @@ _ROUTES: Tuple[Tuple[Tuple[str, ...], str], ...] = (
 )
 
 
-def route(model: str, provider: Optional[str] = None) -> Tuple[str, str]:
+def route(
+    model: str, provider: Optional[str] = None, openai_target: str = "openai"
+) -> Tuple[str, str]:
     """(provider, model) for a model name: ``gpt-*``, ``o1*``/``o3*``/``o4*``, ``chatgpt-*``
-    go to OpenAI, ``claude-*`` to Anthropic; ``"provider:model"`` or ``provider=`` override.
+    go to ``openai_target`` (OpenAI, or Azure OpenAI for a client configured only for it),
+    ``claude-*`` to Anthropic; ``"provider:model"`` or ``provider=`` override (``azure`` names
+    Azure OpenAI, the model then being the deployment).
 
     Raises:
         InvalidRequestError: the provider cannot be told, or is not supported.
@@ -24,17 +28,18 @@ def route(model: str, provider: Optional[str] = None) -> Tuple[str, str]:
         raise InvalidRequestError("model must be a non-empty string")
     if provider is None and ":" in model:
         prefix, rest = model.split(":", 1)
-        if prefix in PROTOCOLS:
+        if prefix in PROTOCOLS or prefix in ALIASES:
             provider, model = prefix, rest
     if provider is None:
         for prefixes, name in _ROUTES:
             if model.startswith(prefixes):
-                provider = name
+                provider = openai_target if name == "openai" else name
                 break
+    provider = ALIASES.get(provider, provider) if provider is not None else None
     if provider is None:
         raise InvalidRequestError(
             f"cannot tell the provider of model {model!r}: pass provider='openai' (any "
-            "OpenAI-compatible server) or provider='anthropic', or 'provider:model'"
+            "OpenAI-compatible server), 'anthropic' or 'azure', or 'provider:model'"
         )
     if provider not in PROTOCOLS:
         raise InvalidRequestError(f"unknown provider {provider!r}; known: {sorted(PROTOCOLS)}")

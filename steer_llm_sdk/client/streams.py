@@ -200,12 +200,15 @@ class StreamRun:
     def count_locally(
         self, text: str, reported: Optional[TokenUsage]
     ) -> Tuple[TokenUsage, str, float]:
-        """Usage when the provider reported none (or only the prompt side)."""
-        completion = count_text(text, self.model)
+        """Usage when the provider reported none (or only the prompt side), counted with
+        the tokenizer of the model the stream says answered (an Azure deployment's name says
+        nothing of its model), else of the model asked for."""
+        model = self.meter.usage.model or self.model
+        completion = count_text(text, model)
         if reported is not None and reported.prompt_tokens is not None:
             prompt, cached = reported.prompt_tokens, reported.cached_tokens
         else:
-            prompt, cached = count_messages(self.messages, self.model).tokens, None
+            prompt, cached = count_messages(self.messages, model).tokens, None
         usage = TokenUsage(prompt, completion.tokens, prompt + completion.tokens, cached)
         return usage, completion.method, completion.confidence
 

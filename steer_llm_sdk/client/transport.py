@@ -2,7 +2,7 @@
 
 import json
 import threading
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -17,7 +17,8 @@ class Transport:
     """Sends requests for a client: one pooled ``requests.Session`` per provider.
 
     Args:
-        keys: provider -> API key (or None).
+        keys: provider -> API key (or None), or a callable returning a bearer token (Azure
+            OpenAI with Microsoft Entra ID), called for each request.
         base_urls: provider -> base URL.
         timeout: seconds to connect and between bytes read.
         version: the ``anthropic-version`` header.
@@ -29,7 +30,7 @@ class Transport:
 
     def __init__(
         self,
-        keys: Dict[str, Optional[str]],
+        keys: Dict[str, Union[None, str, Callable[[], str]]],
         base_urls: Dict[str, str],
         timeout: float,
         version: str,
@@ -46,8 +47,22 @@ class Transport:
         on_fork(self, "_after_fork", CLIENTS)
 
     def secrets(self) -> Tuple[str, ...]:
-        """The configured keys, for redaction."""
-        return tuple(k for k in self.keys.values() if k)
+        """The configured keys, for redaction (tokens from a provider are redacted by
+        pattern: they travel as ``Bearer`` values)."""
+        return tuple(k for k in self.keys.values() if isinstance(k, str) and k)
+
+    def _credential(self, provider: str) -> Optional[str]:
+        key = self.keys.get(provider)
+        if callable(key):
+            try:
+                token = key()
+            except Exception as exc:
+                raise ProviderError(
+                    f"the token provider for {provider} failed: {type(exc).__name__}",
+                    provider=provider,
+                ) from None
+            return f"Bearer {token}"
+        return key
 
     def session(self, provider: str) -> requests.Session:
         session = self._sessions.get(provider)
@@ -64,18 +79,25 @@ class Transport:
                     self._sessions[provider] = session
         return session
 
-    def post(self, provider: str, body: Dict[str, Any], stream: bool) -> requests.Response:
-        """POST to the provider.
+    def post(
+        self, provider: str, body: Dict[str, Any], stream: bool, model: str = ""
+    ) -> requests.Response:
+        """POST to the provider (``model`` names the deployment where the URL needs it).
 
         Raises:
             SteerLLMError: the mapped error of a failed request or of an error status.
         """
         protocol = PROTOCOLS[provider]
+        base_url = self.base_urls.get(provider)
+        if not base_url:
+            raise ProviderError(
+                f"{provider} is not configured (no endpoint)", provider=provider, retryable=False
+            )
         try:
             response = self.session(provider).post(
-                protocol.url(self.base_urls[provider]),
+                protocol.url(base_url, model),
                 data=json.dumps(body).encode("utf-8"),
-                headers=protocol.headers(self.keys[provider], self.version),
+                headers=protocol.headers(self._credential(provider), self.version),
                 timeout=self.timeout,
                 stream=stream,
             )
@@ -96,13 +118,15 @@ class Transport:
             )
         return response
 
-    def post_json(self, provider: str, body: Dict[str, Any]) -> Tuple[requests.Response, Any]:
+    def post_json(
+        self, provider: str, body: Dict[str, Any], model: str = ""
+    ) -> Tuple[requests.Response, Any]:
         """POST and decode the JSON answer.
 
         Raises:
             SteerLLMError: as :meth:`post`; ``ProviderError`` for a body that is not JSON.
         """
-        response = self.post(provider, body, stream=False)
+        response = self.post(provider, body, stream=False, model=model)
         try:
             return response, response.json()
         except ValueError as exc:

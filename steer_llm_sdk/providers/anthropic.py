@@ -34,7 +34,7 @@ DEFAULT_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
 
 
-def url(base_url: str) -> str:
+def url(base_url: str, model: str = "") -> str:
     return base_url.rstrip("/") + "/v1/messages"
 
 

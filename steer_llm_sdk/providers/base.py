@@ -48,8 +48,8 @@ class WireProtocol(Protocol):
     NAME: str
     DEFAULT_BASE_URL: str
 
-    def url(self, base_url: str) -> str:
-        """The endpoint for a base URL."""
+    def url(self, base_url: str, model: str = "") -> str:
+        """The endpoint for a base URL (and the model, where the URL names it)."""
 
     def headers(self, api_key: Optional[str], version: str = "") -> Dict[str, str]:
         """Request headers, credentials included."""

@@ -24,7 +24,7 @@ NAME = "openai"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 
-def url(base_url: str) -> str:
+def url(base_url: str, model: str = "") -> str:
     return base_url.rstrip("/") + "/chat/completions"
 
 

@@ -35,11 +35,12 @@ class Assembler:
     """Puts a streamed answer together. Not thread-safe: one per stream.
 
     Args:
-        protocol: ``openai`` (chat-completion chunks) or ``anthropic`` (message events).
+        protocol: ``anthropic`` (message events), else chat-completion chunks (``openai``,
+            ``azure.ai.openai``).
     """
 
     def __init__(self, protocol: str) -> None:
-        self.feed = self._openai if protocol == "openai" else self._anthropic
+        self.feed = self._anthropic if protocol == "anthropic" else self._openai
         self._answers: Dict[int, _Answer] = {}
 
     def reset(self) -> None:

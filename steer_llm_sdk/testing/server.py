@@ -145,6 +145,8 @@ class LocalLLMServer:
         reply_words: length of the generated reply in words (= completion tokens).
         report_usage: False leaves usage out of OpenAI streams, as servers that ignore
             ``stream_options.include_usage`` do.
+        azure_model: the model an Azure OpenAI deployment
+            (``/openai/deployments/<name>/chat/completions``) says it runs.
     """
 
     def __init__(
@@ -156,12 +158,14 @@ class LocalLLMServer:
         tokens_per_second: Optional[float] = None,
         reply_words: int = 12,
         report_usage: bool = True,
+        azure_model: str = "gpt-4o-mini-2024-07-18",
     ) -> None:
         self.host = host
         self.ttft_ms = ttft_ms
         self.tokens_per_second = tokens_per_second
         self.reply_words = reply_words
         self.report_usage = report_usage
+        self.azure_model = azure_model
         self.requests: List[RecordedRequest] = []
         self._faults: Deque[Fault] = deque()
         self._replays: Deque[Tuple[str, str, Dict[str, Any]]] = deque()
@@ -499,7 +503,10 @@ class _Handler(BaseHTTPRequestHandler):
         base = {
             "id": f"chatcmpl-local{zlib.crc32(json.dumps(body).encode()):x}",
             "created": int(time.time()),
-            "model": str(body.get("model") or "unknown"),
+            # An Azure deployment answers with the model behind it, not its own name.
+            "model": owner.azure_model
+            if "/openai/deployments/" in self.path
+            else str(body.get("model") or "unknown"),
         }
         if not body.get("stream"):
             owner.pause(owner.ttft_ms / 1000.0 + self._generation_seconds(len(answers[0][0])))

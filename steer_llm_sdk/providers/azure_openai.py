@@ -1,0 +1,79 @@
+"""Azure OpenAI: the OpenAI chat-completions protocol at a deployment's URL.
+
+``POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`` with
+an ``api-key`` header (or ``Authorization: Bearer`` with a Microsoft Entra token). The
+``model`` the client is given is the deployment name; the response names the model behind
+it. Bodies, streams, errors and content filters are OpenAI's (see :mod:`.openai`).
+"""
+
+from typing import Any, Dict, Optional
+from urllib.parse import quote
+
+from ..errors import SteerLLMError
+from ..streaming.sse import ServerSentEvent
+from . import openai
+from .base import Parsed
+from .openai import describe_error, is_end, request_body
+
+NAME = "azure.ai.openai"
+#: No public default: an Azure resource has its own endpoint.
+DEFAULT_BASE_URL = ""
+DEFAULT_API_VERSION = "2024-10-21"
+#: Where the deployment goes in a base URL built by :func:`base_url`.
+DEPLOYMENT = "{deployment}"
+
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "DEFAULT_BASE_URL",
+    "NAME",
+    "base_url",
+    "decode_event",
+    "describe_error",
+    "headers",
+    "is_end",
+    "parse_response",
+    "request_body",
+    "url",
+]
+
+
+def base_url(endpoint: str, api_version: str = DEFAULT_API_VERSION) -> str:
+    """The URL template of a resource: the deployment is filled in per call."""
+    return (
+        f"{endpoint.rstrip('/')}/openai/deployments/{DEPLOYMENT}/chat/completions"
+        f"?api-version={quote(api_version)}"
+    )
+
+
+def url(base_url: str, model: str = "") -> str:
+    return base_url.replace(DEPLOYMENT, quote(model, safe=""))
+
+
+def headers(api_key: Optional[str], version: str = "") -> Dict[str, str]:
+    """``api-key``, or ``Authorization`` for a key given as ``"Bearer <token>"`` (how the
+    transport passes an Entra token from a token provider)."""
+    out = openai.headers(None)
+    if api_key:
+        if api_key.startswith("Bearer "):
+            out["Authorization"] = api_key
+        else:
+            out["api-key"] = api_key
+    return out
+
+
+def parse_response(data: Any) -> Parsed:
+    """As :func:`.openai.parse_response`; errors name this provider."""
+    try:
+        return openai.parse_response(data)
+    except SteerLLMError as exc:
+        exc.provider = NAME
+        raise
+
+
+def decode_event(event: ServerSentEvent) -> Any:
+    """As :func:`.openai.decode_event`; errors name this provider."""
+    try:
+        return openai.decode_event(event)
+    except SteerLLMError as exc:
+        exc.provider = NAME
+        raise
