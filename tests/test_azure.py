@@ -66,6 +66,16 @@ def test_token_provider_called_for_each_request(server):
         assert "token provider" in repr(client)
 
 
+def test_v1_api_names_the_deployment_in_the_body(server):
+    with SteerLLMClient(
+        CONFIG, azure_endpoint=server.url, azure_api_key="k", api_version="v1", environ={}
+    ) as client:
+        client.generate("a", model="azure:prod-chat")
+        sent = server.requests[-1]
+        assert sent.path == "/openai/v1/chat/completions"
+        assert sent.body["model"] == "prod-chat"
+
+
 def test_failing_token_provider_is_an_sdk_error(server):
     def broken():
         raise OSError("no credentials")

@@ -1,6 +1,7 @@
 """Azure OpenAI: the OpenAI chat-completions protocol at a deployment's URL.
 
-``POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`` with
+``POST {endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`` (or,
+with ``api_version="v1"``, Azure's v1 API at ``{endpoint}/openai/v1/chat/completions``) with
 an ``api-key`` header (or ``Authorization: Bearer`` with a Microsoft Entra token). The
 ``model`` the client is given is the deployment name; the response names the model behind
 it. Bodies, streams, errors and content filters are OpenAI's (see :mod:`.openai`).
@@ -38,7 +39,11 @@ __all__ = [
 
 
 def base_url(endpoint: str, api_version: str = DEFAULT_API_VERSION) -> str:
-    """The URL template of a resource: the deployment is filled in per call."""
+    """The URL template of a resource: the deployment is filled in per call. With
+    ``api_version="v1"``, Azure's v1 API: ``{endpoint}/openai/v1/chat/completions``, the
+    deployment named by the body's ``model``, no version parameter."""
+    if api_version == "v1":
+        return f"{endpoint.rstrip('/')}/openai/v1/chat/completions"
     return (
         f"{endpoint.rstrip('/')}/openai/deployments/{DEPLOYMENT}/chat/completions"
         f"?api-version={quote(api_version)}"

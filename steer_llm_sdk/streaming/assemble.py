@@ -102,7 +102,9 @@ class Assembler:
                     call.pieces.append(piece)
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
-            if block.get("type") in ("tool_use", "server_tool_use"):
+            # Only tools the application runs: server tools (web search, ...) are run by
+            # Anthropic and answered in the same response.
+            if block.get("type") == "tool_use":
                 call = answer.calls[event.get("index", len(answer.calls))] = _Call()
                 call.id, call.name = str(block.get("id") or ""), str(block.get("name") or "")
                 if block.get("input"):  # complete input given up front (rare)

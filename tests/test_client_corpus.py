@@ -1,0 +1,183 @@
+"""SteerLLMClient against the recorded corpus (``../shared/fixtures/recorded/``, see its
+NOTICE.md): every chat-completions and Anthropic messages exchange, streamed and not,
+replayed by the local server; the client's text, tool calls, finish reason and usage must
+equal what the provider sent, read here straight from the recorded wire format (an oracle
+independent of the client's readers and assembler). Recorded failures must raise.
+"""
+
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+import pytest
+from corpus import Exchange, cassettes, corpus_required, exchanges
+
+from steer_llm_sdk import SteerLLMClient
+from steer_llm_sdk.errors import SteerLLMError
+from steer_llm_sdk.observability import MetricsConfig
+from steer_llm_sdk.testing import LocalLLMServer
+
+pytestmark = pytest.mark.timeout(120)
+
+Expected = Dict[str, Any]
+
+
+def _openai_usage(usage: Any) -> Optional[Tuple[Any, Any, Any]]:
+    if not isinstance(usage, dict) or usage.get("prompt_tokens") is None:
+        return None
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    return usage["prompt_tokens"], usage.get("completion_tokens"), cached or 0
+
+
+def _anthropic_usage(usage: Dict[str, Any]) -> Tuple[Any, Any, Any]:
+    read = usage.get("cache_read_input_tokens") or 0
+    written = usage.get("cache_creation_input_tokens") or 0
+    return usage["input_tokens"] + read + written, usage.get("output_tokens"), read
+
+
+def _chat_expected(exchange: Exchange) -> Optional[Expected]:
+    """What the client must return, or None when the body is not a chat completion (the
+    corpus has such answers on purpose: the client must raise)."""
+    if not exchange.streamed:
+        body = exchange.response_body
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            return None
+        choice = body["choices"][0]
+        message = choice.get("message") or {}
+        calls = [
+            (c["id"], c["function"]["name"], c["function"].get("arguments") or "")
+            for c in message.get("tool_calls") or ()
+        ]
+        content = message.get("content")
+        return {
+            "text": content if isinstance(content, str) else "",
+            "calls": calls,
+            "finish": choice.get("finish_reason"),
+            "usage": _openai_usage(body.get("usage")),
+        }
+    text: List[str] = []
+    calls: Dict[int, List[Any]] = {}
+    finish, usage = None, None
+    for event in exchange.events():
+        if event.get("usage"):
+            usage = _openai_usage(event["usage"]) or usage
+        for choice in event.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if isinstance(delta.get("content"), str):
+                text.append(delta["content"])
+            for fragment in delta.get("tool_calls") or ():
+                entry = calls.setdefault(fragment.get("index", len(calls)), ["", "", ""])
+                function = fragment.get("function") or {}
+                entry[0] = fragment.get("id") or entry[0]
+                entry[1] = function.get("name") or entry[1]
+                entry[2] += function.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    return {
+        "text": "".join(text),
+        "calls": [tuple(calls[i]) for i in sorted(calls)],
+        "finish": finish,
+        "usage": usage,
+    }
+
+
+def _messages_expected(exchange: Exchange) -> Optional[Expected]:
+    if not exchange.streamed:
+        body = exchange.response_body
+        blocks = body.get("content") or []
+        return {
+            "text": "".join(b.get("text", "") for b in blocks if b.get("type") == "text"),
+            "calls": [
+                (b["id"], b["name"], json.dumps(b.get("input") or {}))
+                for b in blocks
+                if b.get("type") == "tool_use"
+            ],
+            "finish": body.get("stop_reason"),
+            "usage": _anthropic_usage(body["usage"]),
+        }
+    text: List[str] = []
+    calls: Dict[int, List[Any]] = {}
+    finish, start_usage, output = None, None, None
+    for event in exchange.events():
+        kind = event.get("type")
+        if kind == "message_start":
+            start_usage = event["message"]["usage"]
+        elif kind == "content_block_start" and event["content_block"].get("type") == "tool_use":
+            block = event["content_block"]
+            calls[event["index"]] = [block["id"], block["name"], ""]
+        elif kind == "content_block_delta":
+            delta = event["delta"]
+            if delta.get("type") == "text_delta":
+                text.append(delta["text"])
+            elif delta.get("type") == "input_json_delta" and event["index"] in calls:
+                calls[event["index"]][2] += delta.get("partial_json") or ""
+        elif kind == "message_delta":
+            finish = (event.get("delta") or {}).get("stop_reason") or finish
+            usage = event.get("usage") or {}
+            output = usage.get("output_tokens", output)
+            if usage.get("input_tokens") is not None:
+                start_usage = {**start_usage, **usage}
+    prompt, _, read = _anthropic_usage(start_usage)
+    return {
+        "text": "".join(text),
+        "calls": [tuple(calls[i]) for i in sorted(calls)],
+        "finish": finish,
+        "usage": (prompt, output, read),
+    }
+
+
+def _arguments(raw: str) -> Any:
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return None
+
+
+def _covered(cassette: Any) -> List[Exchange]:
+    return [e for e in exchanges(cassette) if e.shape in ("chat", "messages")]
+
+
+ALL = [c for c in cassettes() if _covered(c)]
+if not ALL and corpus_required():
+    raise RuntimeError("the recorded corpus (../shared/fixtures/recorded) is missing")
+
+
+def _call(client: SteerLLMClient, exchange: Exchange) -> Any:
+    provider = "openai" if exchange.shape == "chat" else "anthropic"
+    model = exchange.model or "model"
+    if exchange.streamed:
+        return client.stream_with_usage("hi", model=model, provider=provider, retries=0)
+    return client.generate("hi", model=model, provider=provider, retries=0)
+
+
+@pytest.mark.parametrize("cassette", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_client_reads_recorded_traffic_exactly(cassette):
+    with (
+        LocalLLMServer() as server,
+        SteerLLMClient(
+            MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02),
+            openai_base_url=server.openai_base_url,
+            anthropic_base_url=server.anthropic_base_url,
+            openai_api_key="test",
+            anthropic_api_key="test",
+            environ={},
+        ) as client,
+    ):
+        server.replay(str(cassette))
+        for exchange in _covered(cassette):
+            reader = _chat_expected if exchange.shape == "chat" else _messages_expected
+            expected = None if exchange.fails else reader(exchange)
+            if expected is None:
+                with pytest.raises(SteerLLMError):
+                    _call(client, exchange)
+                continue
+            result = _call(client, exchange)
+            got_calls = [(c.id, c.name, c.arguments) for c in result.tool_calls]
+            want_calls = [(i, n, _arguments(raw)) for i, n, raw in expected["calls"]]
+            assert result.text == expected["text"], exchange.name
+            assert got_calls == want_calls, exchange.name
+            assert result.finish_reason == expected["finish"], exchange.name
+            if expected["usage"] is not None:
+                usage = result.usage
+                got = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+                assert got == expected["usage"], (exchange.name, got, expected["usage"])
