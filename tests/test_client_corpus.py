@@ -1,5 +1,6 @@
 """SteerLLMClient against the recorded corpus (``../shared/fixtures/recorded/``, see its
-NOTICE.md): every chat-completions and Anthropic messages exchange, streamed and not,
+NOTICE.md): every chat-completions, Anthropic messages and OpenAI Responses API exchange
+(the last through ``openai_api="responses"``), streamed and not,
 replayed by the local server; the client's text, tool calls, finish reason and usage must
 equal what the provider sent, read here straight from the recorded wire format (an oracle
 independent of the client's readers and assembler). Recorded failures must raise.
@@ -126,6 +127,51 @@ def _messages_expected(exchange: Exchange) -> Optional[Expected]:
     }
 
 
+def _responses_expected(exchange: Exchange) -> Optional[Expected]:
+    if exchange.streamed:
+        finals = [
+            e["response"]
+            for e in exchange.events()
+            if e.get("type") in ("response.completed", "response.incomplete", "response.failed")
+        ]
+        body = finals[-1] if finals else None
+    else:
+        body = exchange.response_body
+    if not isinstance(body, dict) or body.get("status") == "failed":
+        return None
+    details = body.get("incomplete_details") or {}
+    if details.get("reason") == "content_filter":
+        return None
+    text, calls = [], []
+    for item in body.get("output") or ():
+        if item.get("type") == "message":
+            text += [
+                p.get("text", "")
+                for p in item.get("content") or ()
+                if p.get("type") == "output_text"
+            ]
+        elif item.get("type") == "function_call":
+            calls.append((item["call_id"], item["name"], item.get("arguments") or ""))
+    if body.get("status") == "incomplete":
+        reason = details.get("reason")
+        finish = "length" if reason == "max_output_tokens" else reason
+    else:
+        finish = (
+            "tool_calls"
+            if calls
+            else ("stop" if body.get("status") == "completed" else body.get("status"))
+        )
+    usage = body.get("usage")
+    expected_usage = None
+    if isinstance(usage, dict) and usage.get("input_tokens") is not None:
+        cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
+        expected_usage = (usage["input_tokens"], usage.get("output_tokens"), cached)
+    return {"text": "".join(text), "calls": calls, "finish": finish, "usage": expected_usage}
+
+
+READERS = {"chat": _chat_expected, "messages": _messages_expected, "responses": _responses_expected}
+
+
 def _arguments(raw: str) -> Any:
     try:
         return json.loads(raw) if raw.strip() else {}
@@ -134,7 +180,7 @@ def _arguments(raw: str) -> Any:
 
 
 def _covered(cassette: Any) -> List[Exchange]:
-    return [e for e in exchanges(cassette) if e.shape in ("chat", "messages")]
+    return [e for e in exchanges(cassette) if e.shape in READERS]
 
 
 ALL = [c for c in cassettes() if _covered(c)]
@@ -142,8 +188,9 @@ if not ALL and corpus_required():
     raise RuntimeError("the recorded corpus (../shared/fixtures/recorded) is missing")
 
 
-def _call(client: SteerLLMClient, exchange: Exchange) -> Any:
-    provider = "openai" if exchange.shape == "chat" else "anthropic"
+def _call(clients: Dict[str, SteerLLMClient], exchange: Exchange) -> Any:
+    client = clients["responses" if exchange.shape == "responses" else "chat"]
+    provider = "anthropic" if exchange.shape == "messages" else "openai"
     model = exchange.model or "model"
     if exchange.streamed:
         return client.stream_with_usage("hi", model=model, provider=provider, retries=0)
@@ -152,32 +199,41 @@ def _call(client: SteerLLMClient, exchange: Exchange) -> Any:
 
 @pytest.mark.parametrize("cassette", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_client_reads_recorded_traffic_exactly(cassette):
-    with (
-        LocalLLMServer() as server,
-        SteerLLMClient(
-            MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02),
-            openai_base_url=server.openai_base_url,
-            anthropic_base_url=server.anthropic_base_url,
-            openai_api_key="test",
-            anthropic_api_key="test",
-            environ={},
-        ) as client,
-    ):
-        server.replay(str(cassette))
-        for exchange in _covered(cassette):
-            reader = _chat_expected if exchange.shape == "chat" else _messages_expected
-            expected = None if exchange.fails else reader(exchange)
-            if expected is None:
-                with pytest.raises(SteerLLMError):
-                    _call(client, exchange)
-                continue
-            result = _call(client, exchange)
-            got_calls = [(c.id, c.name, c.arguments) for c in result.tool_calls]
-            want_calls = [(i, n, _arguments(raw)) for i, n, raw in expected["calls"]]
-            assert result.text == expected["text"], exchange.name
-            assert got_calls == want_calls, exchange.name
-            assert result.finish_reason == expected["finish"], exchange.name
-            if expected["usage"] is not None:
-                usage = result.usage
-                got = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
-                assert got == expected["usage"], (exchange.name, got, expected["usage"])
+    config = MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02)
+    with LocalLLMServer() as server:
+        urls = {
+            "openai_base_url": server.openai_base_url,
+            "anthropic_base_url": server.anthropic_base_url,
+            "openai_api_key": "test",
+            "anthropic_api_key": "test",
+            "environ": {},
+        }
+        clients = {
+            "chat": SteerLLMClient(config, **urls),
+            "responses": SteerLLMClient(config, openai_api="responses", **urls),
+        }
+        try:
+            server.replay(str(cassette))
+            for exchange in _covered(cassette):
+                _check(clients, exchange)
+        finally:
+            for client in clients.values():
+                client.close()
+
+
+def _check(clients: Dict[str, SteerLLMClient], exchange: Exchange) -> None:
+    expected = None if exchange.fails else READERS[exchange.shape](exchange)
+    if expected is None:
+        with pytest.raises(SteerLLMError):
+            _call(clients, exchange)
+        return
+    result = _call(clients, exchange)
+    got_calls = [(c.id, c.name, c.arguments) for c in result.tool_calls]
+    want_calls = [(i, n, _arguments(raw)) for i, n, raw in expected["calls"]]
+    assert result.text == expected["text"], exchange.name
+    assert got_calls == want_calls, exchange.name
+    assert result.finish_reason == expected["finish"], exchange.name
+    if expected["usage"] is not None:
+        usage = result.usage
+        got = (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
+        assert got == expected["usage"], (exchange.name, got, expected["usage"])

@@ -27,7 +27,7 @@ from ..observability._ids import new_request_id
 from ..observability.sinks import InMemoryMetricsSink, MetricsSink
 from ..observability.streams import StreamOutcome, record_stream
 from ..observability.tracking import Tracker
-from ..providers import PROTOCOLS, azure_openai
+from ..providers import OPENAI_APIS, PROTOCOLS, azure_openai
 from ..providers._http import request_id_of
 from ..reliability import CircuitBreaker, CircuitState, RetryPolicy
 from ..types import GenerationResponse, Messages, StreamingResponseWithUsage
@@ -62,6 +62,8 @@ class SteerLLMClient:
             token, called for each request.
         api_version: Azure's ``api-version``; default ``OPENAI_API_VERSION``, then
             ``2024-10-21``.
+        openai_api: ``chat_completions`` (default) or ``responses``: the OpenAI API the
+            client speaks to OpenAI (same arguments, result types and records).
 
         retry_policy: how failed attempts are retried (default ``RetryPolicy()``: 3
             attempts, exponential backoff with full jitter, Retry-After honoured).
@@ -93,7 +95,12 @@ class SteerLLMClient:
         azure_api_key: Optional[str] = None,
         azure_ad_token_provider: Optional[Callable[[], str]] = None,
         api_version: Optional[str] = None,
+        openai_api: str = "chat_completions",
     ) -> None:
+        if openai_api not in OPENAI_APIS:
+            raise ValueError(f"openai_api must be one of {sorted(OPENAI_APIS)}, got {openai_api!r}")
+        self.openai_api = openai_api
+        self._protocols = {**PROTOCOLS, "openai": OPENAI_APIS[openai_api]}
         env = os.environ if environ is None else environ
         if metrics_collector is not None and (metrics_config or metrics_sinks):
             raise TypeError("pass metrics_collector, or metrics_config/metrics_sinks, not both")
@@ -137,7 +144,9 @@ class SteerLLMClient:
         }
         # gpt-* models go to Azure for a client set up for Azure alone.
         self._openai_target = "azure.ai.openai" if endpoint and not keys["openai"] else "openai"
-        self._transport = Transport(keys, base_urls, timeout, anthropic_version, pool_size)
+        self._transport = Transport(
+            keys, base_urls, timeout, anthropic_version, pool_size, self._protocols
+        )
         self._server_attributes = {
             name: server_attributes(url) if url else {} for name, url in base_urls.items()
         }
@@ -215,7 +224,7 @@ class SteerLLMClient:
     ) -> Tuple[str, str, List[Dict[str, Any]], Dict[str, Any]]:
         name, model = route(model, provider, self._openai_target)
         msgs = normalize_messages(messages)
-        body = PROTOCOLS[name].request_body(
+        body = self._protocols[name].request_body(
             msgs,
             model,
             max_tokens=max_tokens,
@@ -280,7 +289,7 @@ class SteerLLMClient:
             tools,
             tool_choice,
         )
-        protocol = PROTOCOLS[name]
+        protocol = self._protocols[name]
         with self._tracker(name, model, "generate", fmt) as metrics:
             attempts = self._attempts(name, model, retries, metrics, "generate")
             response, data = attempts.run(
@@ -357,7 +366,18 @@ class SteerLLMClient:
                 exc, lambda: self._transport.post(name, body, stream=True, model=model)
             )
 
-        run = StreamRun(response, name, model, msgs, fmt, collector, metrics, reconnect, attempts)
+        run = StreamRun(
+            response,
+            name,
+            model,
+            msgs,
+            fmt,
+            collector,
+            metrics,
+            reconnect,
+            attempts,
+            protocol=self._protocols[name],
+        )
         return TextStream(run)
 
     def stream_with_usage(

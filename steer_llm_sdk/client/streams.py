@@ -11,7 +11,7 @@ import requests
 from ..errors import SteerLLMError, StreamError
 from ..observability import MetricsCollector
 from ..observability.streams import FinishOnce, StreamMeter, StreamOutcome, record_stream
-from ..providers import END, PROTOCOLS, SKIP
+from ..providers import END, PROTOCOLS, SKIP, WireProtocol, openai_responses
 from ..providers._http import iter_events, request_id_of
 from ..streaming.assemble import Assembler
 from ..streaming.tokens import count_messages, count_text
@@ -75,6 +75,7 @@ class StreamRun:
         messages: the request's messages (for local token counting).
         reconnect: asks again after a stream broke off before any text (or None).
         attempts: the request's attempts (retries, breaker, reliability record).
+        protocol: the wire protocol (default: the provider's own).
     """
 
     def __init__(
@@ -88,7 +89,9 @@ class StreamRun:
         metrics: Any,
         reconnect: Optional[Callable[[SteerLLMError], requests.Response]] = None,
         attempts: Optional[Attempts] = None,
+        protocol: Optional[WireProtocol] = None,
     ) -> None:
+        self.protocol = PROTOCOLS[provider] if protocol is None else protocol
         self.response = response
         self.provider = provider
         self.model = model
@@ -99,7 +102,7 @@ class StreamRun:
         self.attempts = attempts
         self.request_id = request_id_of(response.headers)
         self.meter = StreamMeter(response_format)
-        self.assembler = Assembler(provider)
+        self.assembler = Assembler("responses" if self.protocol is openai_responses else provider)
         self.deltas: List[str] = []
         self.result: Optional[StreamingResponseWithUsage] = None
         self.once: FinishOnce  # set by the TextStream that owns this run
@@ -143,7 +146,7 @@ class StreamRun:
         Raises:
             StreamError: the stream ended before its end marker.
         """
-        protocol = PROTOCOLS[self.provider]
+        protocol = self.protocol
         feed = self.assembler.feed
         for event in iter_events(self.response, self.provider):
             chunk = protocol.decode_event(event)

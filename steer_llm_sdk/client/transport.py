@@ -9,7 +9,7 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import ProviderError
 from ..observability.lifecycle import CLIENTS, on_fork
-from ..providers import PROTOCOLS
+from ..providers import PROTOCOLS, WireProtocol
 from ..providers._http import error_from_response, read_body, translate_requests_error
 
 
@@ -23,6 +23,7 @@ class Transport:
         timeout: seconds to connect and between bytes read.
         version: the ``anthropic-version`` header.
         pool_size: pooled connections per provider.
+        protocols: provider -> wire protocol (default: each provider's own).
 
     Thread-safe. After ``os.fork()`` the child starts with empty pools (the parent's
     sockets must not be shared).
@@ -35,7 +36,9 @@ class Transport:
         timeout: float,
         version: str,
         pool_size: int,
+        protocols: Optional[Dict[str, WireProtocol]] = None,
     ) -> None:
+        self.protocols = dict(PROTOCOLS if protocols is None else protocols)
         self.keys = keys
         self.base_urls = base_urls
         self.timeout = timeout
@@ -87,7 +90,7 @@ class Transport:
         Raises:
             SteerLLMError: the mapped error of a failed request or of an error status.
         """
-        protocol = PROTOCOLS[provider]
+        protocol = self.protocols[provider]
         base_url = self.base_urls.get(provider)
         if not base_url:
             raise ProviderError(

@@ -6,7 +6,7 @@ Each protocol module implements :class:`~.base.WireProtocol` (mypy checks it thr
 
 from typing import Dict
 
-from . import anthropic, azure_openai, openai
+from . import anthropic, azure_openai, openai, openai_responses
 from .base import END, SKIP, WireProtocol
 
 PROTOCOLS: Dict[str, WireProtocol] = {
@@ -14,16 +14,23 @@ PROTOCOLS: Dict[str, WireProtocol] = {
     anthropic.NAME: anthropic,
     azure_openai.NAME: azure_openai,
 }
+#: The wire protocols ``SteerLLMClient(openai_api=...)`` chooses between for ``openai``.
+OPENAI_APIS: Dict[str, WireProtocol] = {
+    "chat_completions": openai,
+    "responses": openai_responses,
+}
 #: Names accepted for a provider besides its own (``"azure:my-deployment"``).
 ALIASES = {"azure": azure_openai.NAME, "azure_openai": azure_openai.NAME}
 
 __all__ = [
     "ALIASES",
     "END",
+    "OPENAI_APIS",
     "PROTOCOLS",
     "SKIP",
     "WireProtocol",
     "anthropic",
     "azure_openai",
     "openai",
+    "openai_responses",
 ]

@@ -35,12 +35,13 @@ class Assembler:
     """Puts a streamed answer together. Not thread-safe: one per stream.
 
     Args:
-        protocol: ``anthropic`` (message events), else chat-completion chunks (``openai``,
-            ``azure.ai.openai``).
+        protocol: ``anthropic`` (message events), ``responses`` (OpenAI Responses API
+            events), else chat-completion chunks (``openai``, ``azure.ai.openai``).
     """
 
     def __init__(self, protocol: str) -> None:
-        self.feed = self._anthropic if protocol == "anthropic" else self._openai
+        feeds = {"anthropic": self._anthropic, "responses": self._responses}
+        self.feed = feeds.get(protocol, self._openai)
         self._answers: Dict[int, _Answer] = {}
 
     def reset(self) -> None:
@@ -113,6 +114,37 @@ class Assembler:
             reason = (event.get("delta") or {}).get("stop_reason")
             if reason:
                 answer.finish = reason
+
+    def _responses(self, event: Any) -> None:
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        answer = self._answer(0)
+        if kind == "response.output_text.delta":
+            delta = event.get("delta")
+            if isinstance(delta, str):
+                answer.text.append(delta)
+        elif kind == "response.output_item.added":
+            item = event.get("item") or {}
+            if item.get("type") == "function_call":
+                call = answer.calls[event.get("output_index", len(answer.calls))] = _Call()
+                call.id, call.name = str(item.get("call_id") or ""), str(item.get("name") or "")
+        elif kind == "response.function_call_arguments.delta":
+            pending = answer.calls.get(event.get("output_index", -1))
+            if pending is not None and isinstance(event.get("delta"), str):
+                pending.pieces.append(event["delta"])
+        elif kind == "response.function_call_arguments.done":
+            pending = answer.calls.get(event.get("output_index", -1))
+            if pending is not None and isinstance(event.get("arguments"), str):
+                pending.pieces = [event["arguments"]]  # the whole, as the server joined it
+        elif kind in ("response.completed", "response.incomplete"):
+            response = event.get("response") or {}
+            status = response.get("status")
+            if status == "incomplete":
+                reason = (response.get("incomplete_details") or {}).get("reason")
+                answer.finish = "length" if reason == "max_output_tokens" else reason
+            else:
+                answer.finish = "tool_calls" if answer.calls else "stop"
 
     def choices(self) -> List[Choice]:
         """The choices so far, by index (at least one)."""

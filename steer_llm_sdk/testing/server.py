@@ -355,6 +355,10 @@ class _Handler(BaseHTTPRequestHandler):
             protocol = "openai"
         elif path.endswith("/v1/messages"):
             protocol = "anthropic"
+        elif path.endswith("/responses"):
+            protocol = "responses"
+            if isinstance(body, dict) and "input" in body:
+                body = {**body, "messages": _input_messages(body["input"])}
         else:
             self._json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
             return
@@ -373,6 +377,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if protocol == "openai":
             self._openai(body, fault)
+        elif protocol == "responses":
+            self._responses(body, fault)
         else:
             self._anthropic(body, fault)
 
@@ -622,6 +628,64 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         self._stream(frames, fault, first_content=3)
 
+    def _responses(self, body: Dict[str, Any], fault: Fault) -> None:
+        """The Responses API: a message or a function call, whole or as named events."""
+        owner = self.server.owner
+        call = self._tool_call(body, "openai")
+        limit = body.get("max_output_tokens")
+        words = owner.reply_words
+        cut = isinstance(limit, int) and call is None and limit < words
+        pieces = self._pieces({**body, "max_tokens": limit}) if call is None else call[2]
+        prompt_tokens, completion_tokens = self._usage(body, pieces)
+        ident = f"{zlib.crc32(json.dumps(body).encode()):x}"
+        response: Dict[str, Any] = {
+            "id": f"resp_local{ident}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "incomplete" if cut else "completed",
+            "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+            "error": None,
+            "model": str(body.get("model") or "unknown"),
+            "instructions": body.get("instructions"),
+            "metadata": {},
+            "parallel_tool_calls": True,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "tool_choice": body.get("tool_choice") or "auto",
+            "tools": body.get("tools") or [],
+            "usage": {
+                "input_tokens": prompt_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": completion_tokens,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+        if call is None:
+            item: Dict[str, Any] = {
+                "type": "message",
+                "id": f"msg_local{ident}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": "".join(pieces), "annotations": []}],
+            }
+        else:
+            item = {
+                "type": "function_call",
+                "id": f"fc_local{ident}",
+                "call_id": call[1],
+                "name": call[0],
+                "arguments": "".join(pieces),
+                "status": "completed",
+            }
+        if not body.get("stream"):
+            owner.pause(owner.ttft_ms / 1000.0 + self._generation_seconds(len(pieces)))
+            self._json(200, {**response, "output": [item]})
+            return
+        events = _responses_events(response, item, pieces)
+        frames = [_event(e["type"], e) for e in events]
+        self._stream(frames, fault, first_content=2)
+
     def _generation_seconds(self, tokens: int) -> float:
         rate = self.server.owner.tokens_per_second
         return tokens / rate if rate else 0.0
@@ -767,6 +831,107 @@ def _openai_events(
                     fragment["function"]["name"] = call[0]
                 events.append(chunk(index, {"tool_calls": [fragment]}))
     return events + [chunk(i, {}, finish) for i in range(len(answers))]
+
+
+def _input_messages(given: Any) -> List[Dict[str, Any]]:
+    """A Responses API ``input`` as chat messages (for the reply text and token counts)."""
+    if isinstance(given, str):
+        return [{"role": "user", "content": given}]
+    out: List[Dict[str, Any]] = []
+    for item in given or ():
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "function_call_output":
+            out.append({"role": "tool", "content": str(item.get("output", ""))})
+        elif item.get("type") == "function_call":
+            out.append({"role": "assistant", "content": str(item.get("arguments", ""))})
+        else:
+            content = item.get("content")
+            if isinstance(content, list):
+                content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            out.append({"role": item.get("role", "user"), "content": content or ""})
+    return out
+
+
+def _responses_events(
+    response: Dict[str, Any], item: Dict[str, Any], pieces: List[str]
+) -> List[Dict[str, Any]]:
+    """The named events of a streamed Responses API answer with one output item."""
+    started = {**response, "status": "in_progress", "output": [], "usage": None}
+    events: List[Dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+    ]
+    if item["type"] == "message":
+        empty = {**item, "status": "in_progress", "content": []}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        events.append({"type": "response.output_item.added", "output_index": 0, "item": empty})
+        events.append(
+            {
+                "type": "response.content_part.added",
+                "item_id": item["id"],
+                "output_index": 0,
+                "content_index": 0,
+                "part": part,
+            }
+        )
+        events += [
+            {
+                "type": "response.output_text.delta",
+                "item_id": item["id"],
+                "output_index": 0,
+                "content_index": 0,
+                "delta": piece,
+                "logprobs": [],
+            }
+            for piece in pieces
+        ]
+        text = item["content"][0]["text"]
+        events.append(
+            {
+                "type": "response.output_text.done",
+                "item_id": item["id"],
+                "output_index": 0,
+                "content_index": 0,
+                "text": text,
+                "logprobs": [],
+            }
+        )
+        events.append(
+            {
+                "type": "response.content_part.done",
+                "item_id": item["id"],
+                "output_index": 0,
+                "content_index": 0,
+                "part": {**part, "text": text},
+            }
+        )
+    else:
+        empty = {**item, "status": "in_progress", "arguments": ""}
+        events.append({"type": "response.output_item.added", "output_index": 0, "item": empty})
+        events += [
+            {
+                "type": "response.function_call_arguments.delta",
+                "item_id": item["id"],
+                "output_index": 0,
+                "delta": piece,
+            }
+            for piece in pieces
+        ]
+        events.append(
+            {
+                "type": "response.function_call_arguments.done",
+                "item_id": item["id"],
+                "output_index": 0,
+                "arguments": item["arguments"],
+            }
+        )
+    events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    final = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
+    events.append({"type": final, "response": {**response, "output": [item]}})
+    for number, event in enumerate(events):
+        event["sequence_number"] = number
+    return events
 
 
 #: Azure OpenAI's content-filter results (every category checked, one filtered).
