@@ -41,6 +41,15 @@ def test_streaming_example():
     assert "usage: Usage(" in out and "json: [{'answer':" in out and "completed" in out
 
 
+def test_tools_example():
+    out = run("tools.py").stdout
+    for model in ("gpt-4o-mini", "claude-3-5-haiku-latest"):
+        assert f"{model}: tool get_weather({{'city':" in out
+        assert f"{model}: answer '" in out
+    assert "streamed tool calls: [('get_weather', {'city':" in out
+    assert "5 LLM calls recorded" in out
+
+
 def test_custom_sink_example():
     proc = run("custom_sink.py")
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
