@@ -7,7 +7,7 @@ an ``api-key`` header (or ``Authorization: Bearer`` with a Microsoft Entra token
 it. Bodies, streams, errors and content filters are OpenAI's (see :mod:`.openai`).
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, TypeVar
 from urllib.parse import quote
 
 from ..errors import SteerLLMError
@@ -16,6 +16,7 @@ from . import openai
 from .base import Parsed
 from .openai import describe_error, is_end, request_body
 
+T = TypeVar("T")
 NAME = "azure.ai.openai"
 #: No public default: an Azure resource has its own endpoint.
 DEFAULT_BASE_URL = ""
@@ -66,19 +67,20 @@ def headers(api_key: Optional[str], version: str = "") -> Dict[str, str]:
     return out
 
 
-def parse_response(data: Any) -> Parsed:
-    """As :func:`.openai.parse_response`; errors name this provider."""
-    try:
-        return openai.parse_response(data)
-    except SteerLLMError as exc:
-        exc.provider = NAME
-        raise
+def _as_azure(read: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``read`` with the errors it raises naming this provider (OpenAI's readers name
+    ``openai``)."""
+
+    def wrapped(value: Any) -> T:
+        try:
+            return read(value)
+        except SteerLLMError as exc:
+            exc.provider = NAME
+            raise
+
+    wrapped.__doc__ = f"As :func:`.openai.{read.__name__}`; errors name this provider."
+    return wrapped
 
 
-def decode_event(event: ServerSentEvent) -> Any:
-    """As :func:`.openai.decode_event`; errors name this provider."""
-    try:
-        return openai.decode_event(event)
-    except SteerLLMError as exc:
-        exc.provider = NAME
-        raise
+parse_response: Callable[[Any], Parsed] = _as_azure(openai.parse_response)
+decode_event: Callable[[ServerSentEvent], Any] = _as_azure(openai.decode_event)
