@@ -213,7 +213,13 @@ def test_official_sdks_accept_the_servers_tool_calls_and_choices(pair):
     openai = pytest.importorskip("openai")
     anthropic = pytest.importorskip("anthropic")
     server, _ = pair
-    oai = openai.OpenAI(base_url=server.openai_base_url, api_key="test")
+    with openai.OpenAI(base_url=server.openai_base_url, api_key="test") as oai:
+        _openai_sdk_checks(oai)
+    with anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="test") as ant:
+        _anthropic_sdk_checks(ant)
+
+
+def _openai_sdk_checks(oai):
     completion = oai.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], tools=[WEATHER]
     )
@@ -227,16 +233,18 @@ def test_official_sdks_accept_the_servers_tool_calls_and_choices(pair):
     ) as stream:
         final = stream.get_final_completion()
     assert final.choices[0].message.tool_calls[0].function.arguments.startswith("{")
-    ant = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="test")
+
+
+def _anthropic_sdk_checks(ant):
     message = ant.messages.create(
-        model="claude-3-5-haiku-20241022",
+        model="claude-haiku-4-5",
         max_tokens=64,
         messages=[{"role": "user", "content": "hi"}],
         tools=[{"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}],
     )
     assert message.content[0].type == "tool_use" and message.stop_reason == "tool_use"
     with ant.messages.stream(
-        model="claude-3-5-haiku-20241022",
+        model="claude-haiku-4-5",
         max_tokens=64,
         messages=[{"role": "user", "content": "hi"}],
         tools=[{"name": "get_weather", "input_schema": WEATHER["function"]["parameters"]}],

@@ -283,6 +283,9 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
             ],
             stdout=prom_log,
             stderr=subprocess.STDOUT,
+            # posix_spawn, not fork: a fork runs grpc's at-fork handlers (the OTLP tests
+            # leave grpc threads in this process), which can abort the child before exec.
+            close_fds=False,
         )
         base, prom_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{prom_port}"
         try:

@@ -141,7 +141,11 @@ def test_unknown_openai_api_is_refused():
 def test_official_sdk_accepts_the_servers_responses(pair):
     openai = pytest.importorskip("openai")
     server, _ = pair
-    client = openai.OpenAI(base_url=server.openai_base_url, api_key="test")
+    with openai.OpenAI(base_url=server.openai_base_url, api_key="test") as client:
+        _check_official_sdk(client)
+
+
+def _check_official_sdk(client):
     response = client.responses.create(model="gpt-4.1-mini", input="hi")
     assert response.output_text and response.usage.output_tokens == 7
     with client.responses.stream(model="gpt-4.1-mini", input="hi") as stream:
