@@ -288,6 +288,7 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
             close_fds=False,
         )
         base, prom_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{prom_port}"
+        auth = {"Authorization": "Bearer scrape-token"}
         try:
             _wait(lambda: requests.get(base + "/healthz", timeout=1).ok, 30, "gunicorn")
             _wait(lambda: requests.get(prom_url + "/-/ready", timeout=1).ok, 30, "prometheus")
@@ -313,13 +314,22 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
             # at most 4 are up at once, so more pids than 4 means recycling happened.
             assert len(pids) > 4, pids
 
-            def counted():
-                result = _query(prom_url, "sum(llm_requests_total)")
-                value = float(result[0]["value"][1]) if result else -1
-                assert value <= n, f"over-counted: {value}"
-                return value == n
+            def total_of(expr):
+                result = _query(prom_url, expr)
+                return float(result[0]["value"][1]) if result else -1
 
-            _wait(counted, 40, f"sum(llm_requests_total) == {n}")
+            output = 'sum(gen_ai_client_token_usage_count{gen_ai_token_type="output"})'
+
+            def counted():
+                requests_total = total_of("sum(llm_requests_total)")
+                assert requests_total <= n, f"over-counted: {requests_total}"
+                return requests_total == n and total_of(output) == n
+
+            try:
+                _wait(counted, 40, f"sum(llm_requests_total) == {n} and {n} output points")
+            except AssertionError:  # show what the endpoint serves, for the failure's record
+                print(requests.get(base + "/_steer/metrics", timeout=5, headers=auth).text)
+                raise
             # Two scrapes after the last request, so rate() has points to work with.
             _wait(
                 lambda: (
@@ -342,10 +352,6 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
             # around it, and the quantile lies inside the bucket that holds the slowest.
             upper = next(b for b in SECONDS if b >= max(durations))
             assert 0 < value <= upper
-            tokens = _query(
-                prom_url, 'sum(gen_ai_client_token_usage_count{gen_ai_token_type="output"})'
-            )
-            assert float(tokens[0]["value"][1]) == n
             # Unauthenticated scrapes are refused.
             assert requests.get(base + "/_steer/metrics", timeout=5).status_code == 401
         finally:
