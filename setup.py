@@ -18,6 +18,7 @@ PRICES = ["genai-prices>=0.0.30"]
 DEV = (
     TOKENIZER
     + CELERY
+    + PRICES
     + [
         "pytest>=8",
         "pytest-timeout>=2.3",
