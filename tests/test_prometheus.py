@@ -370,3 +370,38 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
                 print(app.stdout.read()[-4000:])
                 app.stdout.close()
             print(log[-2000:])
+
+
+def test_bucketed_gaps_equal_one_observation_per_gap():
+    from prometheus_client import Histogram
+
+    from steer_llm_sdk.observability.conventions import DURATION_BUCKETS
+    from steer_llm_sdk.observability.sinks.prometheus import _observe_bucketed
+
+    gaps = ChunkGaps()
+    gaps.stamps.extend([0.0, 0.004, 0.02, 0.05, 0.05, 0.3, 2.0, 100.0])
+    histogram = gaps.histogram()
+    registry = CollectorRegistry()
+    fast = Histogram("fast", "d", buckets=DURATION_BUCKETS, registry=registry)
+    slow = Histogram("slow", "d", buckets=DURATION_BUCKETS, registry=registry)
+    each = Histogram("each", "d", buckets=DURATION_BUCKETS, registry=registry)
+
+    class OnlyObserve:  # a histogram laid out otherwise: the per-gap path
+        observe = staticmethod(slow.observe)
+
+    _observe_bucketed(fast, histogram)
+    _observe_bucketed(OnlyObserve(), histogram)
+    for a, b in zip(
+        gaps_stamps := [0.0, 0.004, 0.02, 0.05, 0.05, 0.3, 2.0, 100.0], gaps_stamps[1:]
+    ):
+        each.observe(b - a)
+    parsed = samples(__import__("prometheus_client").generate_latest(registry).decode())
+
+    def series(name):
+        return sorted(
+            (s.replace(name, ""), dict(k).get("le"), pytest.approx(v))
+            for (s, k), v in parsed.items()
+            if s.startswith(name) and not s.endswith("_created")
+        )
+
+    assert series("fast") == series("each") == series("slow")

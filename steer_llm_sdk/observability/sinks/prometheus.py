@@ -108,6 +108,34 @@ def exposition(accept: Optional[str] = None) -> Tuple[bytes, str]:
     return encoder(registry), content_type
 
 
+def _observe_bucketed(child: Any, gaps: Any) -> None:
+    """Add a stream's bucketed chunk gaps to a histogram child: the bucket counts and the sum
+    at once, through the child's own values (the same writes ``observe()`` makes, a few per
+    stream instead of a few per chunk). A prometheus_client whose histogram is laid out
+    otherwise gets one ``observe()`` per gap: each bucket's mean, once per gap in it, gives
+    the exact bucket counts and the exact sum."""
+    buckets = getattr(child, "_buckets", None)
+    bounds = getattr(child, "_upper_bounds", None)
+    total = getattr(child, "_sum", None)
+    if (
+        buckets is not None
+        and total is not None
+        and bounds is not None
+        and list(bounds[:-1]) == list(gaps.boundaries)
+        and len(buckets) == len(gaps.counts)
+    ):
+        total.inc(gaps.gap_sum)
+        for bucket, count in zip(buckets, gaps.counts):
+            if count:
+                bucket.inc(count)
+        return
+    for count, bucket_sum in zip(gaps.counts, gaps.sums):
+        if count:
+            mean = bucket_sum / count
+            for _ in range(count):
+                child.observe(mean)
+
+
 def _prom_name(family: Family, namespace: str) -> str:
     name = family.name.format(ns=namespace).replace(".", "_")
     if family.unit == "s":
@@ -288,14 +316,7 @@ class PrometheusMetricsSink:
             self._child("time_to_first_chunk", labels).observe(m.first_chunk_latency_ms / 1000.0)
         gaps = m.chunk_gaps
         if gaps is not None and gaps.gap_count:
-            # As in the OTLP sink: each bucket's mean, once per gap in it, gives exact bucket
-            # counts and the exact sum.
-            observe = self._child("time_per_output_chunk", labels).observe
-            for count, total in zip(gaps.counts, gaps.sums):
-                if count:
-                    mean = total / count
-                    for _ in range(count):
-                        observe(mean)
+            _observe_bucketed(self._child("time_per_output_chunk", labels), gaps)
 
     def _reliability(self, m: Any) -> None:
         if m.retry_attempts:
