@@ -373,13 +373,14 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
 
 
 def test_bucketed_gaps_equal_one_observation_per_gap():
-    from prometheus_client import Histogram
+    from prometheus_client import Histogram, generate_latest
 
     from steer_llm_sdk.observability.conventions import DURATION_BUCKETS
     from steer_llm_sdk.observability.sinks.prometheus import _observe_bucketed
 
+    stamps = [0.0, 0.004, 0.02, 0.05, 0.05, 0.3, 2.0, 100.0]
     gaps = ChunkGaps()
-    gaps.stamps.extend([0.0, 0.004, 0.02, 0.05, 0.05, 0.3, 2.0, 100.0])
+    gaps.stamps.extend(stamps)
     histogram = gaps.histogram()
     registry = CollectorRegistry()
     fast = Histogram("fast", "d", buckets=DURATION_BUCKETS, registry=registry)
@@ -391,11 +392,9 @@ def test_bucketed_gaps_equal_one_observation_per_gap():
 
     _observe_bucketed(fast, histogram)
     _observe_bucketed(OnlyObserve(), histogram)
-    for a, b in zip(
-        gaps_stamps := [0.0, 0.004, 0.02, 0.05, 0.05, 0.3, 2.0, 100.0], gaps_stamps[1:]
-    ):
-        each.observe(b - a)
-    parsed = samples(__import__("prometheus_client").generate_latest(registry).decode())
+    for earlier, later in zip(stamps, stamps[1:]):
+        each.observe(later - earlier)
+    parsed = samples(generate_latest(registry).decode())
 
     def series(name):
         return sorted(
