@@ -76,6 +76,30 @@ def test_v1_api_names_the_deployment_in_the_body(server):
         assert sent.body["model"] == "prod-chat"
 
 
+@pytest.mark.parametrize(
+    "version, path",
+    [("v1", "/openai/v1/responses"), ("2025-04-01-preview", "/openai/responses")],
+)
+def test_responses_api_on_azure(server, version, path):
+    with SteerLLMClient(
+        CONFIG,
+        azure_endpoint=server.url,
+        azure_api_key="k",
+        api_version=version,
+        openai_api="responses",
+        environ={},
+    ) as client:
+        response = client.generate("hello", model="azure:prod-resp")
+        streamed = client.stream_with_usage("hello", model="azure:prod-resp")
+        sent = server.requests[-1]
+        assert sent.path.split("?")[0] == path and sent.headers["api-key"] == "k"
+        assert sent.body["model"] == "prod-resp" and "input" in sent.body
+        assert response.model == streamed.model == server.azure_model
+        assert response.text == streamed.text and response.finish_reason == "stop"
+        records = requests_recorded(client)
+        assert {r.provider for r in records} == {"azure.ai.openai"}
+
+
 def test_failing_token_provider_is_an_sdk_error(server):
     def broken():
         raise OSError("no credentials")

@@ -1,6 +1,7 @@
 """SteerLLMClient against the recorded corpus (``../shared/fixtures/recorded/``, see its
 NOTICE.md): every chat-completions, Anthropic messages and OpenAI Responses API exchange
-(the last through ``openai_api="responses"``), streamed and not,
+(the last through ``openai_api="responses"``; Azure's through the client's Azure
+support), streamed and not,
 replayed by the local server; the client's text, tool calls, finish reason and usage must
 equal what the provider sent, read here straight from the recorded wire format (an oracle
 independent of the client's readers and assembler). Recorded failures must raise.
@@ -189,8 +190,12 @@ if not ALL and corpus_required():
 
 
 def _call(clients: Dict[str, SteerLLMClient], exchange: Exchange) -> Any:
-    client = clients["responses" if exchange.shape == "responses" else "chat"]
-    provider = "anthropic" if exchange.shape == "messages" else "openai"
+    azure = exchange.host.endswith(".openai.azure.com")
+    if exchange.shape == "responses":
+        client = clients["azure_responses" if azure else "responses"]
+    else:
+        client = clients["chat"]
+    provider = "anthropic" if exchange.shape == "messages" else "azure" if azure else "openai"
     model = exchange.model or "model"
     if exchange.streamed:
         return client.stream_with_usage("hi", model=model, provider=provider, retries=0)
@@ -211,6 +216,14 @@ def test_client_reads_recorded_traffic_exactly(cassette):
         clients = {
             "chat": SteerLLMClient(config, **urls),
             "responses": SteerLLMClient(config, openai_api="responses", **urls),
+            "azure_responses": SteerLLMClient(
+                config,
+                openai_api="responses",
+                azure_endpoint=server.url,
+                azure_api_key="test",
+                api_version="v1",
+                environ={},
+            ),
         }
         try:
             server.replay(str(cassette))

@@ -27,7 +27,7 @@ from ..observability._ids import new_request_id
 from ..observability.sinks import InMemoryMetricsSink, MetricsSink
 from ..observability.streams import StreamOutcome, record_stream
 from ..observability.tracking import Tracker
-from ..providers import OPENAI_APIS, PROTOCOLS, azure_openai
+from ..providers import OPENAI_APIS, PROTOCOLS, azure_openai, azure_openai_responses
 from ..providers._http import request_id_of
 from ..reliability import CircuitBreaker, CircuitState, RetryPolicy
 from ..types import GenerationResponse, Messages, StreamingResponseWithUsage
@@ -63,7 +63,8 @@ class SteerLLMClient:
         api_version: Azure's ``api-version``; default ``OPENAI_API_VERSION``, then
             ``2024-10-21``.
         openai_api: ``chat_completions`` (default) or ``responses``: the OpenAI API the
-            client speaks to OpenAI (same arguments, result types and records).
+            client speaks to OpenAI and Azure OpenAI (same arguments, result types and
+            records).
 
         retry_policy: how failed attempts are retried (default ``RetryPolicy()``: 3
             attempts, exponential backoff with full jitter, Retry-After honoured).
@@ -100,7 +101,12 @@ class SteerLLMClient:
         if openai_api not in OPENAI_APIS:
             raise ValueError(f"openai_api must be one of {sorted(OPENAI_APIS)}, got {openai_api!r}")
         self.openai_api = openai_api
-        self._protocols = {**PROTOCOLS, "openai": OPENAI_APIS[openai_api]}
+        responses = openai_api == "responses"
+        self._protocols = {
+            **PROTOCOLS,
+            "openai": OPENAI_APIS[openai_api],
+            "azure.ai.openai": azure_openai_responses if responses else azure_openai,
+        }
         env = os.environ if environ is None else environ
         if metrics_collector is not None and (metrics_config or metrics_sinks):
             raise TypeError("pass metrics_collector, or metrics_config/metrics_sinks, not both")
@@ -132,7 +138,7 @@ class SteerLLMClient:
                 or PROTOCOLS["anthropic"].DEFAULT_BASE_URL
             ),
             "azure.ai.openai": (
-                azure_openai.base_url(
+                self._protocols["azure.ai.openai"].base_url(  # type: ignore[attr-defined]
                     endpoint,
                     api_version
                     or env.get("OPENAI_API_VERSION")

@@ -11,7 +11,7 @@ import requests
 from ..errors import SteerLLMError, StreamError
 from ..observability import MetricsCollector
 from ..observability.streams import FinishOnce, StreamMeter, StreamOutcome, record_stream
-from ..providers import END, PROTOCOLS, SKIP, WireProtocol, openai_responses
+from ..providers import END, PROTOCOLS, SKIP, WireProtocol
 from ..providers._http import iter_events, request_id_of
 from ..streaming.assemble import Assembler
 from ..streaming.tokens import count_messages, count_text
@@ -102,7 +102,7 @@ class StreamRun:
         self.attempts = attempts
         self.request_id = request_id_of(response.headers)
         self.meter = StreamMeter(response_format)
-        self.assembler = Assembler("responses" if self.protocol is openai_responses else provider)
+        self.assembler = Assembler(self.protocol.STREAM_SHAPE)
         self.deltas: List[str] = []
         self.result: Optional[StreamingResponseWithUsage] = None
         self.once: FinishOnce  # set by the TextStream that owns this run

@@ -6,7 +6,7 @@ Each protocol module implements :class:`~.base.WireProtocol` (mypy checks it thr
 
 from typing import Dict
 
-from . import anthropic, azure_openai, openai, openai_responses
+from . import anthropic, azure_openai, azure_openai_responses, openai, openai_responses
 from .base import END, SKIP, WireProtocol
 
 PROTOCOLS: Dict[str, WireProtocol] = {
@@ -31,6 +31,7 @@ __all__ = [
     "WireProtocol",
     "anthropic",
     "azure_openai",
+    "azure_openai_responses",
     "openai",
     "openai_responses",
 ]

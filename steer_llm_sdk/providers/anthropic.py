@@ -29,6 +29,7 @@ from ..types import Choice, ToolCall
 from .base import SKIP, Parsed
 
 NAME = "anthropic"
+STREAM_SHAPE = "anthropic"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024

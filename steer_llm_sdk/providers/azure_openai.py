@@ -18,6 +18,7 @@ from .openai import describe_error, is_end, request_body
 
 T = TypeVar("T")
 NAME = "azure.ai.openai"
+STREAM_SHAPE = "chat"
 #: No public default: an Azure resource has its own endpoint.
 DEFAULT_BASE_URL = ""
 DEFAULT_API_VERSION = "2024-10-21"
@@ -28,6 +29,8 @@ __all__ = [
     "DEFAULT_API_VERSION",
     "DEFAULT_BASE_URL",
     "NAME",
+    "STREAM_SHAPE",
+    "as_azure",
     "base_url",
     "decode_event",
     "describe_error",
@@ -67,7 +70,7 @@ def headers(api_key: Optional[str], version: str = "") -> Dict[str, str]:
     return out
 
 
-def _as_azure(read: Callable[[Any], T]) -> Callable[[Any], T]:
+def as_azure(read: Callable[[Any], T]) -> Callable[[Any], T]:
     """``read`` with the errors it raises naming this provider (OpenAI's readers name
     ``openai``)."""
 
@@ -82,5 +85,5 @@ def _as_azure(read: Callable[[Any], T]) -> Callable[[Any], T]:
     return wrapped
 
 
-parse_response: Callable[[Any], Parsed] = _as_azure(openai.parse_response)
-decode_event: Callable[[ServerSentEvent], Any] = _as_azure(openai.decode_event)
+parse_response: Callable[[Any], Parsed] = as_azure(openai.parse_response)
+decode_event: Callable[[ServerSentEvent], Any] = as_azure(openai.decode_event)

@@ -47,6 +47,9 @@ class WireProtocol(Protocol):
 
     NAME: str
     DEFAULT_BASE_URL: str
+    #: How its streamed chunks are put together (``chat``, ``anthropic``, ``responses``;
+    #: see :class:`~steer_llm_sdk.streaming.assemble.Assembler`).
+    STREAM_SHAPE: str
 
     def url(self, base_url: str, model: str = "") -> str:
         """The endpoint for a base URL (and the model, where the URL names it)."""

@@ -21,6 +21,7 @@ from ..types import Choice, ToolCall
 from .base import END, Parsed
 
 NAME = "openai"
+STREAM_SHAPE = "chat"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 

@@ -33,6 +33,7 @@ from . import openai
 from .base import Parsed
 
 NAME = "openai"
+STREAM_SHAPE = "responses"
 DEFAULT_BASE_URL = openai.DEFAULT_BASE_URL
 headers = openai.headers
 describe_error = openai.describe_error

@@ -35,8 +35,8 @@ class Assembler:
     """Puts a streamed answer together. Not thread-safe: one per stream.
 
     Args:
-        protocol: ``anthropic`` (message events), ``responses`` (OpenAI Responses API
-            events), else chat-completion chunks (``openai``, ``azure.ai.openai``).
+        protocol: the wire protocol's ``STREAM_SHAPE``: ``anthropic`` (message events),
+            ``responses`` (OpenAI Responses API events), else chat-completion chunks.
     """
 
     def __init__(self, protocol: str) -> None:

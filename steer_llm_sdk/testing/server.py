@@ -145,8 +145,8 @@ class LocalLLMServer:
         reply_words: length of the generated reply in words (= completion tokens).
         report_usage: False leaves usage out of OpenAI streams, as servers that ignore
             ``stream_options.include_usage`` do.
-        azure_model: the model an Azure OpenAI deployment
-            (``/openai/deployments/<name>/chat/completions``) says it runs.
+        azure_model: the model an Azure OpenAI deployment (any ``/openai/...`` path) says
+            it runs.
     """
 
     def __init__(
@@ -511,7 +511,7 @@ class _Handler(BaseHTTPRequestHandler):
             "created": int(time.time()),
             # An Azure deployment answers with the model behind it, not its own name.
             "model": owner.azure_model
-            if "/openai/deployments/" in self.path
+            if self.path.startswith("/openai/")
             else str(body.get("model") or "unknown"),
         }
         if not body.get("stream"):
@@ -645,7 +645,10 @@ class _Handler(BaseHTTPRequestHandler):
             "status": "incomplete" if cut else "completed",
             "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
             "error": None,
-            "model": str(body.get("model") or "unknown"),
+            # Azure (``/openai/...``) answers with the model behind the deployment.
+            "model": owner.azure_model
+            if self.path.startswith("/openai/")
+            else str(body.get("model") or "unknown"),
             "instructions": body.get("instructions"),
             "metadata": {},
             "parallel_tool_calls": True,
