@@ -62,12 +62,21 @@ def test_preforked_workers_export_every_request_exactly_once():
             PYTHONPATH=str(ROOT),
         )
         proc = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", "app:create_app()"],
-            cwd=APP,
+            [
+                str(GUNICORN),
+                "--chdir",
+                str(APP),
+                "-c",
+                str(APP / "gunicorn.conf.py"),
+                "app:create_app()",
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # posix_spawn, not fork (no cwd, close_fds off): a fork runs grpc's at-fork
+            # handlers, which some grpcio releases (1.80 on Python 3.9) abort in.
+            close_fds=False,
         )
         try:
             base = f"http://127.0.0.1:{port}"

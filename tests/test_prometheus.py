@@ -266,12 +266,21 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
         for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
             env.pop(key, None)
         app = subprocess.Popen(
-            [str(GUNICORN), "-c", "gunicorn.conf.py", "app:create_app()"],
-            cwd=APP,
+            [
+                str(GUNICORN),
+                "--chdir",
+                str(APP),
+                "-c",
+                str(APP / "gunicorn.conf.py"),
+                "app:create_app()",
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # posix_spawn, not fork (no cwd, close_fds off): a fork runs grpc's at-fork
+            # handlers, which some grpcio releases (1.80 on Python 3.9) abort in.
+            close_fds=False,
         )
         prom_log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finally
         prom = subprocess.Popen(
