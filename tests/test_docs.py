@@ -2,11 +2,11 @@
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def test_production_snippets_run_as_written(index):
     # Nothing listens on port 9 of loopback: exports fail fast and stay on this machine.
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    proc = subprocess.run(
+    proc = spawn.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=50
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -38,5 +38,5 @@ def test_integrations_name_the_extra_to_install():
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    out = spawn.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert "pip install 'steer-llm-sdk[flask]'" in out.stdout, out.stderr

@@ -1,18 +1,18 @@
 """Every example runs as documented and prints what it promises."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import spawn
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run(name):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))}
-    return subprocess.run(
+    return spawn.run(
         [sys.executable, str(EXAMPLES / name)],
         capture_output=True,
         text=True,

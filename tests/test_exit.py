@@ -3,12 +3,12 @@ burst from 8 threads and when no thread may be started (Python 3.12+)."""
 
 import glob
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+import spawn
 import structlog
 
 import steer_llm_sdk
@@ -52,7 +52,7 @@ PRELUDE = textwrap.dedent("""
 def run(script, python, tmp_path):
     out = tmp_path / "records.txt"
     env = dict(os.environ, PYTHONPATH=PYTHONPATH)
-    proc = subprocess.run(
+    proc = spawn.run(
         [python, "-c", PRELUDE + textwrap.dedent(script), str(out)],
         env=env,
         capture_output=True,

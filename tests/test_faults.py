@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, List
 
 import pytest
+import spawn
 from conftest import RecordingSink, wait_until
 
 import steer_llm_sdk
@@ -215,7 +216,7 @@ def _pythonpath() -> str:
 
 def run_exit(python: str, script: str, timeout: float = 20.0) -> "subprocess.CompletedProcess":
     env = dict(os.environ, PYTHONPATH=_pythonpath())
-    return subprocess.run(
+    return spawn.run(
         [python, "-c", EXIT_PRELUDE + textwrap.dedent(script)],
         env=env,
         capture_output=True,
@@ -225,7 +226,7 @@ def run_exit(python: str, script: str, timeout: float = 20.0) -> "subprocess.Com
 
 
 def _minor(python: str) -> int:
-    out = subprocess.run(
+    out = spawn.run(
         [python, "-c", "import sys; print(sys.version_info[1])"], capture_output=True, text=True
     )
     return int(out.stdout.strip() or 0)

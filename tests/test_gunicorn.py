@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import spawn
 
 from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
 
@@ -61,7 +62,7 @@ def test_preforked_workers_export_every_request_exactly_once():
             GUNICORN_WORKERS="4",
             PYTHONPATH=str(ROOT),
         )
-        proc = subprocess.Popen(
+        proc = spawn.popen(
             [
                 str(GUNICORN),
                 "--chdir",
@@ -74,9 +75,6 @@ def test_preforked_workers_export_every_request_exactly_once():
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            # posix_spawn, not fork (no cwd, close_fds off): a fork runs grpc's at-fork
-            # handlers, which some grpcio releases (1.80 on Python 3.9) abort in.
-            close_fds=False,
         )
         try:
             base = f"http://127.0.0.1:{port}"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import spawn
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -173,7 +174,7 @@ def test_multiprocess_variable_set_too_late_is_refused():
         "from steer_llm_sdk.observability.sinks import PrometheusMetricsSink\n"
         "try:\n    PrometheusMetricsSink()\nexcept RuntimeError as e:\n    print('refused:', e)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = spawn.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "refused: PROMETHEUS_MULTIPROC_DIR is set" in out.stdout, out.stderr
 
 
@@ -265,7 +266,7 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
         )
         for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
             env.pop(key, None)
-        app = subprocess.Popen(
+        app = spawn.popen(
             [
                 str(GUNICORN),
                 "--chdir",
@@ -278,12 +279,9 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            # posix_spawn, not fork (no cwd, close_fds off): a fork runs grpc's at-fork
-            # handlers, which some grpcio releases (1.80 on Python 3.9) abort in.
-            close_fds=False,
         )
         prom_log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finally
-        prom = subprocess.Popen(
+        prom = spawn.popen(
             [
                 PROMETHEUS,
                 f"--config.file={config}",
@@ -292,9 +290,6 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
             ],
             stdout=prom_log,
             stderr=subprocess.STDOUT,
-            # posix_spawn, not fork: a fork runs grpc's at-fork handlers (the OTLP tests
-            # leave grpc threads in this process), which can abort the child before exec.
-            close_fds=False,
         )
         base, prom_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{prom_port}"
         auth = {"Authorization": "Bearer scrape-token"}
