@@ -119,18 +119,14 @@ class Exchange:
         return reader()  # type: ignore[no-any-return]
 
     def _expect_chat(self) -> Any:
-        if not self.streamed:
-            return _openai_usage((self.response_body or {}).get("usage")), None
-        usage, chars = None, 0
-        for event in self.events():
-            if event.get("usage"):
-                usage = _openai_usage(event["usage"])
-            for choice in event.get("choices") or ():
-                delta = choice.get("delta") or {}
-                chars += _content_chars(delta)
-        return usage, chars
+        return self._expect_openai(lambda choice: _content_chars(choice.get("delta") or {}))
 
     def _expect_completions(self) -> Any:
+        return self._expect_openai(lambda choice: len(choice.get("text") or ""))
+
+    def _expect_openai(self, chars_of: Any) -> Any:
+        """Usage and (for streams) content characters of an OpenAI-shaped exchange, the
+        characters of each streamed choice read by ``chars_of``."""
         if not self.streamed:
             return _openai_usage((self.response_body or {}).get("usage")), None
         usage, chars = None, 0
@@ -138,7 +134,7 @@ class Exchange:
             if event.get("usage"):
                 usage = _openai_usage(event["usage"])
             for choice in event.get("choices") or ():
-                chars += len(choice.get("text") or "")
+                chars += chars_of(choice)
         return usage, chars
 
     def _expect_embeddings(self) -> Any:

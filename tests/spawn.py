@@ -8,7 +8,14 @@ grpc's fork support off is not an option: children of a real ``os.fork()`` then 
 """
 
 import subprocess
-from typing import Any
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The Flask example the gunicorn tests serve.
+FLASK_APP = ROOT / "examples" / "flask_app"
+GUNICORN = Path(sys.executable).parent / "gunicorn"
 
 
 def run(args: Any, **kwargs: Any) -> "subprocess.CompletedProcess[Any]":
@@ -21,3 +28,22 @@ def popen(args: Any, **kwargs: Any) -> "subprocess.Popen[Any]":
     """``subprocess.Popen`` through ``posix_spawn``."""
     kwargs.setdefault("close_fds", False)
     return subprocess.Popen(args, **kwargs)
+
+
+def gunicorn(env: Mapping[str, str]) -> "subprocess.Popen[str]":
+    """The Flask example under gunicorn with its ``gunicorn.conf.py`` (workers, bind and
+    recycling from ``GUNICORN_*`` in ``env``); stdout and stderr together, as text."""
+    return popen(
+        [
+            str(GUNICORN),
+            "--chdir",
+            str(FLASK_APP),
+            "-c",
+            str(FLASK_APP / "gunicorn.conf.py"),
+            "app:create_app()",
+        ],  # fmt: skip
+        env={**env, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )

@@ -4,26 +4,20 @@ its api-version, the api-key header or a token provider, the provider recorded a
 and the official ``openai.AzureOpenAI`` client accepts the server's answers."""
 
 import pytest
+from local import CONFIG, recorded
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import ContentFilterError, ProviderError
-from steer_llm_sdk.observability import MetricsConfig
 from steer_llm_sdk.streaming.tokens import STAND_IN_CONFIDENCE, TOKENIZER_CONFIDENCE
 from steer_llm_sdk.testing import Fault, LocalLLMServer
 
 pytestmark = pytest.mark.timeout(60)
-CONFIG = MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02)
 
 
 @pytest.fixture
 def server():
     with LocalLLMServer(reply_words=6) as llm:
         yield llm
-
-
-def requests_recorded(client):
-    assert client.metrics_collector.flush(5)
-    return client.metrics_collector.sinks[0].get_metrics(metric_type="request")
 
 
 def test_deployment_url_key_header_and_records(server):
@@ -37,7 +31,7 @@ def test_deployment_url_key_header_and_records(server):
         assert sent.path == "/openai/deployments/prod-chat/chat/completions?api-version=2024-10-21"
         assert sent.headers["api-key"] == "azure-secret-key"
         assert "authorization" not in sent.headers
-        (record,) = requests_recorded(client)
+        (record,) = recorded(client, "request")
         assert (record.provider, record.model, record.response_model) == (
             "azure.ai.openai",
             "prod-chat",
@@ -96,7 +90,7 @@ def test_responses_api_on_azure(server, version, path):
         assert sent.body["model"] == "prod-resp" and "input" in sent.body
         assert response.model == streamed.model == server.azure_model
         assert response.text == streamed.text and response.finish_reason == "stop"
-        records = requests_recorded(client)
+        records = recorded(client, "request")
         assert {r.provider for r in records} == {"azure.ai.openai"}
 
 
@@ -150,7 +144,7 @@ def test_content_filter_outcomes(server, where):
         with pytest.raises(ContentFilterError) as caught:
             client.generate("x", model="azure:d")
         assert caught.value.filter_results and caught.value.provider == "azure.ai.openai"
-        (record,) = requests_recorded(client)
+        (record,) = recorded(client, "request")
         assert record.error_category == "content_filter"
 
 

@@ -11,11 +11,19 @@ import json
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from corpus import Exchange, cassettes, corpus_required, exchanges
+from corpus import (
+    Exchange,
+    _anthropic_usage,
+    _openai_usage,
+    _responses_usage,
+    cassettes,
+    corpus_required,
+    exchanges,
+)
+from local import local_client
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import SteerLLMError
-from steer_llm_sdk.observability import MetricsConfig
 from steer_llm_sdk.testing import LocalLLMServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,17 +31,12 @@ pytestmark = pytest.mark.timeout(120)
 Expected = Dict[str, Any]
 
 
-def _openai_usage(usage: Any) -> Optional[Tuple[Any, Any, Any]]:
-    if not isinstance(usage, dict) or usage.get("prompt_tokens") is None:
+def _client(usage: Optional[Tuple[Any, Any, Any]]) -> Optional[Tuple[Any, Any, Any]]:
+    """A recorded (prompt, completion, cached) as the client's ``Usage`` reports it (cached
+    0 when unreported), or None when the exchange reported no prompt tokens."""
+    if usage is None or usage[0] is None:
         return None
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-    return usage["prompt_tokens"], usage.get("completion_tokens"), cached or 0
-
-
-def _anthropic_usage(usage: Dict[str, Any]) -> Tuple[Any, Any, Any]:
-    read = usage.get("cache_read_input_tokens") or 0
-    written = usage.get("cache_creation_input_tokens") or 0
-    return usage["input_tokens"] + read + written, usage.get("output_tokens"), read
+    return usage[0], usage[1], usage[2] or 0
 
 
 def _chat_expected(exchange: Exchange) -> Optional[Expected]:
@@ -54,14 +57,14 @@ def _chat_expected(exchange: Exchange) -> Optional[Expected]:
             "text": content if isinstance(content, str) else "",
             "calls": calls,
             "finish": choice.get("finish_reason"),
-            "usage": _openai_usage(body.get("usage")),
+            "usage": _client(_openai_usage(body.get("usage"))),
         }
     text: List[str] = []
     calls: Dict[int, List[Any]] = {}
     finish, usage = None, None
     for event in exchange.events():
         if event.get("usage"):
-            usage = _openai_usage(event["usage"]) or usage
+            usage = _client(_openai_usage(event["usage"])) or usage
         for choice in event.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue
@@ -95,7 +98,7 @@ def _messages_expected(exchange: Exchange) -> Optional[Expected]:
                 if b.get("type") == "tool_use"
             ],
             "finish": body.get("stop_reason"),
-            "usage": _anthropic_usage(body["usage"]),
+            "usage": _client(_anthropic_usage(body["usage"])),
         }
     text: List[str] = []
     calls: Dict[int, List[Any]] = {}
@@ -119,7 +122,7 @@ def _messages_expected(exchange: Exchange) -> Optional[Expected]:
             output = usage.get("output_tokens", output)
             if usage.get("input_tokens") is not None:
                 start_usage = {**start_usage, **usage}
-    prompt, _, read = _anthropic_usage(start_usage)
+    prompt, _, read = _client(_anthropic_usage(start_usage))  # type: ignore[misc]
     return {
         "text": "".join(text),
         "calls": [tuple(calls[i]) for i in sorted(calls)],
@@ -162,12 +165,8 @@ def _responses_expected(exchange: Exchange) -> Optional[Expected]:
             if calls
             else ("stop" if body.get("status") == "completed" else body.get("status"))
         )
-    usage = body.get("usage")
-    expected_usage = None
-    if isinstance(usage, dict) and usage.get("input_tokens") is not None:
-        cached = (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0
-        expected_usage = (usage["input_tokens"], usage.get("output_tokens"), cached)
-    return {"text": "".join(text), "calls": calls, "finish": finish, "usage": expected_usage}
+    usage = _client(_responses_usage(body.get("usage")))
+    return {"text": "".join(text), "calls": calls, "finish": finish, "usage": usage}
 
 
 READERS = {"chat": _chat_expected, "messages": _messages_expected, "responses": _responses_expected}
@@ -204,25 +203,16 @@ def _call(clients: Dict[str, SteerLLMClient], exchange: Exchange) -> Any:
 
 @pytest.mark.parametrize("cassette", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_client_reads_recorded_traffic_exactly(cassette):
-    config = MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02)
     with LocalLLMServer() as server:
-        urls = {
-            "openai_base_url": server.openai_base_url,
-            "anthropic_base_url": server.anthropic_base_url,
-            "openai_api_key": "test",
-            "anthropic_api_key": "test",
-            "environ": {},
-        }
         clients = {
-            "chat": SteerLLMClient(config, **urls),
-            "responses": SteerLLMClient(config, openai_api="responses", **urls),
-            "azure_responses": SteerLLMClient(
-                config,
+            "chat": local_client(server),
+            "responses": local_client(server, openai_api="responses"),
+            "azure_responses": local_client(
+                server,
                 openai_api="responses",
                 azure_endpoint=server.url,
                 azure_api_key="test",
                 api_version="v1",
-                environ={},
             ),
         }
         try:

@@ -5,10 +5,9 @@ for Anthropic, and content-filter outcomes. The official SDKs accept the server'
 import base64
 
 import pytest
+from local import local_client, recorded
 
-from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import ContentFilterError
-from steer_llm_sdk.observability import MetricsConfig
 from steer_llm_sdk.testing import Fault, LocalLLMServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,22 +30,8 @@ MODELS = ["gpt-4o-mini", "claude-3-5-haiku-20241022"]
 
 @pytest.fixture
 def pair():
-    with (
-        LocalLLMServer(reply_words=6) as server,
-        SteerLLMClient(
-            MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02),
-            openai_base_url=server.openai_base_url,
-            anthropic_base_url=server.anthropic_base_url,
-            openai_api_key="test",
-            anthropic_api_key="test",
-        ) as client,
-    ):
+    with LocalLLMServer(reply_words=6) as server, local_client(server) as client:
         yield server, client
-
-
-def records(client, kind):
-    assert client.metrics_collector.flush(5)
-    return client.metrics_collector.sinks[0].get_metrics(metric_type=kind)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -107,8 +92,8 @@ def test_streamed_tool_calls_assembled_and_never_text(pair, model):
     ]
     assert result.finish_reason == blocking.finish_reason
     assert result.usage.completion_tokens == blocking.usage.completion_tokens > 0
-    streaming = records(client, "streaming")[-1]
-    request = records(client, "request")[-1]
+    streaming = recorded(client, "streaming")[-1]
+    request = recorded(client, "request")[-1]
     # The fragments are output: they count as content for characters and time to first token.
     assert streaming.total_chars == len(result.tool_calls[0].arguments_raw)
     assert request.time_to_first_token_ms is not None
@@ -153,7 +138,7 @@ def test_several_choices_kept_apart(pair):
     assert [c.text for c in result.choices] == texts
     assert result.text == texts[0] and "".join(result.chunks) == texts[0]
     assert result.usage.completion_tokens == response.usage.completion_tokens
-    streaming = records(client, "streaming")[-1]
+    streaming = recorded(client, "streaming")[-1]
     assert streaming.total_chars == sum(len(t) for t in texts)  # every choice counts
 
 
@@ -204,7 +189,7 @@ def test_content_filter_raises_with_its_results_and_is_recorded(pair, where):
     server.script(Fault(content_filter=where))
     with pytest.raises(ContentFilterError):
         client.stream_with_usage("something filtered", model="gpt-4o-mini", retries=0)
-    failed = [r for r in records(client, "request") if not r.success]
+    failed = [r for r in recorded(client, "request") if not r.success]
     assert [r.error_category for r in failed] == ["content_filter", "content_filter"]
     assert {r.error_class for r in failed} == {"ContentFilterError"}
 

@@ -7,11 +7,9 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,12 +17,8 @@ import spawn
 
 from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "examples" / "flask_app"
-GUNICORN = Path(sys.executable).parent / "gunicorn"
-
 pytestmark = [
-    pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed"),
+    pytest.mark.skipif(not spawn.GUNICORN.exists(), reason="gunicorn is not installed"),
     pytest.mark.timeout(120),
 ]
 
@@ -60,22 +54,8 @@ def test_preforked_workers_export_every_request_exactly_once():
             STEER_OTLP_EXPORT_INTERVAL="2",
             GUNICORN_BIND=f"127.0.0.1:{port}",
             GUNICORN_WORKERS="4",
-            PYTHONPATH=str(ROOT),
         )
-        proc = spawn.popen(
-            [
-                str(GUNICORN),
-                "--chdir",
-                str(APP),
-                "-c",
-                str(APP / "gunicorn.conf.py"),
-                "app:create_app()",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        proc = spawn.gunicorn(env)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_healthy(base + "/healthz", proc)

@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -28,9 +27,6 @@ from steer_llm_sdk.observability import RequestMetrics, StreamingMetrics
 from steer_llm_sdk.observability.models import ChunkGaps
 from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "examples" / "flask_app"
-GUNICORN = Path(sys.executable).parent / "gunicorn"
 PROMETHEUS = shutil.which("prometheus")
 SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 
@@ -235,7 +231,7 @@ def _query(prom, expr):
     PROMETHEUS is None and not os.environ.get("CI"),
     reason="the prometheus server is not installed (.ci/run installs it; under CI this fails)",
 )
-@pytest.mark.skipif(not GUNICORN.exists(), reason="gunicorn is not installed")
+@pytest.mark.skipif(not spawn.GUNICORN.exists(), reason="gunicorn is not installed")
 def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
     from steer_llm_sdk.testing import LocalLLMServer
 
@@ -262,24 +258,10 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
             GUNICORN_MAX_REQUESTS="15",
             PROMETHEUS_MULTIPROC_DIR=str(multiproc),
             STEER_PROMETHEUS_TOKEN="scrape-token",
-            PYTHONPATH=str(ROOT),
         )
         for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
             env.pop(key, None)
-        app = spawn.popen(
-            [
-                str(GUNICORN),
-                "--chdir",
-                str(APP),
-                "-c",
-                str(APP / "gunicorn.conf.py"),
-                "app:create_app()",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        app = spawn.gunicorn(env)
         prom_log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finally
         prom = spawn.popen(
             [

@@ -6,32 +6,18 @@ import json
 
 import pytest
 from cassettes import RECORDED, response_body, stream_chunks
+from local import local_client
+from local import recorded as records_of
 
-from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import InvalidRequestError
-from steer_llm_sdk.observability import MetricsConfig
 from steer_llm_sdk.streaming.tokens import TOKENIZER_CONFIDENCE, count_text
 from steer_llm_sdk.testing import LocalLLMServer
 
 
 @pytest.fixture
 def pair():
-    with (
-        LocalLLMServer() as server,
-        SteerLLMClient(
-            MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02),
-            openai_base_url=server.openai_base_url,
-            anthropic_base_url=server.anthropic_base_url,
-            openai_api_key="test",
-            anthropic_api_key="test",
-        ) as client,
-    ):
+    with LocalLLMServer() as server, local_client(server) as client:
         yield server, client
-
-
-def metrics(client, kind):
-    assert client.metrics_collector.flush(5)
-    return client.metrics_collector.sinks[0].get_metrics(metric_type=kind)
 
 
 def test_openai_nonstream(pair):
@@ -47,7 +33,7 @@ def test_openai_nonstream(pair):
     assert response.usage.completion_tokens == usage["completion_tokens"]
     assert response.usage.total_tokens == usage["total_tokens"]
     assert response.usage.cached_tokens == usage["prompt_tokens_details"]["cached_tokens"]
-    (m,) = metrics(client, "request")
+    (m,) = records_of(client, "request")
     assert (m.prompt_tokens, m.completion_tokens, m.response_model) == (
         usage["prompt_tokens"],
         usage["completion_tokens"],
@@ -72,8 +58,8 @@ def test_openai_stream_with_usage(pair):
         result.usage.total_tokens,
     ) == (usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"])
     assert result.aggregation_method == "provider"
-    request = metrics(client, "request")[0]
-    streaming = metrics(client, "streaming")[0]
+    request = records_of(client, "request")[0]
+    streaming = records_of(client, "streaming")[0]
     assert request.completion_tokens == usage["completion_tokens"]
     assert request.response_model == chunks[0]["model"]
     assert streaming.total_chunks == len(chunks)  # every event but [DONE]
@@ -89,7 +75,7 @@ def test_openai_stream_without_usage_falls_back_to_the_tokenizer(pair):
     assert result.aggregation_method == "tokenizer"
     assert result.aggregation_confidence == TOKENIZER_CONFIDENCE
     assert result.usage.completion_tokens == count_text(result.text, "gpt-4").tokens
-    streaming = metrics(client, "streaming")[0]
+    streaming = records_of(client, "streaming")[0]
     assert (streaming.aggregation_method, streaming.aggregation_confidence) == (
         "tokenizer",
         TOKENIZER_CONFIDENCE,
@@ -125,5 +111,5 @@ def test_openai_404_unknown_model(pair):
         client.generate("hi", model="gpt-4-unknown")
     assert info.value.status_code == 404
     assert recorded["error"]["message"] in str(info.value)
-    (err,) = metrics(client, "error")
+    (err,) = records_of(client, "error")
     assert err.status_code == 404 and err.error_category == "invalid_request"

@@ -4,9 +4,9 @@ Responses API's shape, the same result types and records as chat completions, to
 Responses answers."""
 
 import pytest
+from local import local_client, recorded
 
 from steer_llm_sdk import SteerLLMClient
-from steer_llm_sdk.observability import MetricsConfig
 from steer_llm_sdk.testing import LocalLLMServer
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,20 +23,9 @@ WEATHER = {
 def pair():
     with (
         LocalLLMServer(reply_words=7) as server,
-        SteerLLMClient(
-            MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02),
-            openai_base_url=server.openai_base_url,
-            openai_api_key="test",
-            openai_api="responses",
-            environ={},
-        ) as client,
+        local_client(server, openai_api="responses") as client,
     ):
         yield server, client
-
-
-def records(client, kind):
-    assert client.metrics_collector.flush(5)
-    return client.metrics_collector.sinks[0].get_metrics(metric_type=kind)
 
 
 def test_request_shape_and_answer(pair):
@@ -70,7 +59,7 @@ def test_request_shape_and_answer(pair):
     assert sent.body["text"] == {"format": {"type": "json_object"}}
     assert response.text and response.finish_reason == "stop"
     assert response.provider == "openai" and response.model == "gpt-4.1-mini"
-    (record,) = records(client, "request")
+    (record,) = recorded(client, "request")
     assert (record.prompt_tokens, record.completion_tokens) == (
         response.usage.prompt_tokens,
         response.usage.completion_tokens,
@@ -87,8 +76,8 @@ def test_streams_give_the_same_answer_and_records(pair):
     assert "".join(deltas) == result.text == whole.text and len(deltas) == 7
     assert result.usage == whole.usage and result.aggregation_method == "provider"
     assert result.finish_reason == "stop"
-    request = records(client, "request")[-1]
-    streaming = records(client, "streaming")[-1]
+    request = recorded(client, "request")[-1]
+    streaming = recorded(client, "streaming")[-1]
     assert request.method == "stream" and request.time_to_first_token_ms is not None
     assert streaming.total_chars == len(whole.text)
 

@@ -26,6 +26,7 @@ from ..errors import (
     ServerError,
     StreamError,
 )
+from ..streaming.assemble import responses_finish_reason
 from ..streaming.sse import ServerSentEvent
 from ..streaming.usage import extract_model, extract_usage, field
 from ..types import Choice, ToolCall
@@ -159,17 +160,6 @@ def _tool_choice(choice: Any) -> Any:
     return choice
 
 
-def finish_reason(response: Any, has_calls: bool) -> Optional[str]:
-    """The chat-completions finish reason of a Responses API response."""
-    status = field(response, "status")
-    if status == "incomplete":
-        reason = field(field(response, "incomplete_details"), "reason")
-        return "length" if reason == "max_output_tokens" else reason
-    if has_calls:
-        return "tool_calls"
-    return "stop" if status == "completed" else status
-
-
 def read_output(response: Any) -> Tuple[str, List[ToolCall]]:
     """(text, tool calls) of a response's output items."""
     text: List[str] = []
@@ -200,7 +190,7 @@ def parse_response(data: Any) -> Parsed:
         raise ProviderError("openai response has no output", provider=NAME)
     _raise_for(data)
     text, calls = read_output(data)
-    choice = Choice(0, text, calls, finish_reason(data, bool(calls)))
+    choice = Choice(0, text, calls, responses_finish_reason(data, bool(calls)))
     return Parsed([choice], extract_model(data), extract_usage(data))
 
 

@@ -11,6 +11,20 @@ messages streams. Pure: no I/O, no imports from the package beyond the leaf ``ty
 from typing import Any, Dict, List, Optional
 
 from ..types import Choice, ToolCall
+from .usage import field
+
+
+def responses_finish_reason(response: Any, has_calls: bool) -> Optional[str]:
+    """The chat-completions finish reason of an OpenAI Responses API response (object or
+    dict): ``length`` when cut at ``max_output_tokens``, another incomplete reason as given,
+    ``tool_calls`` when it calls tools, ``stop`` when completed."""
+    status = field(response, "status")
+    if status == "incomplete":
+        reason = field(field(response, "incomplete_details"), "reason")
+        return "length" if reason == "max_output_tokens" else reason
+    if has_calls:
+        return "tool_calls"
+    return "stop" if status == "completed" else status
 
 
 class _Call:
@@ -47,6 +61,20 @@ class Assembler:
     def reset(self) -> None:
         """Forget everything (a stream asked for again from its start)."""
         self._answers = {}
+
+    @staticmethod
+    def _open_call(answer: _Answer, key: Any, ident: Any, name: Any) -> _Call:
+        """A new tool call of ``answer`` at ``key`` (its block or output index)."""
+        call = answer.calls[key if isinstance(key, int) else len(answer.calls)] = _Call()
+        call.id, call.name = str(ident or ""), str(name or "")
+        return call
+
+    @staticmethod
+    def _append(answer: _Answer, key: Any, piece: Any) -> None:
+        """A fragment of the arguments of the call at ``key`` (ignored when there is none)."""
+        call = answer.calls.get(key)
+        if call is not None and isinstance(piece, str):
+            call.pieces.append(piece)
 
     def _answer(self, index: int) -> _Answer:
         answer = self._answers.get(index)
@@ -97,17 +125,15 @@ class Assembler:
                 if isinstance(text, str):
                     answer.text.append(text)
             elif delta.get("type") == "input_json_delta":
-                call = answer.calls.get(event.get("index", -1))
-                piece = delta.get("partial_json")
-                if call is not None and isinstance(piece, str):
-                    call.pieces.append(piece)
+                self._append(answer, event.get("index"), delta.get("partial_json"))
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
             # Only tools the application runs: server tools (web search, ...) are run by
             # Anthropic and answered in the same response.
             if block.get("type") == "tool_use":
-                call = answer.calls[event.get("index", len(answer.calls))] = _Call()
-                call.id, call.name = str(block.get("id") or ""), str(block.get("name") or "")
+                call = self._open_call(
+                    answer, event.get("index"), block.get("id"), block.get("name")
+                )
                 if block.get("input"):  # complete input given up front (rare)
                     call.pieces.append(ToolCall.from_raw("", "", block["input"]).arguments_raw)
         elif kind == "message_delta":
@@ -127,24 +153,17 @@ class Assembler:
         elif kind == "response.output_item.added":
             item = event.get("item") or {}
             if item.get("type") == "function_call":
-                call = answer.calls[event.get("output_index", len(answer.calls))] = _Call()
-                call.id, call.name = str(item.get("call_id") or ""), str(item.get("name") or "")
+                self._open_call(
+                    answer, event.get("output_index"), item.get("call_id"), item.get("name")
+                )
         elif kind == "response.function_call_arguments.delta":
-            pending = answer.calls.get(event.get("output_index", -1))
-            if pending is not None and isinstance(event.get("delta"), str):
-                pending.pieces.append(event["delta"])
+            self._append(answer, event.get("output_index"), event.get("delta"))
         elif kind == "response.function_call_arguments.done":
             pending = answer.calls.get(event.get("output_index", -1))
             if pending is not None and isinstance(event.get("arguments"), str):
                 pending.pieces = [event["arguments"]]  # the whole, as the server joined it
         elif kind in ("response.completed", "response.incomplete"):
-            response = event.get("response") or {}
-            status = response.get("status")
-            if status == "incomplete":
-                reason = (response.get("incomplete_details") or {}).get("reason")
-                answer.finish = "length" if reason == "max_output_tokens" else reason
-            else:
-                answer.finish = "tool_calls" if answer.calls else "stop"
+            answer.finish = responses_finish_reason(event.get("response"), bool(answer.calls))
 
     def choices(self) -> List[Choice]:
         """The choices so far, by index (at least one)."""

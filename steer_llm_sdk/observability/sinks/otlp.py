@@ -50,6 +50,7 @@ import inspect
 import os
 import sys
 import threading
+import time
 import uuid
 from typing import Any, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -93,6 +94,8 @@ __all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "ExportFailedError", "OTelMetric
 
 OVERFLOW = {"otel.metric.overflow": True}
 SCOPE = "steer_llm_sdk"
+#: How often the sink looks again for another active GenAI instrumentation.
+CHECK_OTHERS_SECONDS = 30.0
 ESTIMATED = "llm.usage.estimated"
 
 # View(aggregation_cardinality_limit=) exists from SDK 1.42 on.
@@ -303,6 +306,7 @@ class OTelMetricsSink:
         self.overflowed: Dict[str, int] = {}
         self._stale = False
         self._warned_others = False
+        self._next_check = 0.0
         self._exporter_wrapper: Optional[_CountingExporter] = None
         if self.active:
             self._build()
@@ -373,7 +377,7 @@ class OTelMetricsSink:
         self.instance_id = str(uuid.uuid4())
         self._sets: Dict[str, set] = {}
         self._attr_cache: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
-        self._typed_cache: Dict[Tuple[int, str], Tuple[Dict[str, Any], Dict[str, Any]]] = {}
+        self._typed_cache: Dict[Tuple[Any, ...], Tuple[Dict[str, Any], Dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._histograms: Optional[HistogramPoints] = None
         if self._external_provider is not None:
@@ -466,7 +470,10 @@ class OTelMetricsSink:
         ]
 
     def _check_others(self) -> None:
-        """Warn once if another instrumentation records the same ``gen_ai.*`` metrics."""
+        """Warn once if another instrumentation records the same ``gen_ai.*`` metrics.
+        Looked for at construction and then at most every :data:`CHECK_OTHERS_SECONDS` (it
+        walks the instrumentor classes)."""
+        self._next_check = time.monotonic() + CHECK_OTHERS_SECONDS
         if self._warned_others or not self.genai_instruments or not self.active:
             return
         others = active_genai_instrumentations()
@@ -537,15 +544,16 @@ class OTelMetricsSink:
             self._attr_cache[key] = attrs
         return attrs
 
-    def _typed(self, attrs: Dict[str, Any], token_type: str) -> Dict[str, Any]:
-        """``attrs`` plus ``gen_ai.token.type`` (when ``token_type`` is not empty) and, for a
-        ``token_type`` ending in ``~``, the estimate mark; cached with the set."""
-        key = (id(attrs), token_type)
+    def _typed(
+        self, attrs: Dict[str, Any], token_type: Optional[str], estimated: bool = False
+    ) -> Dict[str, Any]:
+        """``attrs`` plus ``gen_ai.token.type`` (unless None) and, when ``estimated``, the
+        estimate mark; cached with the set."""
+        key = (id(attrs), token_type, estimated)
         entry = self._typed_cache.get(key)
         if entry is None or entry[0] is not attrs:  # an id can be reused after a clear
-            base = token_type.rstrip("~")
-            extra: Dict[str, Any] = {"gen_ai.token.type": base} if base else {}
-            if token_type.endswith("~"):
+            extra: Dict[str, Any] = {} if token_type is None else {"gen_ai.token.type": token_type}
+            if estimated:
                 extra[ESTIMATED] = True
             entry = (attrs, {**attrs, **extra})
             if len(self._typed_cache) > 20_000:
@@ -580,7 +588,7 @@ class OTelMetricsSink:
             return
         if self._stale:
             self._ensure_fresh()
-        if not self._warned_others:
+        if not self._warned_others and time.monotonic() >= self._next_check:
             self._check_others()  # an instrumentor may have been switched on since
         sums: Dict[Tuple[Any, ...], list] = {}
         for metrics in batch:
@@ -627,13 +635,13 @@ class OTelMetricsSink:
         if estimated and not self.export_estimated_tokens:
             return  # the conventions: estimates are not usage unless asked for
         if m.cost_usd:
-            self._count(sums, "cost", self._typed(attrs, "~") if estimated else attrs, m.cost_usd)
+            cost_attrs = self._typed(attrs, None, True) if estimated else attrs
+            self._count(sums, "cost", cost_attrs, m.cost_usd)
         if not genai:
             return
-        mark = "~" if estimated else ""
         for token_type, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
             if value is not None:
-                self._observe("token_usage", self._typed(attrs, token_type + mark), value)
+                self._observe("token_usage", self._typed(attrs, token_type, estimated), value)
 
     def _streaming(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
         error_type = (m.error_class or "_OTHER") if m.status == "error" else None
