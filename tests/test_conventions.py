@@ -226,7 +226,9 @@ def test_per_chunk_values_on_an_application_provider():
     sink = OTelMetricsSink(meter_provider=provider, environ={})
     stream = StreamingMetrics(time.time(), "s", "openai", "gpt-4o", total_chunks=6)
     gaps = ChunkGaps()
-    gaps.stamps.extend([1.0, 1.005, 1.02, 1.05, 1.205, 1.205])
+    stamps = [1.0, 1.005, 1.02, 1.05, 1.205, 1.205]
+    for earlier, later in zip(stamps, stamps[1:]):
+        gaps.add(later - earlier)
     stream._gaps = gaps
     sink.record_batch([stream])
     (point,) = [

@@ -158,3 +158,34 @@ def test_os_exit_skips_the_handler_as_documented(python, tmp_path):
         tmp_path,
     )
     assert got == []
+
+
+@pytest.mark.parametrize("python", interpreters())
+def test_streams_still_open_at_exit_are_recorded_as_cancelled(python, tmp_path):
+    # One stream half read, one never started, both still referenced when the process ends:
+    # the exit drain ends them (the half-read one with what it measured) before delivering.
+    got, _ = run(
+        """
+        class StreamSink(FileSink):
+            def record(self, m):
+                if m.metric_type == "streaming":
+                    self.out.write("%s:%s:%d\\n" % (m.model, m.status, m.total_chunks))
+
+        streams = MetricsCollector(MetricsConfig(), [StreamSink(sys.argv[1])])
+
+        @streams.track_request("openai", model="half")
+        def half():
+            yield from "abcde"
+
+        @streams.track_request("openai", model="unstarted")
+        def unstarted():
+            yield from "abc"
+
+        kept = half()
+        next(kept), next(kept)
+        never = unstarted()
+    """,
+        python,
+        tmp_path,
+    )
+    assert sorted(got) == ["half:cancelled:2", "unstarted:cancelled:0"]

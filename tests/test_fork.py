@@ -160,3 +160,40 @@ def test_in_memory_sink_starts_empty_in_child():
 
     assert run_child(child) == 0
     assert wait_until(lambda: len(memory) == 1)
+
+
+def test_streams_open_at_a_fork_are_recorded_by_the_parent_only(tmp_path):
+    import gc
+
+    from steer_llm_sdk.observability.streams import end_open_streams
+
+    path = str(tmp_path / "out.txt")
+    collector = MetricsCollector(MetricsConfig(flush_on_exit=False), [FileSink(path)])
+
+    @collector.track_request("openai", model="m")
+    def chunks():
+        yield from "abc"
+
+    started, unstarted = chunks(), chunks()
+    next(started)
+    streams = [started, unstarted]
+    del started, unstarted
+    try:
+
+        def child():
+            # Dropping the inherited streams, and the exit drain's sweep, record nothing here.
+            streams.clear()
+            gc.collect()
+            ended = end_open_streams()
+            return ended == 0 and collector.flush(5) and collector.stats().recorded == 0
+
+        assert run_child(child) == 0
+        assert list(streams[0]) == ["b", "c"]
+        streams.clear()
+        gc.collect()
+        assert collector.flush(5)
+        got = lines(path)
+        assert {int(pid) for pid, _ in got} == {os.getpid()}
+        assert collector.stats().recorded == 4  # two streams: a request and a stream record each
+    finally:
+        collector.shutdown(2)

@@ -82,7 +82,8 @@ def test_families_buckets_and_labels_in_prometheus_naming():
         time.time(), "s", "openai", "gpt-4o", total_chunks=5, first_chunk_latency_ms=120.0
     )
     gaps = ChunkGaps()
-    gaps.stamps.extend([0.0, 0.005, 0.035, 0.1, 0.1])
+    for gap in (0.005, 0.03, 0.065, 0.0):
+        gaps.add(gap)
     stream._gaps = gaps
     sink.record_batch([stream])
     body, content_type = sink.exposition()
@@ -366,7 +367,8 @@ def test_bucketed_gaps_equal_one_observation_per_gap():
 
     stamps = [0.0, 0.004, 0.02, 0.05, 0.05, 0.3, 2.0, 100.0]
     gaps = ChunkGaps()
-    gaps.stamps.extend(stamps)
+    for earlier, later in zip(stamps, stamps[1:]):
+        gaps.add(later - earlier)
     histogram = gaps.histogram()
     registry = CollectorRegistry()
     fast = Histogram("fast", "d", buckets=DURATION_BUCKETS, registry=registry)

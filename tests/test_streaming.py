@@ -166,6 +166,27 @@ def test_never_iterated_is_recorded_once(make_collector, sink, kind):
         assert iterator.closed
 
 
+@pytest.mark.parametrize("started", [False, True])
+def test_dropped_inside_a_reference_cycle_is_recorded_once(make_collector, sink, started):
+    # Collected by the cycle collector, not by reference counting: the watching weak
+    # reference must outlive the cycle for its callback to run.
+    collector = make_collector([sink])
+
+    @collector.track_request("openai", model="m")
+    def chunks():
+        yield from "abc"
+
+    holder = {"stream": chunks()}
+    holder["self"] = holder
+    if started:
+        next(holder["stream"])
+    del holder
+    gc.collect()
+    _, streaming = finished(collector, sink)
+    assert streaming.status == "cancelled"
+    assert streaming.total_chunks == (1 if started else 0)
+
+
 def test_send_and_throw_are_delegated(make_collector, sink):
     collector = make_collector([sink])
 

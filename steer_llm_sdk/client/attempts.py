@@ -118,7 +118,7 @@ class Attempts:
         m = self.metrics
         self.collector.record(
             ErrorMetrics(
-                **{**m.request_fields(), "timestamp": time.time()},
+                **{**m._link(), "timestamp": time.time()},
                 error_class=type(exc).__name__,
                 error_category=exc.category,
                 status_code=exc.status_code,
@@ -135,7 +135,7 @@ class Attempts:
         m = self.metrics
         self.collector.record(
             ReliabilityMetrics(
-                **m.request_fields(),
+                **m._link(),
                 retry_attempts=self.retries,
                 retry_succeeded=success and self.retries > 0,
                 total_retry_delay_ms=self.waited * 1000.0,

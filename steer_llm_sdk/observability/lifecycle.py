@@ -8,7 +8,9 @@ sessions). After ``os.fork()`` the child runs each registered reset once, in ord
 collector restarting in the child already sees fresh sinks.
 
 Collectors are also registered for the exit drain (:func:`shutdown_all` and the ``atexit``
-handler) and for :func:`reset_after_fork`, which pre-fork servers' hooks may call.
+handler) and for :func:`reset_after_fork`, which pre-fork servers' hooks may call. Work that
+still makes records at exit (ending streams left open) registers with :func:`at_exit_call`
+and runs before the collectors deliver their last records.
 """
 
 import atexit
@@ -51,6 +53,16 @@ def on_fork(owner: Any, method: str = "_after_fork", order: int = SINKS) -> None
 def on_fork_call(function: Callable[[], None], order: int = IDENTITY) -> None:
     """Call a module-level ``function()`` in every forked child (held strongly)."""
     _add_hook(order, None, function)
+
+
+#: Called by the exit drain before the collectors deliver their last records.
+_exit_hooks: List[Callable[[], Any]] = []
+
+
+def at_exit_call(function: Callable[[], Any]) -> None:
+    """Call ``function()`` at exit, before the collectors' exit drain (held strongly); for
+    work that still makes records, such as ending streams left open."""
+    _exit_hooks.append(function)
 
 
 def _add_hook(order: int, ref: Any, target: Any) -> None:
@@ -163,6 +175,11 @@ def _prepare_exit() -> None:
 
 
 def _drain_at_exit() -> None:
+    for hook in list(_exit_hooks):
+        try:
+            hook()
+        except Exception:
+            pass
     longest = 0.0
     for collector in collectors():
         longest = max(longest, collector.config.shutdown_timeout_seconds)

@@ -12,10 +12,8 @@ record.
 No I/O here; from the rest of the package only the leaves ``_fields`` and ``_ids``.
 """
 
-import threading
-from bisect import bisect_right
-from operator import sub
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Union
+from bisect import bisect_left
+from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
 from ._fields import Attributes, Id, Ratio, RecordMeta, Scalar, private
 from .conventions import DURATION_BUCKETS, GapHistogram
@@ -33,9 +31,6 @@ __all__ = [
     "StreamingMetrics",
     "UsageMetrics",
 ]
-
-#: The fields that tie a related record to its request (see ``request_fields``).
-_REQUEST_FIELDS = ("timestamp", "request_id", "provider", "model", "parent_request_id")
 
 
 class BaseMetrics(metaclass=RecordMeta):
@@ -71,9 +66,33 @@ class BaseMetrics(metaclass=RecordMeta):
     def request_fields(self) -> Dict[str, Any]:
         """The fields that tie another record to this one's request (timestamp, ids,
         provider, model, a copy of the attributes), as keyword arguments."""
-        out = {name: getattr(self, name) for name in _REQUEST_FIELDS}
+        out = self._link()
+        del out["sample_rate"]
+        out["request_id"] = self.request_id
+        out["parent_request_id"] = self.parent_request_id
         out["attributes"] = dict(self.attributes)
         return out
+
+    def _link(self) -> Dict[str, Any]:
+        """:meth:`request_fields` for a related record the SDK builds and hands to the
+        pipeline at once (see :meth:`_base`)."""
+        return dict(zip(_BASE_FIELDS, self._base()))
+
+    def _base(self) -> Tuple[float, Any, str, Optional[str], Any, float, Any]:
+        """The base fields of a related record the SDK builds, positionally in field order
+        (positional arguments cost a third of keyword ones): the ids raw (formatted only if
+        someone reads them), the thread's read-only ambient attributes shared rather than
+        copied (a plain dict, which a filter may change in place, is copied), sample rate 1."""
+        attributes = self.attributes
+        return (
+            self.timestamp,
+            self._request_id,  # type: ignore[attr-defined]
+            self.provider,
+            self.model,
+            attributes if type(attributes) is not dict else dict(attributes),
+            1.0,
+            self._parent_request_id,  # type: ignore[attr-defined]
+        )
 
     def _failed(self) -> bool:
         """Whether this record describes a failure (judged by the error sampling rate)."""
@@ -101,6 +120,21 @@ class BaseMetrics(metaclass=RecordMeta):
         return self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]  # mutable
+
+
+#: The base fields in the order of ``__init__`` (checked below, as records are built
+#: positionally from :meth:`BaseMetrics._base`).
+_BASE_FIELDS = (
+    "timestamp",
+    "request_id",
+    "provider",
+    "model",
+    "attributes",
+    "sample_rate",
+    "parent_request_id",
+)
+if tuple(name for name, _, _ in BaseMetrics._fields) != _BASE_FIELDS:  # type: ignore[attr-defined]
+    raise RuntimeError("BaseMetrics fields changed: update _BASE_FIELDS and _base()")
 
 
 class RequestMetrics(BaseMetrics):
@@ -164,8 +198,8 @@ class RequestMetrics(BaseMetrics):
     def _streamed(self) -> bool:
         return self.method == "stream"
 
-    def request_fields(self) -> Dict[str, Any]:
-        out = super().request_fields()
+    def _link(self) -> Dict[str, Any]:
+        out = super()._link()
         out["operation"] = self.operation
         return out
 
@@ -335,89 +369,57 @@ class UsageMetrics(BaseMetrics):
     cost_usd: Optional[float] = None
 
 
-_FOLD_LOCK = threading.Lock()
+_INF = float("inf")
+#: The bounds of each gap bucket: bucket ``i`` holds the gaps in ``(LOWS[i], HIGHS[i]]``.
+GAP_LOWS: Tuple[float, ...] = (-_INF, *DURATION_BUCKETS)
+GAP_HIGHS: Tuple[float, ...] = (*DURATION_BUCKETS, _INF)
 
 
 class ChunkGaps:
-    """The arrival times of one stream's chunks, folded into a :class:`GapHistogram`.
+    """The gaps between one stream's consecutive chunks, bucketed as they arrive.
 
-    The stream meter appends one ``perf_counter()`` reading per chunk to :attr:`stamps` (a
-    list append is the cheapest thing the caller's thread can do per chunk) and calls
-    :meth:`fold` every :attr:`FOLD_EVERY` chunks, so memory stays bounded however long the
-    stream. :meth:`histogram` folds the rest, once: the pipeline's flush thread does it before
-    any sink sees the record, so a record kept by a sink holds 15 counts and 15 sums, not a
-    stamp per chunk. Thread-safety: the meter's thread owns it while the stream runs;
-    afterwards any thread may call :meth:`histogram`.
+    The stream meter buckets each gap on the caller's thread (see
+    :meth:`~.streams.StreamMeter.measure`: consecutive gaps mostly fall in one bucket, and a
+    run of them costs a comparison and two additions a chunk) and adds each run here when it
+    ends; :meth:`add` takes one gap. A record therefore holds 15 counts and 15 sums whatever
+    the stream's length, and the flush thread has nothing to bucket.
+
+    Thread-safety: the meter's thread fills it while the stream runs; once the stream has
+    ended any thread may call :meth:`histogram`.
     """
 
-    __slots__ = ("stamps", "counts", "sums", "last", "start", "minimum", "maximum", "_result")
-    FOLD_EVERY = 4096
+    __slots__ = ("counts", "sums", "minimum", "maximum", "_result")
 
     def __init__(self) -> None:
-        self.stamps: List[float] = []
-        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
-        self.sums = [0.0] * (len(DURATION_BUCKETS) + 1)
-        self.last: Optional[float] = None
-        self.start: Optional[float] = None  # the first stamp, once folded
-        self.minimum = float("inf")
-        self.maximum = float("-inf")
+        self.counts = [0] * len(GAP_HIGHS)
+        self.sums = [0.0] * len(GAP_HIGHS)
+        self.minimum = _INF
+        self.maximum = -_INF
         self._result: Optional[GapHistogram] = None
 
-    def first_stamp(self) -> Optional[float]:
-        """The first chunk's arrival time, or None before any chunk."""
-        if self.start is not None:
-            return self.start
-        return self.stamps[0] if self.stamps else None
-
-    def fold(self) -> None:
-        """Bucket the gaps between the stamps so far and forget the stamps (the list object
-        is kept: the meter holds its ``append``).
-
-        Sorting the gaps and cutting the sorted list at the boundaries keeps the work in C:
-        about half the cost of bucketing gap by gap in Python.
-        """
-        stamps = self.stamps
-        if not stamps:
-            return
-        if self.start is None:
-            self.start = stamps[0]
-        previous = stamps[:-1] if self.last is None else [self.last, *stamps[:-1]]
-        current = stamps[1:] if self.last is None else stamps
-        gaps = sorted(map(sub, current, previous))
-        if gaps:
-            self.minimum = min(self.minimum, gaps[0])
-            self.maximum = max(self.maximum, gaps[-1])
-        counts, sums = self.counts, self.sums
-        low = 0
-        for i, bound in enumerate(DURATION_BUCKETS):
-            high = bisect_right(gaps, bound)  # a gap equal to a boundary closes its bucket
-            if high > low:
-                counts[i] += high - low
-                sums[i] += sum(gaps[low:high])
-            low = high
-        if len(gaps) > low:
-            counts[-1] += len(gaps) - low
-            sums[-1] += sum(gaps[low:])
-        self.last = stamps[-1]
-        stamps.clear()
+    def add(self, gap: float) -> None:
+        """Count one gap of ``gap`` seconds (a gap equal to a boundary closes its bucket)."""
+        index = bisect_left(DURATION_BUCKETS, gap)
+        self.counts[index] += 1
+        self.sums[index] += gap
+        if gap < self.minimum:
+            self.minimum = gap
+        if gap > self.maximum:
+            self.maximum = gap
 
     def histogram(self) -> GapHistogram:
-        """The gaps, bucketed (computed once)."""
+        """The gaps, bucketed (built once; two threads asking at once get equal values)."""
         result = self._result
         if result is None:
-            with _FOLD_LOCK:
-                result = self._result
-                if result is None:
-                    self.fold()
-                    result = self._result = GapHistogram(
-                        DURATION_BUCKETS,
-                        tuple(self.counts),
-                        tuple(self.sums),
-                        sum(self.counts),
-                        sum(self.sums),
-                        self.minimum,
-                        self.maximum,
-                    )
+            result = self._result = GapHistogram(
+                DURATION_BUCKETS,
+                tuple(self.counts),
+                tuple(self.sums),
+                sum(self.counts),
+                sum(self.sums),
+                self.minimum,
+                self.maximum,
+            )
         return result
 
 

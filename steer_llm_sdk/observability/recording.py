@@ -74,7 +74,7 @@ def error_record(metrics: RequestMetrics, exc: BaseException) -> ErrorMetrics:
     except Exception:
         message = None
     record = ErrorMetrics(
-        **metrics.request_fields(),
+        **metrics._link(),
         error_class=metrics.error_class or type(exc).__name__,
         error_category=metrics.error_category or "unknown",
         status_code=status_code_of(exc),

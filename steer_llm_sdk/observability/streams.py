@@ -4,27 +4,34 @@ Used alike by :class:`~.tracking.TrackedStream` (any iterator wrapped by ``track
 and by the client's text streams:
 
 * :class:`StreamMeter` iterates a stream and measures it: the first chunk, the first chunk
-  carrying content (time to first token), the arrival time of every chunk (bucketed later
-  into gaps, :class:`~.models.ChunkGaps`), chunks, characters of content, complete JSON
+  carrying content (time to first token), the gap between consecutive chunks (bucketed as
+  they come, :class:`~.models.ChunkGaps`), chunks, characters of content, complete JSON
   values in the text, and the usage the stream reports about itself. The per-chunk work is
-  a clock reading, a list append, a counter and a length.
+  a clock reading, a few comparisons and additions, the chunk's reader and a length;
+  nothing per chunk is kept.
 * :class:`FinishOnce` makes a stream's end be recorded exactly once, whether it is exhausted,
   fails, is closed, is left through ``with``, or is dropped unstarted or half-read.
 * :func:`record_stream` turns a :class:`StreamOutcome` into records.
 """
 
 import weakref
+from bisect import bisect_left
 from time import perf_counter
-from typing import Any, Callable, Generator, Optional
+from typing import Any, Callable, Dict, Generator, Optional
 
 from ..streaming.json_stream import JsonObjectCounter
 from ..streaming.readers import READERS, StreamReader
 from ..streaming.usage import TokenUsage
-from .models import ChunkGaps, RequestMetrics, StreamingMetrics
+from .conventions import DURATION_BUCKETS
+from .lifecycle import IDENTITY, at_exit_call, on_fork_call
+from .models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics, StreamingMetrics
 from .recording import record_failure
 
 #: Status of a finished stream.
 COMPLETED, ERROR, CANCELLED = "completed", "error", "cancelled"
+
+
+_INF = float("inf")
 
 
 def _nothing() -> None:
@@ -42,7 +49,7 @@ class StreamMeter:
         chunks, chars: items yielded, and characters of content among them.
         first, first_token: ``perf_counter()`` at the first item and the first content.
         usage: what the stream reported about itself (a ``StreamReader``).
-        gaps: the chunks' arrival times (:class:`~.models.ChunkGaps`).
+        gaps: the gaps between consecutive chunks, bucketed (:class:`~.models.ChunkGaps`).
         status, error: how it ended (``completed``/``error``/``cancelled``).
     """
 
@@ -78,12 +85,13 @@ class StreamMeter:
         self.error: Optional[BaseException] = None
         self.end = 0.0
 
-    def measure(
+    def measure(  # noqa: C901 - one generator step per chunk: the per-chunk work is inlined
         self,
         inner: Any,
         on_start: Callable[[], None] = _nothing,
         on_end: Callable[[], None] = _nothing,
         text_only: bool = False,
+        clock: Callable[[], float] = perf_counter,
     ) -> Generator[Any, Any, Any]:
         """Iterate ``inner``, yielding each item unchanged and measuring it.
 
@@ -93,60 +101,106 @@ class StreamMeter:
         ended in any way (after the measures are final): a consumer that needs nothing else
         iterates this generator directly, one generator step per chunk. With ``text_only``
         it yields the content of each chunk that carries any, instead of the chunks.
+        ``clock`` is read once per chunk and once at the end (``perf_counter`` seconds).
         """
         on_start()
         reader = self.usage
         readers = READERS
         gaps = self.gaps
-        stamp = gaps.stamps.append
-        fold_mask = ChunkGaps.FOLD_EVERY - 1
+        counts, sums = gaps.counts, gaps.sums
+        lows, highs = GAP_LOWS, GAP_HIGHS
+        # The gaps between chunks are bucketed here, as they come: consecutive gaps mostly
+        # fall in one bucket, so the common step is one chained comparison and two additions
+        # to the current run (``run`` gaps summing to ``run_sum`` in bucket ``index``). A gap
+        # outside the run's bucket, and the first chunk (``last`` is infinite, so its "gap"
+        # is -inf), take the other branch. Nothing per chunk is kept.
+        last = low = shortest = _INF
+        high = longest = -_INF
+        index = run = 0
+        run_sum = 0.0
+        first: Optional[float] = None
         json = self.json
-        count, chars = self.chunks, self.chars
+        # JSON counting and text-only output are rare: one test per chunk covers both.
+        special = json is not None or text_only
+        # Chunks are counted by the gaps between them (plus the first) at the end.
+        count, chars = self.chunks - sum(counts), self.chars
         first_token = self.first_token
+        seen: Any = None  # the class of the last chunk read, and its reader
+        read: Any = None
         pending: Any = None  # (callable, argument) forwarded by send()/throw()
         try:
             iterator = iter(inner)
             next_chunk = iterator.__next__
-            # An iterator without send(): a sent value is dropped and the next item read;
-            # without throw(): a thrown exception is raised here, as a plain loop would.
-            send = getattr(iterator, "send", None) or _ignore_sent(next_chunk)
-            throw = getattr(iterator, "throw", None)
             while True:
                 try:
-                    chunk = next_chunk() if pending is None else pending[0](pending[1])
+                    if pending is None:
+                        chunk = next_chunk()
+                    else:
+                        chunk = pending[0](pending[1])
+                        pending = None
                 except StopIteration as stop:
                     self.status = COMPLETED
                     return stop.value
-                now = perf_counter()
-                stamp(now)
-                count += 1
-                if not count & fold_mask:  # keep the stamps bounded on long streams
-                    gaps.fold()
-                try:  # the reader of the chunk's class, without a call to observe()
-                    text = chunk if type(chunk) is str else readers[type(chunk)](reader, chunk)
-                except Exception:  # an odd chunk passes through, counted, not read
-                    reader.errors += 1
-                    text = ""
+                now = clock()
+                gap = now - last
+                last = now
+                if low < gap <= high:
+                    run += 1
+                    run_sum += gap
+                    if gap < shortest:
+                        shortest = gap
+                    elif gap > longest:
+                        longest = gap
+                elif first is None:
+                    first = now
+                else:  # a gap in another bucket: the run ends, one starts
+                    if run:
+                        counts[index] += run
+                        sums[index] += run_sum
+                    index = bisect_left(DURATION_BUCKETS, gap)
+                    low, high = lows[index], highs[index]
+                    run, run_sum = 1, gap
+                    if gap < shortest:
+                        shortest = gap
+                    if gap > longest:
+                        longest = gap
+                cls = type(chunk)
+                if cls is str:
+                    text = chunk
+                else:
+                    if cls is not seen:  # most streams are of one or two chunk classes
+                        seen, read = cls, readers[cls]
+                    try:  # the reader of the chunk's class, without a call to observe()
+                        text = read(reader, chunk)
+                    except Exception:  # an odd chunk passes through, counted, not read
+                        reader.errors += 1
+                        text = ""
                 if text:
                     chars += len(text)
                     if first_token is None:
                         first_token = now
-                    if json is not None and type(text) is str:
+                if special:
+                    if json is not None and text and type(text) is str:
                         json.feed(text)
-                if text_only:
-                    if not text or type(text) is not str:  # no text, or tool calls etc.
-                        continue
-                    chunk = text
+                    if text_only:
+                        if not text or type(text) is not str:  # no text, or tool calls etc.
+                            continue
+                        chunk = text
                 try:
                     sent = yield chunk
                 except GeneratorExit:
                     raise
                 except BaseException as thrown:
+                    # Into an iterator without throw(): raised here, as a plain loop would.
+                    throw = getattr(iterator, "throw", None)
                     if throw is None:
                         raise
                     pending = (throw, thrown)
                     continue
-                pending = None if sent is None else (send, sent)
+                if sent is not None:
+                    # An iterator without send(): the value is dropped, the next item read.
+                    send = getattr(iterator, "send", None) or _ignore_sent(next_chunk)
+                    pending = (send, sent)
         except GeneratorExit:
             self.status = CANCELLED
             raise
@@ -154,9 +208,14 @@ class StreamMeter:
             self.status, self.error = ERROR, exc
             raise
         finally:
-            self.end = perf_counter()
-            self.chunks, self.chars = count, chars
-            self.first, self.first_token = gaps.first_stamp(), first_token
+            self.end = clock()
+            if run:
+                counts[index] += run
+                sums[index] += run_sum
+            gaps.minimum, gaps.maximum = shortest, longest
+            self.chunks = count + sum(counts) + (first is not None)
+            self.chars = chars
+            self.first, self.first_token = first, first_token
             on_end()
 
     def outcome(self) -> "StreamOutcome":
@@ -184,23 +243,30 @@ class FinishOnce:
 
     A started stream's own ``finally`` calls :meth:`finish`. One that is never started
     (created, maybe ``iter()``'d, then dropped) runs none of its code, so the stream object's
-    collection is watched too: ``weakref.finalize(watched, ...)``. For a started stream the
-    finalizer finds the work done. Thread-safety: one stream is consumed on one thread.
+    collection is watched too, by a weak reference whose callback ends it; for a started
+    stream the callback finds the work done. The weak reference is held from a module-level
+    table until the stream ends (a reference collected with its stream would never call
+    back), which also lets the exit drain end streams still open when the process ends
+    (:func:`end_open_streams`). Thread-safety: one stream is consumed on one thread.
     """
 
-    __slots__ = ("started", "finished", "_finish", "__weakref__")
+    __slots__ = ("started", "finished", "_finish", "_ref")
 
     def __init__(self, watched: Any, finish: Callable[[], None]) -> None:
         self.started = False
         self.finished = False
         self._finish = finish
-        weakref.finalize(watched, self.finish_unstarted)
+        # Much cheaper than weakref.finalize (~0.2 µs against ~2.7 µs a stream).
+        self._ref: Any = weakref.ref(watched, self._collected)
+        _OPEN[id(self)] = self
 
     def finish(self) -> bool:
         """Run ``finish()`` unless it already ran. Returns whether it ran now."""
         if self.finished:
             return False
         self.finished = self.started = True
+        _OPEN.pop(id(self), None)
+        self._ref = None  # the reference's callback holds this object: break the cycle
         self._finish()
         return True
 
@@ -211,6 +277,59 @@ class FinishOnce:
         weakref callbacks of a collected generator: stand aside for it."""
         if not self.started:
             self.finish()
+
+    def _collected(self, _: Any) -> None:
+        if not self.finished:
+            _OPEN.pop(id(self), None)
+            self.finish_unstarted()
+
+    def _end_at_exit(self) -> None:
+        """Close the stream (a suspended one records what it measured) or, if it cannot be
+        closed now (running on a thread that is still alive), record it as it stands."""
+        ref = self._ref
+        close_quietly(None if ref is None else ref())
+        if self.started:
+            self.finish()
+        else:
+            self.finish_unstarted()
+
+
+def close_quietly(obj: Any) -> None:
+    """Call ``obj.close()`` if it has one; an error from it is swallowed (the stream is
+    being abandoned, and nothing may raise into the caller)."""
+    closer = getattr(obj, "close", None)
+    if closer is not None:
+        try:
+            closer()
+        except Exception:
+            pass
+
+
+#: Streams not yet ended, by ``id()`` of their FinishOnce (their objects may be unhashable).
+_OPEN: Dict[int, FinishOnce] = {}
+
+
+def end_open_streams() -> int:
+    """End every stream of this process that is still open, as ``cancelled`` (see
+    :class:`FinishOnce`). Called by the exit drain before the collectors deliver their last
+    records. Returns how many were ended."""
+    ended = 0
+    for once in list(_OPEN.values()):
+        try:
+            once._end_at_exit()
+            ended += 1
+        except Exception:
+            pass
+    return ended
+
+
+def _forget_inherited_streams() -> None:
+    """In a forked child: streams opened before the fork belong to the parent, which
+    records them; the child must not record them a second time."""
+    for once in list(_OPEN.values()):
+        once.finished = once.started = True
+        once._ref = None
+    _OPEN.clear()
 
 
 class StreamOutcome:
@@ -277,21 +396,26 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
             collector._admit(metrics)
         if collector.config.enable_streaming_metrics:
             first = outcome.first
-            streaming = StreamingMetrics(
-                **metrics.request_fields(),
-                total_chunks=outcome.chunks,
-                total_chars=outcome.chars,
-                chunks_per_second=outcome.chunks / elapsed if elapsed > 0 else None,
-                first_chunk_latency_ms=None if first is None else (first - start) * 1000.0,
-                json_objects_found=outcome.json_objects,
-                aggregation_method=outcome.aggregation_method,
-                aggregation_confidence=outcome.aggregation_confidence,
-                status=outcome.status,
-                response_model=metrics.response_model,
-                error_class=metrics.error_class,
+            streaming = StreamingMetrics(  # positional, in field order: built per stream
+                *metrics._base(),
+                outcome.chunks,  # total_chunks
+                outcome.chars,  # total_chars
+                outcome.chunks / elapsed if elapsed > 0 else None,  # chunks_per_second
+                None if first is None else (first - start) * 1000.0,  # first_chunk_latency_ms
+                outcome.json_objects,  # json_objects_found
+                outcome.aggregation_method,
+                outcome.aggregation_confidence,
+                outcome.status,
+                metrics.operation,
+                metrics.response_model,
+                metrics.error_class,
             )
             streaming._gaps = outcome.gaps
             streaming._trusted = True
             collector._admit(streaming)
     except Exception:  # never into user code
         pass
+
+
+on_fork_call(_forget_inherited_streams, IDENTITY)
+at_exit_call(end_open_streams)

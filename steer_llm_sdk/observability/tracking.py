@@ -19,7 +19,7 @@ from .context import _state
 from .lifecycle import get_collector
 from .models import RequestMetrics
 from .recording import new_request, record_failure
-from .streams import FinishOnce, StreamMeter, StreamOutcome, record_stream
+from .streams import FinishOnce, StreamMeter, StreamOutcome, close_quietly, record_stream
 
 __all__ = ["StreamOutcome", "TrackedStream", "Tracker", "record_stream", "track_request"]
 
@@ -340,7 +340,7 @@ def _tracked_stream(
 
     def finish() -> None:
         if meter.status != "completed":
-            _close_quietly(inner)
+            close_quietly(inner)
         if meter.end == 0.0:  # closed or dropped before the first item
             meter.end = perf_counter()
         record_stream(collector, metrics, meter.outcome())
@@ -356,15 +356,6 @@ def _tracked_stream(
     gen = meter.measure(inner, start, end)
     once = FinishOnce(gen, finish)
     return TrackedStream(gen, inner, once)
-
-
-def _close_quietly(obj: Any) -> None:
-    closer = getattr(obj, "close", None)
-    if closer is not None:
-        try:
-            closer()
-        except Exception:
-            pass
 
 
 def track_request(

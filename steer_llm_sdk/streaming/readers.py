@@ -219,27 +219,30 @@ def _delta_content(delta: Any) -> str:
 
 
 def _read_chat_object(reader: StreamReader, chunk: Any) -> str:
-    """An SDK chat-completion chunk object (openai, LiteLLM): attribute reads only, the
-    common one-choice text chunk on a short path."""
-    usage = chunk.usage
-    if usage is not None:
-        reader.apply(usage_from_usage_object(usage))
-    if reader.model is None:
-        model = chunk.model
-        reader.model = model if type(model) is str and model else None
-    choices = chunk.choices
-    if not choices:
-        return ""
-    if len(choices) == 1:
-        choice = choices[0]
-        delta = getattr(choice, "delta", None)
-        if delta is not None:
-            text = delta.content
-            # Text of the first choice: nothing else to read (a finish reason comes in a
-            # chunk without text).
-            if type(text) is str and text and not choice.index:
-                return text
+    """An SDK chat-completion chunk object whose choices have a ``delta`` (openai, LiteLLM):
+    the common chunk (first choice's text, no usage, model known) on a short path of
+    attribute reads, anything else read in full. On a pydantic model every attribute read
+    costs ~30 ns (its class defines ``__getattr__``), so the short path reads five."""
+    if chunk.usage is None and reader.model is not None:
+        choices = chunk.choices
+        if len(choices) == 1:
+            choice = choices[0]
+            if not choice.index:
+                text = choice.delta.content
+                # A finish reason comes in a chunk without text: nothing else to read.
+                if type(text) is str and text:
+                    return text
     return _read_chat(reader, chunk)
+
+
+def _has_delta(fields: Any) -> bool:
+    """Whether the ``choices`` field of a pydantic model holds items with a ``delta``."""
+    annotation = getattr(fields.get("choices"), "annotation", None)
+    for item in getattr(annotation, "__args__", ()):
+        item_fields = _fields_of(item) if isinstance(item, type) else None
+        if item_fields is not None and not callable(item_fields) and "delta" in item_fields:
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------- typed events
@@ -541,7 +544,7 @@ def _choose(cls: type) -> Reader:
     if fields is None or callable(fields):
         return _read_by_instance
     if "choices" in fields:
-        return _read_chat_object
+        return _read_chat_object if _has_delta(fields) else _read_chat
     if "candidates" in fields or "usage_metadata" in fields:
         return _read_gemini_object
     if "type" in fields:

@@ -1,5 +1,4 @@
-"""Enrichment, on the flush thread: usage read from a stored response, price, and a stream's
-chunk stamps folded into its gap histogram.
+"""Enrichment, on the flush thread: usage read from a stored response, and price.
 
 (Request ids need no step here: a record formats its id when it is first read.)
 
@@ -35,15 +34,7 @@ class Enricher:
         self._unpriced: set = set()  # models already warned about
 
     def enrich(self, record: BaseMetrics) -> None:
-        kind = record.metric_type
-        if kind == "streaming":
-            gaps = record._gaps  # type: ignore[attr-defined]
-            if gaps is not None:
-                # Fold the chunk stamps into buckets now: a record kept by a sink (the
-                # in-memory ring buffer) must not hold one float per chunk.
-                gaps.histogram()
-            return
-        if kind != "request":
+        if record.metric_type != "request":
             return
         if record._response is not None:  # type: ignore[attr-defined]
             try:
