@@ -279,9 +279,7 @@ class FinishOnce:
             self.finish()
 
     def _collected(self, _: Any) -> None:
-        if not self.finished:
-            _OPEN.pop(id(self), None)
-            self.finish_unstarted()
+        self.finish_unstarted()  # finish() leaves the table; a started stream's finally will
 
     def _end_at_exit(self) -> None:
         """Close the stream (a suspended one records what it measured) or, if it cannot be
