@@ -209,6 +209,71 @@ def test_send_and_throw_are_delegated(make_collector, sink):
     assert streaming.total_chunks == 4 and streaming.status == "cancelled"
 
 
+def test_send_that_ends_the_generator_returns_its_value(make_collector, sink):
+    collector = make_collector([sink])
+
+    @collector.track_request("openai", model="m")
+    def until_stop():
+        while (yield "more?") != "stop":
+            pass
+        return "stopped"
+
+    stream = until_stop()
+    assert next(stream) == "more?"
+    assert stream.send("go") == "more?"
+    assert next(stream) == "more?"  # back on the generator after an answer to send()
+    with pytest.raises(StopIteration) as info:
+        stream.send("stop")
+    assert info.value.value == "stopped"
+    _, streaming = finished(collector, sink)
+    assert streaming.status == "completed" and streaming.total_chunks == 3
+
+
+class Echo(ChunkIterator):
+    """An iterator object with send() and throw(), not a generator."""
+
+    def send(self, value):
+        if value == "end":
+            raise StopIteration("ended by send")
+        return f"got {value}"
+
+    def throw(self, exc):
+        return f"caught {type(exc).__name__}"
+
+
+def test_send_and_throw_reach_an_iterator_object_that_has_them(make_collector, sink):
+    collector = make_collector([sink])
+    echo = Echo(["a", "b", "c"])
+    stream = collector.track_request("openai", model="m", stream=True)(lambda: echo)()
+    assert next(stream) == "a"
+    assert stream.send(1) == "got 1"
+    assert stream.throw(KeyError("k")) == "caught KeyError"
+    assert next(stream) == "b"
+    with pytest.raises(StopIteration) as info:
+        stream.send("end")
+    assert info.value.value == "ended by send"
+    request, streaming = finished(collector, sink)
+    assert streaming.status == "completed" and streaming.total_chunks == 4
+    yielded = ["a", "got 1", "caught KeyError", "b"]
+    assert request.success and streaming.total_chars == sum(map(len, yielded))
+
+
+def test_send_and_throw_into_an_iterator_without_them(make_collector, sink):
+    # As a plain loop over the iterator would: a value sent is dropped and the next item
+    # read; an exception thrown is raised to the consumer and ends the stream.
+    collector = make_collector([sink])
+    source, iterator = make_source("iterator", collector, chunks="abcd")
+    stream = source()
+    assert next(stream) == "a"
+    assert stream.send("dropped") == "b"
+    with pytest.raises(KeyError):
+        stream.throw(KeyError("k"))
+    request, streaming = finished(collector, sink)
+    assert streaming.status == "error" and streaming.total_chunks == 2
+    assert not request.success and request.error_class == "KeyError"
+    assert iterator.closed
+
+
 def test_generator_return_value_is_kept(make_collector, sink):
     collector = make_collector([sink])
 

@@ -380,7 +380,7 @@ class ChunkGaps:
 
     The stream meter buckets each gap on the caller's thread (see
     :meth:`~.streams.StreamMeter.measure`: consecutive gaps mostly fall in one bucket, and a
-    run of them costs a comparison and two additions a chunk) and adds each run here when it
+    run of them costs a comparison and an addition a chunk) and adds each run here when it
     ends; :meth:`add` takes one gap. A record therefore holds 15 counts and 15 sums whatever
     the stream's length, and the flush thread has nothing to bucket.
 

@@ -17,7 +17,8 @@ and by the client's text streams:
 import weakref
 from bisect import bisect_left
 from time import perf_counter
-from typing import Any, Callable, Dict, Generator, Optional
+from types import GeneratorType
+from typing import Any, Callable, Dict, Generator, List, Optional
 
 from ..streaming.json_stream import JsonObjectCounter
 from ..streaming.readers import READERS, StreamReader
@@ -95,13 +96,15 @@ class StreamMeter:
     ) -> Generator[Any, Any, Any]:
         """Iterate ``inner``, yielding each item unchanged and measuring it.
 
-        ``send``/``throw`` are forwarded to ``inner`` when it has them; its return value is
-        returned. Ends with ``status`` set; an error from ``inner`` is re-raised unchanged.
-        ``on_start()`` runs at the first ``next()``, ``on_end()`` once the generator has
-        ended in any way (after the measures are final): a consumer that needs nothing else
-        iterates this generator directly, one generator step per chunk. With ``text_only``
-        it yields the content of each chunk that carries any, instead of the chunks.
-        ``clock`` is read once per chunk and once at the end (``perf_counter`` seconds).
+        ``send``/``throw`` are forwarded to ``inner`` when it has them. When ``inner`` is a
+        generator its return value is returned (as ``yield from`` would); other iterators
+        end with None. Ends with ``status`` set; an error from ``inner`` is re-raised
+        unchanged. ``on_start()`` runs at the first ``next()``, ``on_end()`` once the
+        generator has ended in any way (after the measures are final): a consumer that
+        needs nothing else iterates this generator directly, one generator step per chunk.
+        With ``text_only`` it yields the content of each chunk that carries any, instead of
+        the chunks. ``clock`` is read once per chunk and once at the end (``perf_counter``
+        seconds).
         """
         on_start()
         reader = self.usage
@@ -110,14 +113,15 @@ class StreamMeter:
         counts, sums = gaps.counts, gaps.sums
         lows, highs = GAP_LOWS, GAP_HIGHS
         # The gaps between chunks are bucketed here, as they come: consecutive gaps mostly
-        # fall in one bucket, so the common step is one chained comparison and two additions
-        # to the current run (``run`` gaps summing to ``run_sum`` in bucket ``index``). A gap
-        # outside the run's bucket, and the first chunk (``last`` is infinite, so its "gap"
-        # is -inf), take the other branch. Nothing per chunk is kept.
+        # fall in one bucket, so the common step is one chained comparison and one addition
+        # to the current run (``run`` gaps in bucket ``index``, from the chunk read at
+        # ``origin`` to the last one: their sum is ``last - origin``). A gap outside the
+        # run's bucket, and the first chunk (``last`` is infinite, so its "gap" is -inf),
+        # take the other branches. Nothing per chunk is kept.
         last = low = shortest = _INF
         high = longest = -_INF
         index = run = 0
-        run_sum = 0.0
+        origin = 0.0
         first: Optional[float] = None
         json = self.json
         # JSON counting and text-only output are rare: one test per chunk covers both.
@@ -127,80 +131,91 @@ class StreamMeter:
         first_token = self.first_token
         seen: Any = None  # the class of the last chunk read, and its reader
         read: Any = None
-        pending: Any = None  # (callable, argument) forwarded by send()/throw()
+        returned: Any = None  # what a generator returned, through _keep_returned()
+        iterator: Any
+        source: Any
         try:
-            iterator = iter(inner)
-            next_chunk = iterator.__next__
+            if type(inner) is GeneratorType:
+                returned = [None]
+                iterator = source = _keep_returned(inner, returned)
+            else:
+                iterator = source = iter(inner)
             while True:
-                try:
-                    if pending is None:
-                        chunk = next_chunk()
+                # A ``for`` loop is the cheapest way to take items. A value sent or an
+                # exception thrown in by the consumer goes to the iterator's send()/throw(),
+                # whose answer is taken through a one-item source before the loop returns
+                # to the iterator.
+                for chunk in source:
+                    now = clock()
+                    gap = now - last
+                    if low < gap <= high:
+                        run += 1
+                        if gap < shortest:
+                            shortest = gap
+                        elif gap > longest:
+                            longest = gap
+                    elif first is None:
+                        first = now
+                    else:  # a gap in another bucket: the run ends, one starts
+                        if run:
+                            counts[index] += run
+                            sums[index] += last - origin
+                        origin = last
+                        index = bisect_left(DURATION_BUCKETS, gap)
+                        low, high = lows[index], highs[index]
+                        run = 1
+                        if gap < shortest:
+                            shortest = gap
+                        if gap > longest:
+                            longest = gap
+                    last = now
+                    cls = type(chunk)
+                    if cls is str:
+                        text = chunk
                     else:
-                        chunk = pending[0](pending[1])
-                        pending = None
-                except StopIteration as stop:
-                    self.status = COMPLETED
-                    return stop.value
-                now = clock()
-                gap = now - last
-                last = now
-                if low < gap <= high:
-                    run += 1
-                    run_sum += gap
-                    if gap < shortest:
-                        shortest = gap
-                    elif gap > longest:
-                        longest = gap
-                elif first is None:
-                    first = now
-                else:  # a gap in another bucket: the run ends, one starts
-                    if run:
-                        counts[index] += run
-                        sums[index] += run_sum
-                    index = bisect_left(DURATION_BUCKETS, gap)
-                    low, high = lows[index], highs[index]
-                    run, run_sum = 1, gap
-                    if gap < shortest:
-                        shortest = gap
-                    if gap > longest:
-                        longest = gap
-                cls = type(chunk)
-                if cls is str:
-                    text = chunk
-                else:
-                    if cls is not seen:  # most streams are of one or two chunk classes
-                        seen, read = cls, readers[cls]
-                    try:  # the reader of the chunk's class, without a call to observe()
-                        text = read(reader, chunk)
-                    except Exception:  # an odd chunk passes through, counted, not read
-                        reader.errors += 1
-                        text = ""
-                if text:
-                    chars += len(text)
-                    if first_token is None:
-                        first_token = now
-                if special:
-                    if json is not None and text and type(text) is str:
-                        json.feed(text)
-                    if text_only:
-                        if not text or type(text) is not str:  # no text, or tool calls etc.
-                            continue
-                        chunk = text
-                try:
-                    sent = yield chunk
-                except GeneratorExit:
-                    raise
-                except BaseException as thrown:
-                    # Into an iterator without throw(): raised here, as a plain loop would.
-                    throw = getattr(iterator, "throw", None)
-                    if throw is None:
+                        if cls is not seen:  # most streams are of one or two chunk classes
+                            seen, read = cls, readers[cls]
+                        try:  # the reader of the chunk's class, without a call to observe()
+                            text = read(reader, chunk)
+                        except Exception:  # an odd chunk passes through, counted, not read
+                            reader.errors += 1
+                            text = ""
+                    if text:
+                        chars += len(text)
+                        if first_token is None:
+                            first_token = now
+                    if special:
+                        if json is not None and text and type(text) is str:
+                            json.feed(text)
+                        if text_only:
+                            if not text or type(text) is not str:  # no text, or tool calls etc.
+                                continue
+                            chunk = text
+                    try:
+                        sent = yield chunk
+                    except GeneratorExit:
                         raise
-                    pending = (throw, thrown)
-                    continue
-                if sent is not None:
-                    # An iterator without send(): the value is dropped, the next item read.
-                    send = getattr(iterator, "send", None) or _ignore_sent(next_chunk)
-                    pending = (send, sent)
+                    except BaseException as thrown:
+                        # Into an iterator without throw(): raised here, as a plain loop would.
+                        throw = getattr(iterator, "throw", None)
+                        if throw is None:
+                            raise
+                        source = _Answer(throw, thrown)
+                        break
+                    if sent is not None:
+                        # An iterator without send(): the value is dropped, the next item read.
+                        send = getattr(iterator, "send", None)
+                        if send is not None:
+                            source = _Answer(send, sent)
+                            break
+                else:  # the source ran out
+                    if source is iterator:
+                        self.status = COMPLETED
+                        return None if returned is None else returned[0]
+                    if source.ended:  # send()/throw() ended the iterator
+                        self.status = COMPLETED
+                        return source.value
+                    source = iterator  # the answer was taken: back to the iterator
         except GeneratorExit:
             self.status = CANCELLED
             raise
@@ -211,7 +226,7 @@ class StreamMeter:
             self.end = clock()
             if run:
                 counts[index] += run
-                sums[index] += run_sum
+                sums[index] += last - origin
             gaps.minimum, gaps.maximum = shortest, longest
             self.chunks = count + sum(counts) + (first is not None)
             self.chars = chars
@@ -234,8 +249,37 @@ class StreamMeter:
         return outcome
 
 
-def _ignore_sent(next_chunk: Callable[[], Any]) -> Callable[[Any], Any]:
-    return lambda value: next_chunk()
+def _keep_returned(gen: Generator[Any, Any, Any], returned: List[Any]) -> Generator[Any, Any, Any]:
+    """Delegate to ``gen`` (``send``/``throw`` included) and keep what it returns in
+    ``returned[0]``: a ``for`` loop drops the return value of what it iterates."""
+    value = returned[0] = yield from gen
+    return value
+
+
+class _Answer:
+    """What an iterator's ``send()`` or ``throw()`` answers, as a one-item iterator; if the
+    call ended the iterator instead, ``ended`` is set and ``value`` is its return value."""
+
+    __slots__ = ("_call", "_argument", "ended", "value")
+
+    def __init__(self, call: Callable[[Any], Any], argument: Any) -> None:
+        self._call: Optional[Callable[[Any], Any]] = call
+        self._argument = argument
+        self.ended = False
+        self.value: Any = None
+
+    def __iter__(self) -> "_Answer":
+        return self
+
+    def __next__(self) -> Any:
+        call, self._call = self._call, None
+        if call is None:
+            raise StopIteration
+        try:
+            return call(self._argument)
+        except StopIteration as stop:
+            self.ended, self.value = True, stop.value
+            raise StopIteration from None
 
 
 class FinishOnce:
