@@ -21,7 +21,7 @@ import time
 import tracemalloc
 from pathlib import Path
 from time import perf_counter
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 from steer_llm_sdk.observability import (
     MetricsCollector,
@@ -59,6 +59,7 @@ def interleaved_means(
     rounds: int = ROUNDS,
     batch: int = BATCH,
     warmup: int = 30_000,
+    hooks: Optional[Dict[str, Tuple[Callable[[], object], Callable[[], object]]]] = None,
 ) -> Dict[str, Dict[str, float]]:
     """Mean cost per call of each contender, over ``rounds`` batches of ``batch`` calls,
     the contenders taking turns batch by batch (their order rotating) so that the machine's
@@ -69,22 +70,33 @@ def interleaved_means(
     or not it overlapped the caller). Means, never medians: the batches in which the
     background work ran are part of the cost. Returns per contender ``{"wall", "cpu",
     "wall_se", "cpu_se"}`` in microseconds per call (``*_se``: standard error of the mean).
+
+    ``hooks`` maps a contender to ``(enter, leave)``, called around each of its batches
+    (untimed): for a contender that is a process-wide state, such as ``instrument()``.
     """
     names = list(contenders)
-    for fn in contenders.values():  # warm up past the in-memory ring
+    hooks = hooks or {}
+    nothing = (lambda: None, lambda: None)
+    for name, fn in contenders.items():  # warm up past the in-memory ring
+        enter, leave = hooks.get(name, nothing)
+        enter()
         for _ in range(warmup):
             fn("hi")
+        leave()
     wall: Dict[str, List[float]] = {n: [] for n in names}
     cpu: Dict[str, List[float]] = {n: [] for n in names}
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             fn = contenders[name]
+            enter, leave = hooks.get(name, nothing)
+            enter()
             start_wall, start_cpu = perf_counter(), time.process_time()
             for _ in range(batch):
                 fn("hi")
             wall[name].append((perf_counter() - start_wall) / batch * 1e6)
             cpu[name].append((time.process_time() - start_cpu) / batch * 1e6)
+            leave()
     out = {}
     for name in names:
         out[name] = {
@@ -345,26 +357,35 @@ def bench_instrument() -> Dict[str, float]:
     )
     messages = [{"role": "user", "content": "hi"}]
 
-    def plain(_: str) -> None:
-        client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+    def plain(_: str) -> object:
+        # Returned, so that the decorator too keeps the response for its usage to be read.
+        return client.chat.completions.create(model="gpt-4o-mini", messages=messages)
 
     collector = MetricsCollector(MetricsConfig(), [InMemoryMetricsSink()])
     decorated = collector.track_request("openai")(plain)
-    means = interleaved_means(
-        {"plain": plain, "decorated": decorated}, rounds=ROUNDS // 2, batch=200, warmup=500
-    )
-    instrument("openai", collector=collector)
+
+    def instrumented(_: str) -> object:  # plain, in batches run with instrument() on
+        return plain(_)
+
+    def instrument_on() -> None:
+        instrument("openai", collector=collector)
+
     try:
-        instrumented = interleaved_means(
-            {"plain": plain}, rounds=ROUNDS // 2, batch=200, warmup=500
-        )["plain"]
+        means = interleaved_means(
+            {"plain": plain, "decorated": decorated, "instrumented": instrumented},
+            rounds=ROUNDS,
+            batch=100,
+            warmup=500,
+            hooks={"instrumented": (instrument_on, uninstrument)},
+        )
     finally:
         uninstrument()
         collector.shutdown(5)
     return {
         "openai_call_us": means["plain"]["cpu"],
         "decorator_added_us": means["decorated"]["cpu"] - means["plain"]["cpu"],
-        "instrument_added_us": instrumented["cpu"] - means["plain"]["cpu"],
+        "instrument_added_us": means["instrumented"]["cpu"] - means["plain"]["cpu"],
+        "instrument_added_se_us": means["instrumented"]["cpu_se"],
     }
 
 
@@ -753,6 +774,7 @@ TARGETS = [
     ("openai_call_us", "info", None, "openai SDK chat call, in-process transport (us)"),
     ("decorator_added_us", "info", None, "  @track_request around it adds (us)"),
     ("instrument_added_us", "info", None, "  instrument() adds (us)"),
+    ("instrument_added_se_us", "info", None, "    standard error of the instrumented mean"),
     ("throughput_records_per_s", ">=", 200_000, "4 producers into the in-memory sink (rec/s)"),
     ("throughput_dropped", "<=", 0, "records dropped in the throughput run"),
     ("memory_10k_records_mb", "<=", 8.0, "10,000 RequestMetrics in the in-memory sink (MB)"),

@@ -270,6 +270,44 @@ def test_records_name_provider_operation_and_server(clean, server, clients):
     assert record.response_model is not None
 
 
+def test_a_client_whose_base_url_changes_is_attributed_to_the_new_one(clean, server):
+    # The provider and server attributes of a base URL are remembered: the memory is keyed
+    # by the URL, so a client pointed elsewhere is attributed to where it now sends.
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0)
+    instrument("openai")
+    cassette = str(_first("test_openai", streamed=False))
+    with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
+        for base in (server.url, server.url.replace("127.0.0.1", "localhost"), server.url):
+            client.base_url = base + "/v1"
+            server.replay(cassette)
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            )
+    server._replays.clear()
+    records = sink.get_metrics(metric_type="request")
+    assert [r.attributes["server.address"] for r in records] == [
+        "127.0.0.1",
+        "localhost",
+        "127.0.0.1",
+    ]
+    assert {r.attributes["server.port"] for r in records} == {server.port}
+
+
+def test_endpoints_are_remembered_within_a_bound():
+    from steer_llm_sdk.observability.instrumentation import _measure
+
+    _measure._ENDPOINTS.clear()
+    for i in range(_measure._ENDPOINTS_MAX + 50):
+        provider, attributes = _measure.endpoint(f"https://h{i}.openai.azure.com:{i + 1}/", "x")
+        assert provider == "azure.ai.openai"
+        assert attributes == {"server.address": f"h{i}.openai.azure.com", "server.port": i + 1}
+    assert len(_measure._ENDPOINTS) == _measure._ENDPOINTS_MAX
+    assert _measure.endpoint("http://api.groq.com/openai/v1", "openai") == (
+        "groq",
+        {"server.address": "api.groq.com", "server.port": 80},
+    )
+
+
 def test_async_clients_are_untouched(clean):
     create = openai.resources.chat.completions.AsyncCompletions.__dict__["create"]
     instrument()

@@ -24,6 +24,7 @@ from ..observability import (
     get_collector,
 )
 from ..observability._ids import new_request_id
+from ..observability.conventions import server_attributes
 from ..observability.sinks import InMemoryMetricsSink, MetricsSink
 from ..observability.streams import StreamOutcome, record_stream
 from ..observability.tracking import Tracker
@@ -32,7 +33,7 @@ from ..providers._http import request_id_of
 from ..reliability import CircuitBreaker, CircuitState, RetryPolicy
 from ..types import GenerationResponse, Messages, StreamingResponseWithUsage
 from .attempts import Attempts
-from .routing import format_name, normalize_messages, route, server_attributes
+from .routing import format_name, normalize_messages, route
 from .streams import StreamRun, TextStream, as_usage
 from .transport import Transport
 

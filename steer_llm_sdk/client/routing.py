@@ -1,7 +1,6 @@
 """Which provider serves a model, and the request pieces every call shares."""
 
 from typing import Any, Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
 
 from ..errors import InvalidRequestError
 from ..providers import ALIASES, PROTOCOLS
@@ -72,13 +71,3 @@ def format_name(response_format: Any) -> str:
         return response_format
     kind = response_format.get("type") if isinstance(response_format, Mapping) else None
     return str(kind or "custom")
-
-
-def server_attributes(url: str) -> Dict[str, Any]:
-    """``server.address`` and ``server.port`` of a base URL, for the records."""
-    parts = urlsplit(url)
-    attrs: Dict[str, Any] = {}
-    if parts.hostname:
-        attrs["server.address"] = parts.hostname
-        attrs["server.port"] = parts.port or (443 if parts.scheme == "https" else 80)
-    return attrs

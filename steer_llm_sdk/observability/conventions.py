@@ -8,7 +8,8 @@ families, so the two cannot drift apart.
 A leaf: imports nothing from the package.
 """
 
-from typing import NamedTuple, Tuple
+from typing import Any, Dict, NamedTuple, Tuple
+from urllib.parse import urlsplit
 
 #: Seconds: the boundaries the conventions give for operation duration, time to first chunk
 #: and time per output chunk.
@@ -165,3 +166,15 @@ class GapHistogram(NamedTuple):
     gap_sum: float
     minimum: float
     maximum: float
+
+
+def server_attributes(url: str) -> Dict[str, Any]:
+    """``server.address`` and ``server.port`` of a base URL (the scheme's port when it
+    names none); empty when the URL has no host."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return {}
+    return {
+        "server.address": parts.hostname,
+        "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+    }

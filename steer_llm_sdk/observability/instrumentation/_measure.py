@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import wrapt
 
 from ..context import _state
+from ..conventions import server_attributes
 from ..lifecycle import get_collector
 from ..recording import new_request, record_failure
 from ..streams import FinishOnce, StreamMeter, record_stream
@@ -50,15 +51,29 @@ def provider_of(url: Any, default: str) -> str:
     return default
 
 
-def server_attributes(url: Any) -> Dict[str, Any]:
-    """``server.address``/``server.port`` of a base URL."""
-    parts = urlsplit(str(url))
-    if not parts.hostname:
-        return {}
-    return {
-        "server.address": parts.hostname,
-        "server.port": parts.port or (443 if parts.scheme == "https" else 80),
-    }
+#: (base URL as text, default provider) -> what :func:`endpoint` returns; bounded.
+_ENDPOINTS: Dict[Tuple[str, str], Tuple[str, Dict[str, Any]]] = {}
+_ENDPOINTS_MAX = 256
+
+
+def endpoint(url: Any, default: str) -> Tuple[str, Dict[str, Any]]:
+    """``(provider_of(url, default), server_attributes(url))``, remembered per URL: parsing
+    a URL costs several µs a call, and a client's base URL seldom changes. The attributes
+    dict is shared by every call to that URL (records copy it). Thread-safe."""
+    key = (str(url), default)
+    found = _ENDPOINTS.get(key)
+    if found is None:
+        found = (provider_of(key[0], default), server_attributes(key[0]))
+        if len(_ENDPOINTS) < _ENDPOINTS_MAX:  # past it, a fleet of URLs is parsed each call
+            _ENDPOINTS[key] = found
+    return found
+
+
+def base_url_of(client: Any) -> Any:
+    """An openai/anthropic client's base URL: the attribute behind the ``base_url``
+    property when it is there (the property costs ~1 µs a read; the attribute ~10 ns)."""
+    base = getattr(client, "_base_url", None)
+    return base if base is not None else getattr(client, "base_url", "")
 
 
 def _collector() -> Any:

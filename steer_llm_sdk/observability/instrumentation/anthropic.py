@@ -3,7 +3,7 @@
 
 from typing import Any, Callable, Dict, List, Tuple
 
-from ._measure import CREATE, HELPER, entry_point, provider_of, server_attributes
+from ._measure import CREATE, HELPER, base_url_of, endpoint, entry_point
 
 FAMILY = "anthropic"
 _BY_CLASS = {"AnthropicBedrock": "aws.bedrock", "AnthropicVertex": "gcp.vertex_ai"}
@@ -11,9 +11,9 @@ _BY_CLASS = {"AnthropicBedrock": "aws.bedrock", "AnthropicVertex": "gcp.vertex_a
 
 def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
     client = getattr(instance, "_client", None)
-    base = getattr(client, "base_url", "")
-    provider = _BY_CLASS.get(type(client).__name__) or provider_of(base, "anthropic")
-    return provider, server_attributes(base)
+    base = base_url_of(client)
+    provider, attributes = endpoint(base, "anthropic")
+    return _BY_CLASS.get(type(client).__name__) or provider, attributes
 
 
 def targets() -> List[Tuple[str, str, Callable[..., Any]]]:

@@ -7,7 +7,7 @@ Converse operations, for clients made before and after ``instrument()``."""
 
 from typing import Any, Callable, List, Tuple
 
-from ._measure import measure, server_attributes
+from ._measure import endpoint, measure
 
 FAMILY = "bedrock"
 _OPERATIONS = {"Converse": False, "ConverseStream": True}
@@ -34,7 +34,7 @@ def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) 
         FAMILY,
         "chat",
         model,
-        server_attributes(getattr(meta, "endpoint_url", "")),
+        endpoint(getattr(meta, "endpoint_url", ""), "aws.bedrock")[1],
         _stream if streamed else None,
     )
 

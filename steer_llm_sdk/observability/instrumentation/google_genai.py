@@ -3,7 +3,7 @@
 
 from typing import Any, Callable, Dict, List, Tuple
 
-from ._measure import PLAIN, STREAM, entry_point, server_attributes
+from ._measure import PLAIN, STREAM, endpoint, entry_point
 
 FAMILY = "gemini"
 
@@ -13,7 +13,7 @@ def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
     provider = "gcp.vertex_ai" if getattr(api, "vertexai", False) else "gcp.gemini"
     options = getattr(api, "_http_options", None)
     base = getattr(options, "base_url", None) or ""
-    return provider, server_attributes(base)
+    return provider, endpoint(base, provider)[1]
 
 
 def _model(kwargs: Any) -> Any:

@@ -3,16 +3,16 @@ points only; the async clients are left untouched."""
 
 from typing import Any, Callable, Dict, List, Tuple
 
-from ._measure import CREATE, HELPER, PLAIN, entry_point, provider_of, server_attributes
+from ._measure import CREATE, HELPER, PLAIN, base_url_of, endpoint, entry_point
 
 FAMILY = "openai"
 
 
 def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
     client = getattr(instance, "_client", None)
-    base = getattr(client, "base_url", "")
+    base = base_url_of(client)
     default = "azure.ai.openai" if type(client).__name__ == "AzureOpenAI" else "openai"
-    return provider_of(base, default), server_attributes(base)
+    return endpoint(base, default)
 
 
 #: (module, attribute path, operation, mode)
