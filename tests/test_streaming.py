@@ -157,11 +157,15 @@ def test_context_manager_exhausted(make_collector, sink, kind):
 def test_never_iterated_is_recorded_once(make_collector, sink, kind):
     collector = make_collector([sink])
     source, iterator = make_source(kind, collector)
+    began = time.perf_counter()
     stream = source()
     del stream
     gc.collect()
-    _, streaming = finished(collector, sink)
+    ended = time.perf_counter()
+    request, streaming = finished(collector, sink)
     assert streaming.status == "cancelled" and streaming.total_chunks == 0
+    # It ends when it is dropped: its duration is the time until then.
+    assert 0.0 <= request.duration_ms <= (ended - began) * 1000.0
     if iterator is not None:
         assert iterator.closed
 

@@ -3,7 +3,6 @@ observability layer's :class:`~steer_llm_sdk.observability.streams.StreamMeter`,
 exactly once by its :class:`~steer_llm_sdk.observability.streams.FinishOnce`."""
 
 import json
-from time import perf_counter
 from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
 
 import requests
@@ -167,7 +166,6 @@ class StreamRun:
         meter = self.meter
         if meter.end == 0.0:  # never started
             self.response.close()
-            meter.end = perf_counter()
         outcome = meter.outcome()
         text = "".join(self.deltas)
         reported = outcome.usage

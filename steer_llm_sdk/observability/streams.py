@@ -234,7 +234,10 @@ class StreamMeter:
             on_end()
 
     def outcome(self) -> "StreamOutcome":
-        """What the stream reported, as measured (usage only if the stream reported it)."""
+        """What the stream reported, as measured (usage only if the stream reported it). A
+        stream that never started (closed or dropped before its first item) ends now."""
+        if self.end == 0.0:
+            self.end = perf_counter()
         outcome = StreamOutcome()
         outcome.status, outcome.error, outcome.end = self.status, self.error, self.end
         outcome.chunks, outcome.chars = self.chunks, self.chars + self.usage.extra_chars

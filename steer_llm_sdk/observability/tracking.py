@@ -336,13 +336,13 @@ def _tracked_stream(
     collector: MetricsCollector, metrics: RequestMetrics, inner: Any, restart_clock: bool
 ) -> TrackedStream:
     metrics.method = "stream"
+    if restart_clock:  # a generator never started lasts from its call to its end
+        metrics._start = perf_counter()
     meter = StreamMeter(metrics.response_format)
 
     def finish() -> None:
         if meter.status != "completed":
             close_quietly(inner)
-        if meter.end == 0.0:  # closed or dropped before the first item
-            meter.end = perf_counter()
         record_stream(collector, metrics, meter.outcome())
 
     def start() -> None:

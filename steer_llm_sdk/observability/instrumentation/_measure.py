@@ -204,8 +204,6 @@ class MeasuredStream(wrapt.ObjectProxy):
         meter = self._self_meter
 
         def finish() -> None:
-            if meter.end == 0.0:
-                meter.end = perf_counter()
             record_stream(collector, metrics, meter.outcome())
 
         self._self_once = FinishOnce(self, finish)
