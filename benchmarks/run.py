@@ -559,7 +559,7 @@ def bench_client_overhead() -> Dict[str, float]:
     in percent with its standard error, for ``generate`` and for 200-chunk streams. The
     exact metrics code a call runs is also timed on its own (``*_metrics_path_us``)."""
     from steer_llm_sdk import SteerLLMClient
-    from steer_llm_sdk.observability.streams import StreamOutcome, record_stream
+    from steer_llm_sdk.observability.measure.stream import StreamOutcome, record_stream
     from steer_llm_sdk.streaming.usage import TokenUsage
 
     # Single calls on this kind of VM vary by about 30% (generate) from one to the next, so

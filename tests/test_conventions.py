@@ -21,6 +21,7 @@ from steer_llm_sdk.observability import (
     RequestMetrics,
     StreamingMetrics,
 )
+from steer_llm_sdk.observability.conventions import FAMILIES
 from steer_llm_sdk.observability.models import ChunkGaps
 from steer_llm_sdk.observability.sinks import OTelMetricsSink
 from steer_llm_sdk.testing import Fault, LocalLLMServer, OTLPReceiver
@@ -78,7 +79,7 @@ def test_every_instrument_matches_the_specification():
         collector.shutdown(5)
 
     names = {p["name"] for p in points}
-    assert set(SPEC) <= names
+    assert set(SPEC) | {"llm.time_to_first_token"} <= names
     for point in points:
         spec = SPEC.get(point["name"])
         if spec is None:
@@ -96,6 +97,7 @@ def test_every_instrument_matches_the_specification():
     for name in (
         "gen_ai.client.operation.time_to_first_chunk",
         "gen_ai.client.operation.time_per_output_chunk",
+        "llm.time_to_first_token",
     ):
         for point in (p for p in points if p["name"] == name):
             assert point["attributes"]["gen_ai.request.model"] == "gpt-4o-mini"
@@ -217,6 +219,40 @@ def test_boundaries_hold_on_a_meter_provider_without_views():
     assert found["gen_ai.client.operation.duration"] == SECONDS
     assert found["gen_ai.client.token.usage"] == [float(b) for b in TOKENS]
     provider.shutdown()
+
+
+def test_each_first_arrival_time_is_one_family():
+    # TTFT (first content) and time to first chunk: one family each, both sinks build theirs
+    # from it. Only the second is the conventions' (left out with genai_instruments=False).
+    first = {f.key: f for f in FAMILIES if "first" in f.key or "first" in f.name}
+    assert {k: (f.name, f.kind, f.unit, list(f.buckets), f.genai) for k, f in first.items()} == {
+        "time_to_first_chunk": (
+            "gen_ai.client.operation.time_to_first_chunk", "histogram", "s", SECONDS, True
+        ),
+        "time_to_first_token": ("{ns}.time_to_first_token", "histogram", "s", SECONDS, False),
+    }  # fmt: skip
+
+
+def test_first_arrival_times_on_an_application_provider():
+    # On a provider passed in (the SDK's instruments, not the sink's own aggregation).
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    sink = OTelMetricsSink(meter_provider=provider, environ={})
+    m = RequestMetrics(time.time(), "r", "openai", "gpt-4o", None, 1.0, None, 900.0, 640.0)
+    m.method, m.time_to_first_chunk_ms = "stream", 5.0
+    sink.record_batch([m, RequestMetrics(time.time(), "b", "openai", "gpt-4o", None, 1.0)])
+    found = {
+        metric.name: [(dp.count, dp.sum, list(dp.bucket_counts)) for dp in metric.data.data_points]
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if "first" in metric.name
+    }
+    provider.shutdown()
+    assert found == {
+        "llm.time_to_first_token": [(1, 0.64, [0] * 6 + [1] + [0] * 8)],  # (0.32, 0.64]
+        "gen_ai.client.operation.time_to_first_chunk": [(1, 0.005, [1] + [0] * 14)],
+    }
 
 
 def test_per_chunk_values_on_an_application_provider():

@@ -165,7 +165,7 @@ def test_in_memory_sink_starts_empty_in_child():
 def test_streams_open_at_a_fork_are_recorded_by_the_parent_only(tmp_path):
     import gc
 
-    from steer_llm_sdk.observability.streams import end_open_streams
+    from steer_llm_sdk.observability.measure.stream import end_open_streams
 
     path = str(tmp_path / "out.txt")
     collector = MetricsCollector(MetricsConfig(flush_on_exit=False), [FileSink(path)])

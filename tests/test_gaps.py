@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
 from steer_llm_sdk.observability.conventions import DURATION_BUCKETS
+from steer_llm_sdk.observability.measure.stream import StreamMeter
 from steer_llm_sdk.observability.models import ChunkGaps
 from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
-from steer_llm_sdk.observability.streams import StreamMeter
 
 GAPS = st.one_of(
     st.sampled_from([0.0, *DURATION_BUCKETS, 100.0]),  # exactly on a boundary included

@@ -341,6 +341,8 @@ def test_coexists_with_the_opentelemetry_openai_instrumentor(clean, order, serve
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     theirs = OpenAIInstrumentor()
+    owner = openai.resources.chat.completions.Completions
+    original = owner.__dict__["create"]
 
     def otel_calls() -> int:
         data = reader.get_metrics_data()
@@ -380,5 +382,9 @@ def test_coexists_with_the_opentelemetry_openai_instrumentor(clean, order, serve
         assert len(sink.get_metrics(metric_type="request")) == 1
     finally:
         theirs.uninstrument()
+        uninstrument()
+        # Their unwrap() takes off the outermost wrapper, which may be ours: put the SDK's
+        # own method back so that later tests see neither.
+        owner.create = original
         server._replays.clear()
         provider.shutdown()

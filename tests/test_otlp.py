@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+from bisect import bisect_left
 
 import pytest
 
@@ -18,6 +19,7 @@ from steer_llm_sdk.observability import (
     MetricsConfig,
     ReliabilityMetrics,
     RequestMetrics,
+    StreamingMetrics,
     UsageMetrics,
 )
 from steer_llm_sdk.observability.sinks import OTelMetricsSink
@@ -111,6 +113,49 @@ def test_client_calls_exported_with_genai_conventions(protocol):
         assert cost and cost[0]["unit"] == "USD" and cost[0]["value"] > 0
         client.close()
         collector.shutdown(5)
+
+
+def bucket_counts(value, bounds=DURATION_BUCKETS):
+    """The bucket counts of a histogram holding one ``value`` (upper-inclusive buckets)."""
+    counts = [0] * (len(bounds) + 1)
+    counts[bisect_left(bounds, value)] = 1
+    return counts
+
+
+@pytest.mark.parametrize("genai", [True, False], ids=["genai", "genai-left-to-another"])
+def test_both_first_arrival_times_exported_from_the_request_record(genai):
+    # TTFT (first content) is the SDK's own histogram, under the prefix; time to first chunk
+    # is the conventions' one. Each is recorded once per streamed RequestMetrics: the
+    # StreamingMetrics carrying the same first-chunk time adds nothing, a blocking call
+    # (neither time) adds nothing.
+    with OTLPReceiver() as receiver:
+        sink, collector = make(receiver.endpoint, namespace="app", genai_instruments=genai)
+        streamed = request(
+            1, method="stream", time_to_first_chunk_ms=30.0, time_to_first_token_ms=150.0
+        )
+        stream = StreamingMetrics(
+            time.time(), "r1", "openai", "gpt-4o", total_chunks=4, first_chunk_latency_ms=30.0
+        )
+        for record in (streamed, stream, request(2)):
+            assert collector.record(record)
+        assert collector.flush(10)
+        points = receiver.points()
+        collector.shutdown(5)
+    first = {p["name"]: p for p in points if "first" in p["name"]}
+    expected = {
+        "app.time_to_first_token": (0.15, bucket_counts(0.15)),
+        "gen_ai.client.operation.time_to_first_chunk": (0.03, bucket_counts(0.03)),
+    }
+    if not genai:
+        del expected["gen_ai.client.operation.time_to_first_chunk"]
+    assert {
+        name: (p["count"], p["sum"], p["bucket_counts"], p["bounds"], p["unit"])
+        for name, p in first.items()
+    } == {
+        name: (1, value, counts, list(DURATION_BUCKETS), "s")
+        for name, (value, counts) in expected.items()
+    }
+    assert [p["count"] for p in points if "first" in p["name"]] == [1] * len(expected)
 
 
 def test_custom_attributes_only_from_the_allowlist_and_truncated():

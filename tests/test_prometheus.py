@@ -112,6 +112,36 @@ def test_families_buckets_and_labels_in_prometheus_naming():
     assert labels["gen_ai_operation_name"] == "chat" and labels["gen_ai_provider_name"] == "openai"
 
 
+def test_both_first_arrival_times_in_prometheus_naming():
+    # TTFT (first content) and time to first chunk, each once per streamed RequestMetrics:
+    # the StreamingMetrics carrying the same first-chunk time adds nothing, nor does a
+    # blocking call (neither time).
+    sink = PrometheusMetricsSink(registry=CollectorRegistry())
+    streamed = request(method="stream", time_to_first_chunk_ms=30.0, time_to_first_token_ms=150.0)
+    stream = StreamingMetrics(
+        time.time(), "r", "openai", "gpt-4o", total_chunks=4, first_chunk_latency_ms=30.0
+    )
+    sink.record_batch([streamed, stream, request()])
+    parsed = samples(sink.exposition()[0].decode())
+    for name, value in (
+        ("llm_time_to_first_token_seconds", 0.15),
+        ("gen_ai_client_operation_time_to_first_chunk_seconds", 0.03),
+    ):
+        buckets = {
+            float(dict(key)["le"]): count
+            for (sample, key), count in parsed.items()
+            if sample == name + "_bucket"
+        }
+        assert buckets == {b: float(value <= b) for b in SECONDS + [float("inf")]}, name
+        assert (total(parsed, name + "_count"), total(parsed, name + "_sum")) == (1, value), name
+    labels = next(
+        dict(key)
+        for (sample, key), _ in parsed.items()
+        if sample == "llm_time_to_first_token_seconds_count"
+    )
+    assert labels["gen_ai_request_model"] == "gpt-4o" and labels["error_type"] == ""
+
+
 @pytest.mark.parametrize("export_estimates", [False, True])
 def test_estimated_tokens_left_out_unless_asked(export_estimates):
     sink = PrometheusMetricsSink(

@@ -25,9 +25,10 @@ from ..observability import (
 )
 from ..observability._ids import new_request_id
 from ..observability.conventions import server_attributes
+from ..observability.measure.call import end_call, join_usage, new_request, record_failure
+from ..observability.measure.scope import SCOPE, owner
+from ..observability.measure.stream import StreamOutcome, record_stream
 from ..observability.sinks import InMemoryMetricsSink, MetricsSink
-from ..observability.streams import StreamOutcome, record_stream
-from ..observability.tracking import Tracker
 from ..providers import OPENAI_APIS, PROTOCOLS, azure_openai, azure_openai_responses
 from ..providers._http import request_id_of
 from ..reliability import CircuitBreaker, CircuitState, RetryPolicy
@@ -190,14 +191,20 @@ class SteerLLMClient:
             method,
         )
 
-    def _tracker(self, provider: str, model: str, method: str, fmt: str) -> Tracker:
-        return self.metrics_collector.track_request(
-            provider,
-            model=model,
-            method=method,
-            response_format=fmt,
-            **self._server_attributes[provider],
+    def _begin(self, provider: str, model: str, method: str, fmt: str) -> Tuple[Any, bool]:
+        """Start one call: ``(its RequestMetrics, joined)``. Inside an open measured call
+        of the current context, a client without a collector of its own joins that call
+        (its records are linked to it, its usage handed to it) instead of recording
+        itself."""
+        if self._collector is None:
+            joined = owner(SCOPE.get())
+            if joined is not None:
+                return joined, True
+        metrics = new_request(
+            provider, model, self._server_attributes[provider], method, fmt, "chat"
         )
+        metrics._start = perf_counter()
+        return metrics, False
 
     def _on_transition(self, key: str, before: CircuitState, after: CircuitState) -> None:
         """Record a circuit breaker state change (one ReliabilityMetrics per change)."""
@@ -297,15 +304,25 @@ class SteerLLMClient:
             tool_choice,
         )
         protocol = self._protocols[name]
-        with self._tracker(name, model, "generate", fmt) as metrics:
+        collector = self.metrics_collector
+        metrics, joined = self._begin(name, model, "generate", fmt)
+        try:
             attempts = self._attempts(name, model, retries, metrics, "generate")
             response, data = attempts.run(
                 lambda: self._transport.post_json(name, body, model=model)
             )
             choices, answered, usage = protocol.parse_response(data)
+        except BaseException as exc:
+            if not joined:
+                record_failure(collector, metrics, exc, perf_counter())
+            raise
+        if joined:
+            join_usage(metrics, usage, answered)
+        else:
             if usage is not None:
                 metrics.set_usage(*usage)
             metrics.response_model = answered
+            end_call(collector, metrics, perf_counter())
         first = choices[0]
         return GenerationResponse(
             text=first.text,
@@ -355,16 +372,17 @@ class SteerLLMClient:
             tool_choice,
         )
         collector = self.metrics_collector
-        metrics = self._tracker(name, model, "stream", fmt).start(model)
+        metrics, joined = self._begin(name, model, "stream", fmt)
         attempts = self._attempts(name, model, retries, metrics, "stream")
         try:
             response = attempts.run(
                 lambda: self._transport.post(name, body, stream=True, model=model), final=False
             )
         except SteerLLMError as exc:
-            outcome = StreamOutcome()
-            outcome.status, outcome.error, outcome.end = "error", exc, perf_counter()
-            record_stream(collector, metrics, outcome)
+            if not joined:
+                outcome = StreamOutcome()
+                outcome.status, outcome.error, outcome.end = "error", exc, perf_counter()
+                record_stream(collector, metrics, outcome)
             attempts.record(success=False)
             raise
 
@@ -384,6 +402,7 @@ class SteerLLMClient:
             reconnect,
             attempts,
             protocol=self._protocols[name],
+            joined=joined,
         )
         return TextStream(run)
 

@@ -1,6 +1,6 @@
 """Text streams of the client: SSE events decoded by the wire protocol, measured by the
-observability layer's :class:`~steer_llm_sdk.observability.streams.StreamMeter`, finished
-exactly once by its :class:`~steer_llm_sdk.observability.streams.FinishOnce`."""
+measured call's :class:`~steer_llm_sdk.observability.measure.stream.StreamMeter`, ended
+exactly once by its :class:`~steer_llm_sdk.observability.measure.stream.FinishOnce`."""
 
 import json
 from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
@@ -9,7 +9,8 @@ import requests
 
 from ..errors import SteerLLMError, StreamError
 from ..observability import MetricsCollector
-from ..observability.streams import FinishOnce, StreamMeter, StreamOutcome, record_stream
+from ..observability.measure.call import join_usage
+from ..observability.measure.stream import FinishOnce, StreamMeter, StreamOutcome, record_stream
 from ..providers import END, PROTOCOLS, SKIP, WireProtocol
 from ..providers._http import iter_events, request_id_of
 from ..streaming.assemble import Assembler
@@ -35,7 +36,7 @@ class TextStream:
         self.provider = run.provider
         self.model = run.model
         self.request_id = run.request_id
-        run.once = FinishOnce(self, run.finish)
+        run.once = FinishOnce(self, run.finish, run.capture)
 
     def __iter__(self) -> "TextStream":
         return self
@@ -75,6 +76,8 @@ class StreamRun:
         reconnect: asks again after a stream broke off before any text (or None).
         attempts: the request's attempts (retries, breaker, reliability record).
         protocol: the wire protocol (default: the provider's own).
+        joined: ``metrics`` is an open call this stream joined: what the stream reports
+            goes to it, and the stream records nothing itself.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class StreamRun:
         reconnect: Optional[Callable[[SteerLLMError], requests.Response]] = None,
         attempts: Optional[Attempts] = None,
         protocol: Optional[WireProtocol] = None,
+        joined: bool = False,
     ) -> None:
         self.protocol = PROTOCOLS[provider] if protocol is None else protocol
         self.response = response
@@ -104,6 +108,8 @@ class StreamRun:
         self.assembler = Assembler(self.protocol.STREAM_SHAPE)
         self.deltas: List[str] = []
         self.result: Optional[StreamingResponseWithUsage] = None
+        self.joined = joined
+        self.current: Any = None  # the meter's generator of the attempt being read
         self.once: FinishOnce  # set by the TextStream that owns this run
 
     def events(self) -> Generator[str, None, None]:
@@ -111,7 +117,7 @@ class StreamRun:
         meter = self.meter
         try:
             while True:
-                gen = meter.measure(self._chunks(), text_only=True)
+                gen = self.current = meter.measure(self._chunks(), text_only=True)
                 try:
                     for text in gen:
                         self.deltas.append(text)
@@ -173,11 +179,20 @@ class StreamRun:
             outcome.usage, outcome.aggregation_method, outcome.aggregation_confidence = (
                 self.count_locally(text, reported)
             )
-        record_stream(self.collector, self.metrics, outcome)
+        if self.joined:
+            join_usage(self.metrics, reported, outcome.response_model)
+        else:
+            record_stream(self.collector, self.metrics, outcome)
         if self.attempts is not None:
             self.attempts.record(success=outcome.status != "error")
         if outcome.status == "completed":
             self.result = self._result(text, outcome)
+
+    def capture(self, _: Any) -> None:
+        """Take the measures of the attempt being read while its thread cannot be
+        interrupted (see :meth:`StreamMeter.capture`)."""
+        if self.current is not None:
+            self.meter.capture(self.current)
 
     def _result(self, text: str, outcome: StreamOutcome) -> StreamingResponseWithUsage:
         usage = self.meter.usage

@@ -7,7 +7,6 @@ reliability layer.
 from ._ids import new_request_id
 from .collector import CollectorStats, MetricsCollector, SinkStats
 from .config import MetricsConfig
-from .context import bind_context, current_attributes, current_metrics, metrics_context
 from .instrumentation import instrument, uninstrument
 from .lifecycle import (
     configure,
@@ -16,6 +15,14 @@ from .lifecycle import (
     reset_after_fork,
     shutdown,
     shutdown_all,
+)
+from .measure import (
+    TrackedStream,
+    bind_context,
+    current_attributes,
+    current_metrics,
+    metrics_context,
+    track_request,
 )
 from .models import (
     AgentMetrics,
@@ -26,7 +33,6 @@ from .models import (
     StreamingMetrics,
     UsageMetrics,
 )
-from .tracking import TrackedStream, track_request
 
 __all__ = [
     "AgentMetrics",

@@ -242,7 +242,7 @@ class MetricsCollector:
 
         See :func:`steer_llm_sdk.observability.track_request` for the options.
         """
-        from .tracking import Tracker
+        from .measure.track import Tracker
 
         return Tracker(self, provider, model, method, response_format, **options)
 

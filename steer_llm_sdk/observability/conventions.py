@@ -5,6 +5,11 @@ GenAI semantic conventions; the SDK's own families carry a configurable prefix (
 default). The OTLP sink creates its instruments from this table and the Prometheus sink its
 families, so the two cannot drift apart.
 
+Two first-arrival times of a stream, each exported once: ``{ns}.time_to_first_token`` is
+TTFT, the time to the first content (text, a tool call or reasoning), the one dashboards
+should show; ``gen_ai.client.operation.time_to_first_chunk`` is the conventions' time to
+the first chunk of any kind (a role-only or metadata chunk counts), never later than TTFT.
+
 A leaf: imports nothing from the package.
 """
 
@@ -49,7 +54,11 @@ TOKEN_BUCKETS: Tuple[int, ...] = (
 
 DURATION = "gen_ai.client.operation.duration"
 TOKEN_USAGE = "gen_ai.client.token.usage"
+#: Time to the first chunk of any kind (``RequestMetrics.time_to_first_chunk_ms``).
 TIME_TO_FIRST_CHUNK = "gen_ai.client.operation.time_to_first_chunk"
+#: Time to first content, TTFT (``RequestMetrics.time_to_first_token_ms``): the SDK's own
+#: family (the conventions define no client instrument for it); ``{ns}`` is the prefix.
+TIME_TO_FIRST_TOKEN = "{ns}.time_to_first_token"
 TIME_PER_OUTPUT_CHUNK = "gen_ai.client.operation.time_per_output_chunk"
 
 
@@ -105,6 +114,14 @@ FAMILIES: Tuple[Family, ...] = (
         "Time to receive the first chunk in a streaming operation.",
         DURATION_BUCKETS,
         genai=True,
+    ),
+    Family(
+        "time_to_first_token",
+        TIME_TO_FIRST_TOKEN,
+        "histogram",
+        "s",
+        "Time to the first content (text, tool call or reasoning) in a streaming operation.",
+        DURATION_BUCKETS,
     ),
     Family(
         "time_per_output_chunk",

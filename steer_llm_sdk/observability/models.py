@@ -146,7 +146,8 @@ class RequestMetrics(BaseMetrics):
 
     Attributes:
         duration_ms: wall time of the whole call (for streams: until the stream ended).
-        time_to_first_token_ms: until the first chunk carrying content; None if not streamed.
+        time_to_first_token_ms: time to first content: until the first chunk carrying
+            text, a tool call or reasoning; None if not streamed or nothing came.
         prompt_tokens, completion_tokens, total_tokens, cached_tokens: as the provider
             reported them (None when unknown), in the OpenTelemetry GenAI meaning: prompt
             tokens include cache reads and writes, completion tokens include reasoning.
@@ -166,6 +167,9 @@ class RequestMetrics(BaseMetrics):
         tokens_estimated: True when a token count was estimated locally (tokenizer or
             characters / 4) because the provider reported none. Exporting sinks leave
             such counts, and the cost priced from them, out unless asked to export them.
+        time_to_first_chunk_ms: until the first chunk of any kind (the GenAI conventions'
+            ``time_to_first_chunk``: a role-only or metadata chunk counts); None if not
+            streamed or no chunk came.
     """
 
     metric_type: ClassVar[str] = "request"
@@ -188,9 +192,17 @@ class RequestMetrics(BaseMetrics):
     reasoning_tokens: Optional[int] = None
     cache_creation_tokens: Optional[int] = None
     price_source: Optional[str] = None
+    time_to_first_chunk_ms: Optional[float] = None
     _start: float = private(0.0)  # perf_counter() at the start of the call
     _response: Any = private(None)  # read for usage on the background thread
     _extractor: Any = private(None)
+    # What calls that joined this one reported (responses or TokenUsage), read for usage
+    # on the background thread when the record carries none of its own.
+    _joined: Any = private(None)
+    # The measured call this one ran inside (the scope when it started), and whether this
+    # call has ended: an ended call is never joined (see measure/scope.py).
+    _outer: Any = private(None)
+    _ended: bool = private(False)
 
     def _failed(self) -> bool:
         return not self.success
@@ -233,6 +245,18 @@ class RequestMetrics(BaseMetrics):
         self.cached_tokens = cached_tokens
         self.reasoning_tokens = reasoning_tokens
         self.cache_creation_tokens = cache_creation_tokens
+
+
+class Reported:
+    """What a stream that joined another call reported about itself, handed to that
+    call's record (``RequestMetrics._joined``): ``usage`` (a ``TokenUsage`` or None) and
+    ``model`` (the answering model or None)."""
+
+    __slots__ = ("usage", "model")
+
+    def __init__(self, usage: Any, model: Optional[str]) -> None:
+        self.usage = usage
+        self.model = model
 
 
 class StreamingMetrics(BaseMetrics):

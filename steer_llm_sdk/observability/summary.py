@@ -40,7 +40,8 @@ class ModelSummary:
     Attributes:
         total_requests, error_count, error_rate (0..1, 0 when no requests),
         avg_latency_ms, p50_latency_ms, p95_latency_ms, p99_latency_ms,
-        avg_ttft_ms, p95_ttft_ms (streamed requests only),
+        avg_ttft_ms, p95_ttft_ms: time to first content (``time_to_first_token_ms``;
+            streamed requests only),
         prompt_tokens, completion_tokens, total_tokens, cached_tokens,
         total_cost_usd (None when no cost was known), streamed_requests,
         errors_by_category (category -> count).

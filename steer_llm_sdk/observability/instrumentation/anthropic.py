@@ -5,7 +5,6 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from ._measure import CREATE, HELPER, base_url_of, endpoint, entry_point
 
-FAMILY = "anthropic"
 _BY_CLASS = {"AnthropicBedrock": "aws.bedrock", "AnthropicVertex": "gcp.vertex_ai"}
 
 
@@ -19,6 +18,6 @@ def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
 def targets() -> List[Tuple[str, str, Callable[..., Any]]]:
     module = "anthropic.resources.messages"
     return [
-        (module, "Messages.create", entry_point(_client_info, FAMILY, "chat", CREATE)),
-        (module, "Messages.stream", entry_point(_client_info, FAMILY, "chat", HELPER)),
+        (module, "Messages.create", entry_point(_client_info, "chat", CREATE)),
+        (module, "Messages.stream", entry_point(_client_info, "chat", HELPER)),
     ]

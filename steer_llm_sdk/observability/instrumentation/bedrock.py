@@ -9,7 +9,6 @@ from typing import Any, Callable, List, Tuple
 
 from ._measure import endpoint, measure
 
-FAMILY = "bedrock"
 _OPERATIONS = {"Converse": False, "ConverseStream": True}
 
 
@@ -31,7 +30,6 @@ def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) 
     return measure(
         lambda: wrapped(*args, **kwargs),
         "aws.bedrock",
-        FAMILY,
         "chat",
         model,
         endpoint(getattr(meta, "endpoint_url", ""), "aws.bedrock")[1],

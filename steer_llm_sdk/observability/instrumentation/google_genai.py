@@ -5,8 +5,6 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from ._measure import PLAIN, STREAM, endpoint, entry_point
 
-FAMILY = "gemini"
-
 
 def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
     api = getattr(instance, "_api_client", None)
@@ -26,10 +24,10 @@ def _model(kwargs: Any) -> Any:
 def targets() -> List[Tuple[str, str, Callable[..., Any]]]:
     module, op = "google.genai.models", "generate_content"
     return [
-        (module, "Models.generate_content", entry_point(_client_info, FAMILY, op, PLAIN, _model)),
+        (module, "Models.generate_content", entry_point(_client_info, op, PLAIN, _model)),
         (
             module,
             "Models.generate_content_stream",
-            entry_point(_client_info, FAMILY, op, STREAM, _model),
+            entry_point(_client_info, op, STREAM, _model),
         ),
     ]

@@ -5,8 +5,6 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from ._measure import CREATE, HELPER, PLAIN, base_url_of, endpoint, entry_point
 
-FAMILY = "openai"
-
 
 def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
     client = getattr(instance, "_client", None)
@@ -30,6 +28,6 @@ TARGETS: List[Tuple[str, str, str, str]] = [
 
 def targets() -> List[Tuple[str, str, Callable[..., Any]]]:
     return [
-        (module, path, entry_point(_client_info, FAMILY, operation, mode))
+        (module, path, entry_point(_client_info, operation, mode))
         for module, path, operation, mode in TARGETS
     ]

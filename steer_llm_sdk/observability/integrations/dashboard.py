@@ -178,7 +178,7 @@ def render_dashboard(
         ("p50 latency ms", _num(summary.p50_latency_ms)),
         ("p95 latency ms", _num(summary.p95_latency_ms)),
         ("p99 latency ms", _num(summary.p99_latency_ms)),
-        ("avg TTFT ms", _num(summary.avg_ttft_ms)),
+        ("avg time to first content ms", _num(summary.avg_ttft_ms)),
         ("tokens in / out", f"{summary.prompt_tokens:,} / {summary.completion_tokens:,}"),
         ("cost USD", _num(summary.total_cost_usd, 4)),
         ("retries", f"{summary.retry_attempts} ({summary.retry_succeeded} recovered)"),
@@ -219,7 +219,7 @@ for the whole application scrape {html.escape(WHOLE_APP)}.</p>
 <div class="cards">{card_html}</div>
 <h2>Per model</h2>
 <table><thead><tr><th>provider/model</th><th>requests</th><th>errors</th><th>p50 ms</th>
-<th>p95 ms</th><th>p99 ms</th><th>TTFT ms</th><th>tokens in</th><th>tokens out</th>
+<th>p95 ms</th><th>p99 ms</th><th>first content ms</th><th>tokens in</th><th>tokens out</th>
 <th>cost USD</th></tr></thead><tbody>{table_rows}</tbody></table>
 <h2>Latency (ms)</h2>{latency_svg}
 <h2>LLM calls over time</h2>{timeline_svg}

@@ -4,15 +4,17 @@
 
 A tracked blocking call stores its return value on the record (``RequestMetrics._response``);
 token counts and the response model are read from it here, so neither the attribute walking
-nor a user's ``usage_extractor`` runs on the caller's thread.
+nor a user's ``usage_extractor`` runs on the caller's thread. Calls that joined it (an
+instrumented SDK call inside a tracked function) left their responses, or what their
+streams reported, in ``RequestMetrics._joined``: their usage, summed, is the call's.
 """
 
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 from ...pricing import Pricer
 from ...streaming.usage import TokenUsage, extract_model, extract_usage
 from .._log import rate_limited
-from ..models import BaseMetrics, RequestMetrics
+from ..models import BaseMetrics, Reported, RequestMetrics
 
 #: Called with (component, exception) when user code (a usage extractor) fails.
 OnFailure = Callable[[str, Any, BaseException], None]
@@ -36,7 +38,7 @@ class Enricher:
     def enrich(self, record: BaseMetrics) -> None:
         if record.metric_type != "request":
             return
-        if record._response is not None:  # type: ignore[attr-defined]
+        if record._response is not None or record._joined:  # type: ignore[attr-defined]
             try:
                 complete_from_response(record, self.max_length)  # type: ignore[arg-type]
             except BaseException as exc:  # noqa: B036 - a user usage_extractor failed
@@ -89,17 +91,46 @@ def complete_from_response(record: RequestMetrics, max_length: int) -> None:
     """
     response = record._response
     extractor = record._extractor
-    record._response = record._extractor = None
-    usage: Any = extractor(response) if extractor is not None else extract_usage(response)
+    joined = record._joined
+    record._response = record._extractor = record._joined = None
+    usage: Any = None
+    if joined:
+        usage, model = joined_usage(joined)
+        if record.response_model is None and model is not None:
+            record.response_model = model[:max_length]
+    if usage is None and response is not None:
+        usage = extractor(response) if extractor is not None else extract_usage(response)
     if usage is not None and record.prompt_tokens is None and record.completion_tokens is None:
         if isinstance(usage, Mapping):
             usage = TokenUsage(*(usage.get(name) for name in TokenUsage._fields))
         elif not isinstance(usage, tuple):
             usage = TokenUsage(*(getattr(usage, name, None) for name in TokenUsage._fields))
         record.set_usage(*(_count(value) for value in usage[:6]))
-    if record.response_model is None:
+    if record.response_model is None and response is not None:
         model = extract_model(response)
         record.response_model = None if model is None else model[:max_length]
+
+
+def joined_usage(joined: Any) -> "tuple[Optional[TokenUsage], Optional[str]]":
+    """The usage of the calls that joined one, summed field by field (a field none of them
+    reported stays None), and the first answering model any of them named."""
+    total: Optional[List[Optional[int]]] = None
+    model: Optional[str] = None
+    for item in joined:
+        if type(item) is Reported:
+            usage, named = item.usage, item.model
+        else:
+            usage, named = extract_usage(item), extract_model(item)
+        if model is None and isinstance(named, str):
+            model = named
+        if usage is None:
+            continue
+        counts = [_count(value) for value in usage[:6]]
+        if total is None:
+            total = counts
+        else:
+            total = [b if a is None else a if b is None else a + b for a, b in zip(total, counts)]
+    return (None if total is None else TokenUsage(*total)), model
 
 
 def _count(value: Any) -> Optional[int]:

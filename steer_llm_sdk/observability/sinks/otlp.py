@@ -9,8 +9,9 @@ instrument                                     unit       from
 =============================================  =========  ==================================
 gen_ai.client.operation.duration (histogram)   s          RequestMetrics.duration_ms
 gen_ai.client.token.usage (histogram)          {token}    prompt (input) / completion (output)
-gen_ai.client.operation.time_to_first_chunk    s          StreamingMetrics.first_chunk_latency
+gen_ai.client.operation.time_to_first_chunk    s          RequestMetrics.time_to_first_chunk_ms
 gen_ai.client.operation.time_per_output_chunk  s          one value per chunk after the first
+<ns>.time_to_first_token (histogram)           s          RequestMetrics.time_to_first_token_ms
 <ns>.requests (counter)                        {request}  RequestMetrics
 <ns>.errors (counter, error.category)          {error}    ErrorMetrics
 <ns>.tokens.cached (counter)                   {token}    RequestMetrics.cached_tokens
@@ -20,6 +21,11 @@ gen_ai.client.operation.time_per_output_chunk  s          one value per chunk af
 <ns>.circuit_breaker.state (gauge)             1          0 closed, 1 half-open, 2 open
 <ns>.usage.* (counters)                        ...        UsageMetrics roll-ups
 =============================================  =========  ==================================
+
+``<ns>.time_to_first_token`` is TTFT, the time to the first content (text, a tool call or
+reasoning): the one dashboards should show. ``time_to_first_chunk`` is the time to the first
+chunk of any kind (a role-only chunk counts), as the conventions define it. Both are recorded
+from a streamed call's ``RequestMetrics``, each when known.
 
 Attributes: ``gen_ai.operation.name`` (what was called), ``gen_ai.provider.name``,
 ``gen_ai.request.model``, ``gen_ai.response.model`` when known, ``error.type`` on failures
@@ -401,9 +407,9 @@ class OTelMetricsSink:
                 # One exporter: the histograms are aggregated here and added to its exports.
                 self._histograms = HistogramPoints(
                     [
-                        (f.name, f.unit, f.description, f.buckets)
+                        (f.name.format(ns=self.namespace), f.unit, f.description, f.buckets)
                         for f in FAMILIES
-                        if f.kind == "histogram" and self.genai_instruments
+                        if f.kind == "histogram" and (self.genai_instruments or not f.genai)
                     ],
                     self._preferred[Histogram],
                     SCOPE,
@@ -628,9 +634,14 @@ class OTelMetricsSink:
         self._count(sums, "requests", attrs, 1)
         if m.cached_tokens:
             self._count(sums, "cached_tokens", attrs, m.cached_tokens)
+        if m.time_to_first_token_ms is not None:
+            self._observe("time_to_first_token", attrs, m.time_to_first_token_ms / 1000.0)
         genai = self.genai_instruments
-        if genai and m.duration_ms is not None:
-            self._observe("duration", attrs, m.duration_ms / 1000.0)
+        if genai:
+            if m.duration_ms is not None:
+                self._observe("duration", attrs, m.duration_ms / 1000.0)
+            if m.time_to_first_chunk_ms is not None:
+                self._observe("time_to_first_chunk", attrs, m.time_to_first_chunk_ms / 1000.0)
         estimated = m.tokens_estimated
         if estimated and not self.export_estimated_tokens:
             return  # the conventions: estimates are not usage unless asked for
@@ -650,8 +661,8 @@ class OTelMetricsSink:
             self._count(sums, "chunks", attrs, m.total_chunks)
         if not self.genai_instruments:
             return
-        if m.first_chunk_latency_ms is not None:
-            self._observe("time_to_first_chunk", attrs, m.first_chunk_latency_ms / 1000.0)
+        # time_to_first_chunk comes from the RequestMetrics (first_chunk_latency_ms is the same
+        # value), so that it is exported with streaming metrics off too, and once.
         gaps = m.chunk_gaps
         if gaps is None or not gaps.gap_count:
             return

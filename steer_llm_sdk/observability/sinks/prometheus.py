@@ -6,12 +6,17 @@ OpenTelemetry's Prometheus translation names them: dots become underscores, ``s`
 
     gen_ai_client_operation_duration_seconds              histogram  the conventions' buckets
     gen_ai_client_token_usage                             histogram  gen_ai_token_type
-    gen_ai_client_operation_time_to_first_chunk_seconds   histogram
+    gen_ai_client_operation_time_to_first_chunk_seconds   histogram  first chunk of any kind
     gen_ai_client_operation_time_per_output_chunk_seconds histogram  one value per chunk gap
+    llm_time_to_first_token_seconds                       histogram  TTFT: first content
     llm_requests_total, llm_errors_total (error_category), llm_tokens_cached_total,
     llm_cost_USD_total, llm_stream_chunks_total, llm_retry_attempts_total,
     llm_usage_*_total                                     counters
     llm_circuit_breaker_state                             gauge (0 closed, 1 half-open, 2 open)
+
+``llm_time_to_first_token_seconds`` (time to the first text, tool call or reasoning) is the
+TTFT dashboards should show; both first-arrival times come from a streamed call's
+``RequestMetrics``, each when known.
 
 Labels are those of the OTLP sink with dots as underscores (``gen_ai_operation_name``,
 ``gen_ai_provider_name``, ``gen_ai_request_model``, ``gen_ai_response_model``,
@@ -294,6 +299,10 @@ class PrometheusMetricsSink:
         self._child("requests", labels).inc()
         if m.duration_ms is not None:
             self._child("duration", labels).observe(m.duration_ms / 1000.0)
+        if m.time_to_first_token_ms is not None:
+            self._child("time_to_first_token", labels).observe(m.time_to_first_token_ms / 1000.0)
+        if m.time_to_first_chunk_ms is not None:
+            self._child("time_to_first_chunk", labels).observe(m.time_to_first_chunk_ms / 1000.0)
         if m.cached_tokens:
             self._child("cached_tokens", labels).inc(m.cached_tokens)
         if m.tokens_estimated:
@@ -312,9 +321,7 @@ class PrometheusMetricsSink:
         labels = self._labels(m, (m.error_class or _OTHER) if m.status == "error" else None)
         if m.total_chunks:
             self._child("chunks", labels).inc(m.total_chunks)
-        if m.first_chunk_latency_ms is not None:
-            self._child("time_to_first_chunk", labels).observe(m.first_chunk_latency_ms / 1000.0)
-        gaps = m.chunk_gaps
+        gaps = m.chunk_gaps  # time_to_first_chunk: from the RequestMetrics, as in the OTLP sink
         if gaps is not None and gaps.gap_count:
             _observe_bucketed(self._child("time_per_output_chunk", labels), gaps)
 

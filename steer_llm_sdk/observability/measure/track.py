@@ -1,9 +1,10 @@
 """track_request: measure blocking calls and streams, as a decorator or a context manager.
 
 The caller's thread does only cheap work per call: two clock readings, one record built
-(:func:`.recording.new_request`), and the collector's admission step. Token usage is read
-from the return value later, on the flush thread. Streams are wrapped in a
-:class:`TrackedStream` measured by a :class:`~.streams.StreamMeter`.
+(:func:`.call.new_request`), the call put in scope and taken out again, and the collector's
+admission step. Token usage is read from the return value later, on the flush thread.
+Streams are measured by :func:`.stream.open_stream` behind a :class:`TrackedStream`; a
+generator's steps run in a context of their own (:class:`.stream.Steps`).
 
 Nothing here raises into the caller: if measuring fails, the call runs unmeasured; the
 tracked function's own exception is re-raised unchanged (the same object and traceback).
@@ -11,15 +12,19 @@ tracked function's own exception is re-raised unchanged (the same object and tra
 
 import functools
 import inspect
+import threading
+from contextvars import copy_context
 from time import perf_counter
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from types import GeneratorType
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from .collector import MetricsCollector
-from .context import _state
-from .lifecycle import get_collector
-from .models import RequestMetrics
-from .recording import new_request, record_failure
-from .streams import FinishOnce, StreamMeter, StreamOutcome, close_quietly, record_stream
+from .._signals import raised_by_signal
+from ..collector import MetricsCollector
+from ..lifecycle import get_collector
+from ..models import RequestMetrics
+from .call import end_call, new_request, record_failure
+from .scope import SCOPE
+from .stream import FinishOnce, Steps, StreamOutcome, open_stream, record_stream
 
 __all__ = ["StreamOutcome", "TrackedStream", "Tracker", "record_stream", "track_request"]
 
@@ -69,6 +74,8 @@ class Tracker:
         "stream",
         "operation",
         "attributes",
+        "_open",
+        "_lock",
     )
 
     def __init__(
@@ -106,10 +113,13 @@ class Tracker:
         self.stream = stream
         self.operation = operation
         self.attributes = attributes
+        # Calls entered as a context manager and not yet left, with the scope token of
+        # each: a ``with`` block may be left on another thread than the one that entered it.
+        self._open: List[Tuple[RequestMetrics, Any]] = []
+        self._lock = threading.Lock()
 
     def _new(self, model: Optional[str]) -> RequestMetrics:
         return new_request(
-            _state.ctx,
             self.provider,
             model,
             self.attributes,
@@ -120,8 +130,8 @@ class Tracker:
 
     def start(self, model: Optional[str] = None) -> RequestMetrics:
         """Begin a request whose end the caller reports itself (with :func:`record_stream`
-        or ``collector.record``): a RequestMetrics carrying the thread's context, its clock
-        started. Not pushed on the thread's stack. ``model=None`` means the tracker's."""
+        or ``collector.record``): a RequestMetrics carrying the current context, its clock
+        started. Not put in scope. ``model=None`` means the tracker's."""
         metrics = self._new(model if model is not None else self.model)
         metrics._start = perf_counter()
         return metrics
@@ -129,26 +139,48 @@ class Tracker:
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> RequestMetrics:
         metrics = self._new(self.model)
-        _state.ctx.stack.append(metrics)
+        metrics._trusted = False  # the caller may set any value: validated at admission
+        token = SCOPE.set(metrics)
+        with self._lock:
+            self._open.append((metrics, token))
         metrics._start = perf_counter()
         return metrics
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         end = perf_counter()
-        stack = _state.ctx.stack
-        metrics = stack.pop() if stack else None
-        if metrics is None:
+        entry = self._leave()
+        if entry is None:
             return
+        metrics, token = entry
+        try:
+            SCOPE.reset(token)
+        except ValueError:  # entered in another context (another thread): nothing to undo
+            pass  # here; that context's scope passes over the ended call
         try:
             collector = self._collector or get_collector()
             if exc is not None:
                 record_failure(collector, metrics, exc, end)
-                return
-            if metrics.duration_ms is None:
-                metrics.duration_ms = (end - metrics._start) * 1000.0
-            collector._admit(metrics)
-        except Exception:  # never into user code
-            pass
+            else:
+                end_call(collector, metrics, end)
+        except Exception as internal:  # never into user code
+            if raised_by_signal(internal):
+                raise
+        finally:
+            metrics._ended = True
+
+    def _leave(self) -> Optional[Tuple[RequestMetrics, Any]]:
+        """The open call a ``with`` block leaves: the one in this context's scope if this
+        tracker entered it, else the one this tracker entered last (left on another
+        thread)."""
+        scope = SCOPE.get()
+        with self._lock:
+            entries = self._open
+            if not entries:
+                return None
+            for position in range(len(entries) - 1, -1, -1):
+                if entries[position][0] is scope:
+                    return entries.pop(position)
+            return entries.pop()
 
     # ------------------------------------------------------------------ decorator
     def __call__(self, func: Any) -> Any:
@@ -198,7 +230,6 @@ class Tracker:
 
     def _wrap_function(self, func: Callable[..., Any]) -> Callable[..., Any]:
         fixed = self._collector
-        state = _state
         stream_mode = self.stream
         extractor = self.usage_extractor
         lookup = self.model_lookup(func)
@@ -210,33 +241,29 @@ class Tracker:
         )
         operation = self.operation
         iterator_types = _ITERATOR_TYPES
+        scope_set, scope_reset = SCOPE.set, SCOPE.reset
 
         def tracked(*args: Any, **kwargs: Any) -> Any:
             collector = fixed or get_collector()
             if not collector._enabled:
                 return func(*args, **kwargs)
             try:
-                ctx = state.ctx
-                model = lookup(args, kwargs)
-                metrics = new_request(ctx, provider, model, extra, method, fmt, operation)
-                stack = ctx.stack
-                stack.append(metrics)
-            except Exception:  # measuring failed: run the call unmeasured
+                metrics = new_request(provider, lookup(args, kwargs), extra, method, fmt, operation)
+            except Exception as exc:  # measuring failed: run the call unmeasured
+                if raised_by_signal(exc):
+                    raise
                 return func(*args, **kwargs)
-            start = perf_counter()
+            token = scope_set(metrics)
+            start = metrics._start = perf_counter()
             try:
                 result = func(*args, **kwargs)
             except BaseException as exc:
                 end = perf_counter()
-                metrics._start = start
-                _pop(stack, metrics)
+                scope_reset(token)
                 record_failure(collector, metrics, exc, end)
                 raise
             end = perf_counter()
-            if stack and stack[-1] is metrics:
-                stack.pop()
-            else:
-                _pop(stack, metrics)
+            scope_reset(token)
             if stream_mode is None:
                 is_stream = iterator_types.get(type(result))
                 if is_stream is None:
@@ -244,12 +271,17 @@ class Tracker:
             else:
                 is_stream = stream_mode
             if is_stream:
-                metrics._start = start
-                return _tracked_stream(collector, metrics, result, restart_clock=False)
+                try:
+                    return _stream_of(collector, metrics, result, False)
+                except Exception as exc:  # measuring failed: the stream goes back unmeasured
+                    if raised_by_signal(exc):
+                        raise
+                    return result
             metrics.duration_ms = (end - start) * 1000.0
             if result is not None:
                 metrics._response = result
                 metrics._extractor = extractor
+            metrics._ended = True
             collector._admit(metrics)
             return result
 
@@ -265,20 +297,22 @@ class Tracker:
                 return func(*args, **kwargs)
             try:
                 metrics = self._new(lookup(args, kwargs))
-            except Exception:  # measuring failed: run the call unmeasured
+                metrics._start = perf_counter()
+            except Exception as exc:  # measuring failed: run the call unmeasured
+                if raised_by_signal(exc):
+                    raise
                 return func(*args, **kwargs)
             # Calling a generator function runs none of its body: the request starts at the
-            # first next(), so the clock starts there.
-            return _tracked_stream(collector, metrics, func(*args, **kwargs), restart_clock=True)
+            # first next(), so the clock starts again there.
+            gen = func(*args, **kwargs)
+            try:
+                return _stream_of(collector, metrics, gen, True)
+            except Exception as exc:  # measuring failed: the generator goes back unmeasured
+                if raised_by_signal(exc):
+                    raise
+                return gen
 
         return tracked_generator
-
-
-def _pop(stack: List[RequestMetrics], metrics: RequestMetrics) -> None:
-    if stack and stack[-1] is metrics:
-        stack.pop()
-    elif metrics in stack:  # a context was left out of order; keep the stack honest
-        stack.remove(metrics)
 
 
 # ---------------------------------------------------------------------- streams
@@ -332,29 +366,20 @@ class TrackedStream:
         return f"<TrackedStream of {self._inner!r}>"
 
 
-def _tracked_stream(
+def _stream_of(
     collector: MetricsCollector, metrics: RequestMetrics, inner: Any, restart_clock: bool
-) -> TrackedStream:
+) -> "TrackedStream":
+    """The TrackedStream of a call whose result ``inner`` is a stream. A generator (the
+    body of a tracked generator function, or one a tracked function returned) runs each
+    step in a context of its own, copied from the caller's, with this call in scope: calls
+    it makes join or nest under this one, wherever it is advanced."""
     metrics.method = "stream"
-    if restart_clock:  # a generator never started lasts from its call to its end
-        metrics._start = perf_counter()
-    meter = StreamMeter(metrics.response_format)
-
-    def finish() -> None:
-        if meter.status != "completed":
-            close_quietly(inner)
-        record_stream(collector, metrics, meter.outcome())
-
-    def start() -> None:
-        once.started = True
-        if restart_clock:
-            metrics._start = perf_counter()
-
-    def end() -> None:
-        once.finish()
-
-    gen = meter.measure(inner, start, end)
-    once = FinishOnce(gen, finish)
+    if type(inner) is GeneratorType:
+        context = copy_context()
+        context.run(SCOPE.set, metrics)
+        gen, once = open_stream(collector, metrics, Steps(inner, context), restart_clock)
+    else:
+        gen, once = open_stream(collector, metrics, inner, restart_clock)
     return TrackedStream(gen, inner, once)
 
 
@@ -399,7 +424,8 @@ def track_request(
     A decorated function keeps its name, docstring, ``__wrapped__`` and signature; methods,
     classmethods and staticmethods work. Exceptions of the tracked call are re-raised
     unchanged and recorded (``success=False``, ``error_class``, ``error_category``, plus an
-    ErrorMetrics). Inside a tracked generator's body :func:`current_metrics` returns the
-    consumer's innermost request, not the stream's.
+    ErrorMetrics). A tracked generator's body runs in a context of its own:
+    :func:`current_metrics` there returns the generator's own record, and what it sets with
+    ``metrics_context`` stays inside it.
     """
     return Tracker(None, provider, model, method, response_format, **options)

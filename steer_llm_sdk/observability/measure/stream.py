@@ -1,32 +1,37 @@
-"""Measuring streams: one meter, one finish-exactly-once guard, one way to record the end.
+"""Measuring streams: one meter, one end-exactly-once guard, one way to record the end.
 
-Used alike by :class:`~.tracking.TrackedStream` (any iterator wrapped by ``track_request``)
-and by the client's text streams:
+Every entry measures its streams with these (the decorator's :class:`TrackedStream`,
+``instrument()``'s proxies, the client's text streams):
 
-* :class:`StreamMeter` iterates a stream and measures it: the first chunk, the first chunk
-  carrying content (time to first token), the gap between consecutive chunks (bucketed as
-  they come, :class:`~.models.ChunkGaps`), chunks, characters of content, complete JSON
-  values in the text, and the usage the stream reports about itself. The per-chunk work is
-  a clock reading, a few comparisons and additions, the chunk's reader and a length;
-  nothing per chunk is kept.
-* :class:`FinishOnce` makes a stream's end be recorded exactly once, whether it is exhausted,
-  fails, is closed, is left through ``with``, or is dropped unstarted or half-read.
-* :func:`record_stream` turns a :class:`StreamOutcome` into records.
+* :class:`StreamMeter` iterates a stream and measures it: the first chunk (time to first
+  chunk), the first chunk carrying content (time to first token), the gap between
+  consecutive chunks (bucketed as they come, :class:`~..models.ChunkGaps`), chunks,
+  characters of content, complete JSON values in the text, and the usage the stream reports
+  about itself. The per-chunk work is a clock reading, a few comparisons and additions, the
+  chunk's reader and a length; nothing per chunk is kept.
+* :class:`FinishOnce` ends a stream exactly once. A stream's life is its iteration: the
+  meter's generator is what is watched, so the stream ends when that generator is exhausted,
+  raises, is closed, or can no longer be reached by anyone (a proxy dropped by an inline
+  ``for`` loop leaves the generator alive and the stream open), or at process exit.
+* :func:`open_stream` wires a meter, a guard and a record for one call;
+  :func:`record_stream` turns a :class:`StreamOutcome` into records.
 """
 
 import weakref
 from bisect import bisect_left
+from functools import partial
 from time import perf_counter
 from types import GeneratorType
 from typing import Any, Callable, Dict, Generator, List, Optional
 
-from ..streaming.json_stream import JsonObjectCounter
-from ..streaming.readers import READERS, StreamReader
-from ..streaming.usage import TokenUsage
-from .conventions import DURATION_BUCKETS
-from .lifecycle import IDENTITY, at_exit_call, on_fork_call
-from .models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics, StreamingMetrics
-from .recording import record_failure
+from ...streaming.json_stream import JsonObjectCounter
+from ...streaming.readers import READERS, StreamReader
+from ...streaming.usage import TokenUsage
+from .._signals import raised_by_signal
+from ..conventions import DURATION_BUCKETS
+from ..lifecycle import IDENTITY, at_exit_call, on_fork_call
+from ..models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics, StreamingMetrics
+from .call import join_usage, record_failure
 
 #: Status of a finished stream.
 COMPLETED, ERROR, CANCELLED = "completed", "error", "cancelled"
@@ -93,6 +98,7 @@ class StreamMeter:
         on_end: Callable[[], None] = _nothing,
         text_only: bool = False,
         clock: Callable[[], float] = perf_counter,
+        control: Any = None,
     ) -> Generator[Any, Any, Any]:
         """Iterate ``inner``, yielding each item unchanged and measuring it.
 
@@ -104,7 +110,8 @@ class StreamMeter:
         needs nothing else iterates this generator directly, one generator step per chunk.
         With ``text_only`` it yields the content of each chunk that carries any, instead of
         the chunks. ``clock`` is read once per chunk and once at the end (``perf_counter``
-        seconds).
+        seconds). ``control``, when given, receives what is sent or thrown in instead of
+        ``inner`` (a source whose steps run elsewhere, in a context of their own).
         """
         on_start()
         reader = self.usage
@@ -138,8 +145,12 @@ class StreamMeter:
             if type(inner) is GeneratorType:
                 returned = [None]
                 iterator = source = _keep_returned(inner, returned)
+            elif type(inner) is Steps:
+                returned = inner.returned
+                iterator = source = iter(inner)
             else:
                 iterator = source = iter(inner)
+            target = iterator if control is None else control
             while True:
                 # A ``for`` loop is the cheapest way to take items. A value sent or an
                 # exception thrown in by the consumer goes to the iterator's send()/throw(),
@@ -197,14 +208,14 @@ class StreamMeter:
                         raise
                     except BaseException as thrown:
                         # Into an iterator without throw(): raised here, as a plain loop would.
-                        throw = getattr(iterator, "throw", None)
+                        throw = getattr(target, "throw", None)
                         if throw is None:
                             raise
                         source = _Answer(throw, thrown)
                         break
                     if sent is not None:
                         # An iterator without send(): the value is dropped, the next item read.
-                        send = getattr(iterator, "send", None)
+                        send = getattr(target, "send", None)
                         if send is not None:
                             source = _Answer(send, sent)
                             break
@@ -232,6 +243,26 @@ class StreamMeter:
             self.chars = chars
             self.first, self.first_token = first, first_token
             on_end()
+
+    def capture(self, gen: Any) -> None:
+        """Take the measures of ``gen``, this meter's :meth:`measure` generator, while it
+        runs on another thread and cannot be closed (at process exit, a consumer blocked
+        waiting for its next chunk): they live in the generator's frame until its
+        ``finally``, which will not run. Reads the frame under the GIL; changes nothing the
+        running generator uses. Does nothing if the frame is gone."""
+        frame = getattr(gen, "gi_frame", None)
+        if frame is None:
+            return
+        local = frame.f_locals
+        first = local.get("first")
+        if first is None:
+            return
+        counts = self.gaps.counts
+        run = local.get("run", 0)
+        self.chunks = local.get("count", 0) + sum(counts) + run + 1
+        self.chars = local.get("chars", 0)
+        self.first, self.first_token = first, local.get("first_token")
+        self.end = perf_counter()
 
     def outcome(self) -> "StreamOutcome":
         """What the stream reported, as measured (usage only if the stream reported it). A
@@ -286,23 +317,33 @@ class _Answer:
 
 
 class FinishOnce:
-    """Calls ``finish()`` exactly once for a stream object, however it ends.
+    """Calls ``finish()`` exactly once for a stream, however it ends.
 
-    A started stream's own ``finally`` calls :meth:`finish`. One that is never started
-    (created, maybe ``iter()``'d, then dropped) runs none of its code, so the stream object's
-    collection is watched too, by a weak reference whose callback ends it; for a started
-    stream the callback finds the work done. The weak reference is held from a module-level
-    table until the stream ends (a reference collected with its stream would never call
-    back), which also lets the exit drain end streams still open when the process ends
-    (:func:`end_open_streams`). Thread-safety: one stream is consumed on one thread.
+    ``watched`` is the meter's generator: whoever iterates the stream holds it (a proxy or
+    wrapper holds it too), so it is collected only when nothing can iterate the stream any
+    more. A started stream's own ``finally`` calls :meth:`finish` (at exhaustion, error,
+    ``close()``, or when the collected generator is closed by the interpreter). One never
+    started runs none of its code, so the generator's collection is watched too, by a weak
+    reference whose callback ends it; for a started stream the callback finds the work done.
+    The weak reference is held from a module-level table until the stream ends (a reference
+    collected with its stream would never call back), which also lets the exit drain end
+    streams still open when the process ends (:func:`end_open_streams`), taking their
+    measures with ``capture(generator)`` when the generator is running on another thread.
+    Thread-safety: one stream is consumed by one thread at a time.
     """
 
-    __slots__ = ("started", "finished", "_finish", "_ref")
+    __slots__ = ("started", "finished", "_finish", "_ref", "_capture")
 
-    def __init__(self, watched: Any, finish: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        watched: Any,
+        finish: Callable[[], None],
+        capture: Optional[Callable[[Any], None]] = None,
+    ) -> None:
         self.started = False
         self.finished = False
         self._finish = finish
+        self._capture = capture
         # Much cheaper than weakref.finalize (~0.2 µs against ~2.7 µs a stream).
         self._ref: Any = weakref.ref(watched, self._collected)
         _OPEN[id(self)] = self
@@ -317,6 +358,13 @@ class FinishOnce:
         self._finish()
         return True
 
+    def forget(self) -> None:
+        """Never end this stream: another measurement took it over (or, in a forked child,
+        the parent records it)."""
+        self.finished = self.started = True
+        _OPEN.pop(id(self), None)
+        self._ref = None
+
     def finish_unstarted(self) -> None:
         """End a stream that never started (closed or dropped before the first item).
 
@@ -329,14 +377,17 @@ class FinishOnce:
         self.finish_unstarted()  # finish() leaves the table; a started stream's finally will
 
     def _end_at_exit(self) -> None:
-        """Close the stream (a suspended one records what it measured) or, if it cannot be
-        closed now (running on a thread that is still alive), record it as it stands."""
+        """Close the stream (a suspended one records what it measured in its ``finally``)
+        or, if it cannot be closed now (running on a thread that is still alive, waiting for
+        its next chunk), record what it measured so far."""
         ref = self._ref
-        close_quietly(None if ref is None else ref())
-        if self.started:
-            self.finish()
-        else:
-            self.finish_unstarted()
+        watched = None if ref is None else ref()
+        close_quietly(watched)
+        if self.finished:
+            return
+        if watched is not None and self._capture is not None and self.started:
+            self._capture(watched)
+        self.finish()
 
 
 def close_quietly(obj: Any) -> None:
@@ -346,8 +397,9 @@ def close_quietly(obj: Any) -> None:
     if closer is not None:
         try:
             closer()
-        except Exception:
-            pass
+        except Exception as exc:
+            if raised_by_signal(exc):
+                raise
 
 
 #: Streams not yet ended, by ``id()`` of their FinishOnce (their objects may be unhashable).
@@ -372,8 +424,7 @@ def _forget_inherited_streams() -> None:
     """In a forked child: streams opened before the fork belong to the parent, which
     records them; the child must not record them a second time."""
     for once in list(_OPEN.values()):
-        once.finished = once.started = True
-        once._ref = None
+        once.forget()
     _OPEN.clear()
 
 
@@ -418,18 +469,26 @@ class StreamOutcome:
 
 
 def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcome) -> None:
-    """Emit a stream's RequestMetrics, its StreamingMetrics (if enabled) and, on error, an
-    ErrorMetrics, through the collector's admission step. Never raises."""
+    """End a stream's call, once: its RequestMetrics, its StreamingMetrics (if enabled)
+    and, on error, an ErrorMetrics, through the collector's admission step. Usage the
+    stream reported is set on the record unless calls that joined it handed theirs over
+    (read on the flush thread). Never raises, except an exception a signal handler raised
+    while it ran."""
+    if metrics._ended:
+        return
     try:
         if outcome.read_errors:
             collector._pipeline.accounting.internal_error(outcome.read_errors)
         start = metrics._start
         elapsed = outcome.end - start
+        first = outcome.first
         metrics.method = "stream"
         metrics.duration_ms = elapsed * 1000.0
+        if first is not None:
+            metrics.time_to_first_chunk_ms = (first - start) * 1000.0
         if outcome.first_token is not None:
             metrics.time_to_first_token_ms = (outcome.first_token - start) * 1000.0
-        if outcome.usage is not None:
+        if outcome.usage is not None and not metrics._joined:
             metrics.set_usage(*outcome.usage)
             if outcome.aggregation_method not in ("provider", "none"):
                 metrics.tokens_estimated = True
@@ -438,9 +497,9 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
         if outcome.error is not None:
             record_failure(collector, metrics, outcome.error, outcome.end)
         else:
+            metrics._ended = True
             collector._admit(metrics)
         if collector.config.enable_streaming_metrics:
-            first = outcome.first
             streaming = StreamingMetrics(  # positional, in field order: built per stream
                 *metrics._base(),
                 outcome.chunks,  # total_chunks
@@ -458,8 +517,85 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
             streaming._gaps = outcome.gaps
             streaming._trusted = True
             collector._admit(streaming)
-    except Exception:  # never into user code
-        pass
+    except Exception as exc:  # never into user code
+        if raised_by_signal(exc):
+            raise
+    finally:
+        metrics._ended = True
+
+
+class Steps:
+    """A generator whose every step runs in ``context`` (a ``contextvars.Context`` of its
+    own): what its body sets there is never seen by whoever advances it, and it sees
+    neither what they set nor what another request set on the same thread.
+
+    Iterating gives a C-level iterator (one ``Context.run`` per step, no Python frame);
+    ``send``, ``throw`` and ``close`` run in the context too. ``returned[0]`` is what the
+    generator returned, once it has."""
+
+    __slots__ = ("_gen", "_context", "returned")
+
+    def __init__(self, gen: Generator[Any, Any, Any], context: Any) -> None:
+        self.returned: List[Any] = [None]
+        self._gen = _keep_returned(gen, self.returned)
+        self._context = context
+
+    def __iter__(self) -> Any:
+        return iter(partial(self._context.run, self._gen.__next__), _NEVER)
+
+    def send(self, value: Any) -> Any:
+        return self._context.run(self._gen.send, value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._context.run(self._gen.throw, *args)
+
+    def close(self) -> None:
+        self._context.run(self._gen.close)
+
+
+#: A value no generator yields: the end marker of Steps' C-level iterator, never reached.
+_NEVER = object()
+
+
+def open_stream(
+    collector: Any,
+    metrics: RequestMetrics,
+    inner: Any,
+    restart_clock: bool = False,
+    owner: Optional[RequestMetrics] = None,
+) -> "tuple[Generator[Any, Any, Any], FinishOnce]":
+    """Start measuring ``inner`` as the stream of the call ``metrics``: returns the meter's
+    generator (iterate it to consume the stream) and its end guard.
+
+    The stream's end records the call (:func:`record_stream`) or, with ``owner``, hands
+    what it reported to the call it joined. An unfinished ``inner`` is closed at the end
+    (its connection released). ``inner`` may be a :class:`Steps`. With ``restart_clock``
+    the call's clock restarts at the first item (a generator function runs nothing of its
+    body until then).
+    """
+    meter = StreamMeter(metrics.response_format)
+    control = inner if type(inner) is Steps else None
+
+    def finish() -> None:
+        if meter.status != COMPLETED:
+            close_quietly(inner)
+        outcome = meter.outcome()
+        if owner is None:
+            record_stream(collector, metrics, outcome)
+        else:
+            join_usage(owner, outcome.usage, outcome.response_model)
+
+    def start() -> None:
+        once.started = True
+        if restart_clock:
+            metrics._start = perf_counter()
+
+    def end() -> None:
+        once.finish()
+
+    gen = meter.measure(inner, start, end, control=control)
+    once = FinishOnce(gen, finish, meter.capture)
+    return gen, once
 
 
 on_fork_call(_forget_inherited_streams, IDENTITY)

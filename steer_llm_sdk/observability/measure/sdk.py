@@ -1,0 +1,210 @@
+"""Calls we did not make: an SDK entry point measured as one call, its streams behind
+transparent proxies, its stream helpers measured once.
+
+The caller gets the SDK's own objects back: a blocking call's return value unchanged, a
+stream as a ``wrapt.ObjectProxy`` (``isinstance`` and every attribute and method are the
+SDK's), and a stream helper's own object whose raw stream is measured.
+
+A call made while another measured call is open in the current context (an SDK call inside
+a tracked function or generator, the ``create`` a helper makes, an SDK a wrapper library
+calls) joins it: it records nothing itself and hands the provider's usage to the owner.
+"""
+
+from time import perf_counter
+from typing import Any, Callable, Dict, Optional
+
+import wrapt
+
+from .._signals import raised_by_signal
+from ..models import RequestMetrics
+from .call import join_response, new_request, record_failure
+from .scope import SCOPE, owner
+from .stream import close_quietly, open_stream
+
+#: ``stream(result, wrap)``: what the caller gets for a streamed call's ``result``, with
+#: ``wrap(raw_stream)`` giving the measured proxy of a raw stream.
+Shape = Callable[[Any, Callable[[Any], Any]], Any]
+
+
+def measure(
+    collector: Any,
+    call: Callable[[], Any],
+    provider: str,
+    operation: str,
+    model: Any,
+    attributes: Dict[str, Any],
+    stream: Optional[Shape] = None,
+) -> Any:
+    """Run ``call()`` as one measured call of ``collector`` (unless it is disabled), or as a
+    part of the open call it joins.
+
+    Args:
+        provider: the GenAI provider name recorded.
+        operation: ``chat``, ``text_completion``, ``embeddings``, ``generate_content``.
+        model: the requested model (a non-str is recorded as None).
+        attributes: ``server.address`` and the like.
+        stream: for a streamed call, shapes what the caller gets (see :data:`Shape`).
+
+    Returns what ``call()`` returns (for streams, as ``stream`` shapes it). Exceptions from
+    ``call()`` are re-raised unchanged and recorded.
+    """
+    if not collector._enabled:
+        return call()
+    scope = SCOPE.get()
+    joined = owner(scope)
+    if joined is not None:
+        return _join(joined, call, stream)
+    try:
+        metrics = new_request(
+            provider,
+            model if type(model) is str else None,
+            attributes,
+            "stream" if stream is not None else "generate",
+            "text",
+            operation,
+        )
+    except Exception as exc:  # measuring failed: run the call unmeasured
+        if raised_by_signal(exc):
+            raise
+        return call()
+    token = SCOPE.set(metrics)
+    start = metrics._start = perf_counter()
+    try:
+        result = call()
+    except BaseException as exc:
+        end = perf_counter()
+        SCOPE.reset(token)
+        record_failure(collector, metrics, exc, end)
+        raise
+    SCOPE.reset(token)
+    if stream is not None:
+        try:
+            return stream(result, Wrap(collector, metrics, False))
+        except Exception as exc:  # the shape was not the expected one: hand it back untouched
+            if raised_by_signal(exc):
+                raise
+            return result
+    metrics.duration_ms = (perf_counter() - start) * 1000.0
+    metrics._response = result
+    metrics._ended = True
+    collector._admit(metrics)
+    return result
+
+
+def _join(joined: RequestMetrics, call: Callable[[], Any], stream: Optional[Shape]) -> Any:
+    """Run ``call()`` as a part of the open call ``joined``: its response, or what its
+    stream reports, goes to that call's record."""
+    result = call()
+    try:
+        if stream is None:
+            join_response(joined, result)
+            return result
+        return stream(result, Wrap(None, joined, True))
+    except Exception as exc:  # never into user code
+        if raised_by_signal(exc):
+            raise
+        return result
+
+
+class Wrap:
+    """``wrap(raw_stream)``: the measured proxy of a raw stream of the call ``metrics``
+    (or, with ``joined``, of a call that joined it)."""
+
+    __slots__ = ("collector", "metrics", "joined")
+
+    def __init__(self, collector: Any, metrics: RequestMetrics, joined: bool) -> None:
+        self.collector = collector
+        self.metrics = metrics
+        self.joined = joined
+
+    def __call__(self, raw: Any) -> "MeasuredStream":
+        return MeasuredStream(raw, self.collector, self.metrics, self.joined)
+
+
+class MeasuredStream(wrapt.ObjectProxy):
+    """A stream as the SDK returned it, measured while it is iterated.
+
+    Iterating it iterates the meter's generator over the wrapped stream; the call ends
+    exactly once, when that generator is exhausted, fails, is closed (``close()``,
+    ``with``) or can no longer be iterated by anyone (see :class:`.stream.FinishOnce`).
+    With ``joined``, what the stream reports goes to the call ``metrics`` it joined instead.
+    Everything else is the wrapped object's.
+    """
+
+    def __init__(self, wrapped: Any, collector: Any, metrics: Any, joined: bool = False):
+        super().__init__(wrapped)
+        if joined:
+            gen, once = open_stream(None, metrics, wrapped, owner=metrics)
+        else:
+            gen, once = open_stream(collector, metrics, wrapped)
+        self._self_gen = gen
+        self._self_once = once
+
+    def __iter__(self) -> Any:
+        return self._self_gen
+
+    def __next__(self) -> Any:
+        return self._self_gen.__next__()
+
+    def close(self) -> None:
+        try:
+            self._self_gen.close()
+            close_quietly(self.__wrapped__)
+        finally:
+            self._self_once.finish_unstarted()
+
+    def __enter__(self) -> Any:
+        enter = getattr(self.__wrapped__, "__enter__", None)
+        if enter is not None:
+            enter()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        self.close()
+        return None
+
+
+def measure_helper(manager: Any, wrap: Wrap) -> Any:
+    """A stream helper's context manager (openai's ``.stream()``, anthropic's
+    ``messages.stream()``) whose helper stream reads a measured raw stream: every way of
+    consuming it (iterating, ``text_stream``, ``get_final_*``, ``until_done``) is measured,
+    and the caller keeps the SDK's own helper objects. The ``create`` call the helper makes
+    when entered joins the helper's call."""
+    return _HelperManager(manager, wrap)
+
+
+class _HelperManager(wrapt.ObjectProxy):
+    def __init__(self, wrapped: Any, wrap: Wrap) -> None:
+        super().__init__(wrapped)
+        self._self_wrap = wrap
+        self._self_raw: Any = None
+
+    def __enter__(self) -> Any:
+        wrap = self._self_wrap
+        # The helper sends its request now, through the SDK's create(): in this call's
+        # scope, so that create() joins it instead of measuring itself.
+        token = SCOPE.set(wrap.metrics)
+        try:
+            helper = self.__wrapped__.__enter__()
+        except BaseException as exc:
+            SCOPE.reset(token)
+            if not wrap.joined:
+                record_failure(wrap.collector, wrap.metrics, exc, perf_counter())
+            raise
+        SCOPE.reset(token)
+        raw = getattr(helper, "_raw_stream", None)
+        if raw is not None:
+            if type(raw) is MeasuredStream:
+                # create() joined this call: its stream is measured once, as this call's.
+                raw._self_once.forget()
+                raw = raw.__wrapped__
+            self._self_raw = wrap(raw)
+            helper._raw_stream = self._self_raw
+        return helper
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(*exc_info)
+        finally:
+            if self._self_raw is not None:
+                self._self_raw.close()
