@@ -67,14 +67,15 @@ def measure(
         if raised_by_signal(exc):
             raise
         return call()
-    token = SCOPE.set(metrics)
     start = metrics._start = perf_counter()
+    token = None
     try:
+        token = SCOPE.set(metrics)  # inside the try: see measure/track.py
         result = call()
     except BaseException as exc:
-        end = perf_counter()
-        SCOPE.reset(token)
-        record_failure(collector, metrics, exc, end)
+        if token is not None:
+            SCOPE.reset(token)
+        record_failure(collector, metrics, exc, perf_counter())
         raise
     SCOPE.reset(token)
     if stream is not None:

@@ -12,11 +12,10 @@ tracked function's own exception is re-raised unchanged (the same object and tra
 
 import functools
 import inspect
-import threading
 from contextvars import copy_context
 from time import perf_counter
 from types import GeneratorType
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .._signals import raised_by_signal
 from ..collector import MetricsCollector
@@ -75,7 +74,6 @@ class Tracker:
         "operation",
         "attributes",
         "_open",
-        "_lock",
     )
 
     def __init__(
@@ -114,9 +112,10 @@ class Tracker:
         self.operation = operation
         self.attributes = attributes
         # Calls entered as a context manager and not yet left, with the scope token of
-        # each: a ``with`` block may be left on another thread than the one that entered it.
-        self._open: List[Tuple[RequestMetrics, Any]] = []
-        self._lock = threading.Lock()
+        # each, by id() of the record: a ``with`` block may be left on another thread than
+        # the one that entered it. Only atomic dict operations: no lock that a signal
+        # handler's exception could leave held.
+        self._open: Dict[int, Tuple[RequestMetrics, Any]] = {}
 
     def _new(self, model: Optional[str]) -> RequestMetrics:
         return new_request(
@@ -140,10 +139,8 @@ class Tracker:
     def __enter__(self) -> RequestMetrics:
         metrics = self._new(self.model)
         metrics._trusted = False  # the caller may set any value: validated at admission
-        token = SCOPE.set(metrics)
-        with self._lock:
-            self._open.append((metrics, token))
         metrics._start = perf_counter()
+        self._open[id(metrics)] = (metrics, SCOPE.set(metrics))
         return metrics
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
@@ -172,15 +169,14 @@ class Tracker:
         """The open call a ``with`` block leaves: the one in this context's scope if this
         tracker entered it, else the one this tracker entered last (left on another
         thread)."""
-        scope = SCOPE.get()
-        with self._lock:
-            entries = self._open
-            if not entries:
-                return None
-            for position in range(len(entries) - 1, -1, -1):
-                if entries[position][0] is scope:
-                    return entries.pop(position)
-            return entries.pop()
+        entries = self._open
+        entry = entries.pop(id(SCOPE.get()), None)
+        if entry is not None:
+            return entry
+        try:
+            return entries.popitem()[1]
+        except KeyError:  # never entered, or left already
+            return None
 
     # ------------------------------------------------------------------ decorator
     def __call__(self, func: Any) -> Any:
@@ -253,14 +249,17 @@ class Tracker:
                 if raised_by_signal(exc):
                     raise
                 return func(*args, **kwargs)
-            token = scope_set(metrics)
             start = metrics._start = perf_counter()
+            token = None
             try:
+                # Set inside the try: an exception a signal handler raises right after it is
+                # still followed by the reset, so no ended call stays in scope.
+                token = scope_set(metrics)
                 result = func(*args, **kwargs)
             except BaseException as exc:
-                end = perf_counter()
-                scope_reset(token)
-                record_failure(collector, metrics, exc, end)
+                if token is not None:
+                    scope_reset(token)
+                record_failure(collector, metrics, exc, perf_counter())
                 raise
             end = perf_counter()
             scope_reset(token)
