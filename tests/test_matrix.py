@@ -706,6 +706,33 @@ class Checker:
             if self.raised:
                 self.expect(record.error_class == "Boom", f"error_class={record.error_class}")
             self.check_tokens(record, times=self.form.calls)
+        if not self.cell.streamed or self.cell.inner == "sdk":
+            return  # nothing in the block measures a stream
+        # The block is recorded as the stream its joined call measured: as that call would
+        # be on its own, read the same way.
+        self.expect(len(streams) == 1, f"{len(streams)} StreamingMetrics, expected 1")
+        if len(requests) != 1 or len(streams) != 1:
+            return
+        record, streaming = requests[0], streams[0]
+        self.expect(record.method == "stream", f"method={record.method}")
+        alone = Checker(self.cell._replace(outer="none"), self.env, self.seen, self.raised)
+        delivered = self.seen.streams or [[]]
+        status = self.form.ends
+        self.expect(streaming.status == status, f"status={streaming.status}, expected {status}")
+        chunks = [alone.expected_chunks(got) for got in delivered]
+        if None not in chunks:
+            want = sum(c for c in chunks if c is not None)
+            self.expect(
+                streaming.total_chunks == want, f"chunks={streaming.total_chunks}, expected {want}"
+            )
+        chars = [alone.expected_chars(got) for got in delivered]
+        if None not in chars:
+            want = sum(c for c in chars if c is not None)
+            self.expect(
+                streaming.total_chars == want, f"chars={streaming.total_chars}, expected {want}"
+            )
+        alone.check_times(record, streaming, chars[0] if len(chars) == 1 else None)
+        self.problems += alone.problems
 
     def check_streams(self, requests: List[Any], streams: List[Any]) -> None:
         calls = self.form.calls

@@ -9,7 +9,7 @@ import requests
 
 from ..errors import SteerLLMError, StreamError
 from ..observability import MetricsCollector
-from ..observability.measure.call import join_usage
+from ..observability.measure.call import join_stream
 from ..observability.measure.stream import FinishOnce, StreamMeter, StreamOutcome, record_stream
 from ..providers import END, PROTOCOLS, SKIP, WireProtocol
 from ..providers._http import iter_events, request_id_of
@@ -180,7 +180,7 @@ class StreamRun:
                 self.count_locally(text, reported)
             )
         if self.joined:
-            join_usage(self.metrics, reported, outcome.response_model)
+            join_stream(self.metrics, outcome, reported)
         else:
             record_stream(self.collector, self.metrics, outcome)
         if self.attempts is not None:

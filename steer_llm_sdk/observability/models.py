@@ -248,15 +248,16 @@ class RequestMetrics(BaseMetrics):
 
 
 class Reported:
-    """What a stream that joined another call reported about itself, handed to that
-    call's record (``RequestMetrics._joined``): ``usage`` (a ``TokenUsage`` or None) and
-    ``model`` (the answering model or None)."""
+    """What a call that joined another reported, handed to that call's record
+    (``RequestMetrics._joined``): ``usage`` (a ``TokenUsage`` or None), ``model`` (the
+    answering model or None) and, for a stream, ``outcome`` (what it measured)."""
 
-    __slots__ = ("usage", "model")
+    __slots__ = ("usage", "model", "outcome")
 
-    def __init__(self, usage: Any, model: Optional[str]) -> None:
+    def __init__(self, usage: Any, model: Optional[str], outcome: Any = None) -> None:
         self.usage = usage
         self.model = model
+        self.outcome = outcome
 
 
 class StreamingMetrics(BaseMetrics):

@@ -14,13 +14,14 @@ was handed (:func:`.pipeline.enrich.complete_from_response`).
 """
 
 from time import time as _now
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 from ..._secrets import redact
 from ...errors import error_category, is_retryable, status_code_of
+from ...streaming.usage import TokenUsage
 from .._ids import next_seq
 from .._signals import raised_by_signal
-from ..models import ErrorMetrics, Reported, RequestMetrics
+from ..models import ChunkGaps, ErrorMetrics, Reported, RequestMetrics, StreamingMetrics
 from .scope import ATTRIBUTES, SCOPE
 
 _MESSAGE_LIMIT = 500
@@ -67,14 +68,18 @@ def new_request(
 
 
 def end_call(collector: Any, metrics: RequestMetrics, end: float) -> None:
-    """End a blocking call that returned: its duration (unless already set) and its
-    record, once. Never raises."""
+    """End a call that returned: its duration (unless already set) and its record, once.
+    A call that streams joined (a ``with`` block around an SDK stream, say) is recorded as
+    a stream of what they measured (:func:`_as_stream`). Never raises."""
     if metrics._ended:
         return
     metrics._ended = True
     if metrics.duration_ms is None:
         metrics.duration_ms = (end - metrics._start) * 1000.0
+    streamed = _joined_stream(metrics) if metrics._joined else None
     collector._admit(metrics)
+    if streamed is not None:
+        _streaming(collector, metrics, streamed)
 
 
 def record_failure(collector: Any, metrics: RequestMetrics, exc: BaseException, end: float) -> None:
@@ -88,8 +93,11 @@ def record_failure(collector: Any, metrics: RequestMetrics, exc: BaseException, 
         metrics.success = False
         metrics.error_class = type(exc).__name__
         metrics.error_category = error_category(exc)
+        streamed = _joined_stream(metrics) if metrics._joined else None
         collector._admit(metrics)
         collector._admit(error_record(metrics, exc))
+        if streamed is not None:
+            _streaming(collector, metrics, streamed)
     except Exception as internal:
         if raised_by_signal(internal):
             raise
@@ -127,8 +135,148 @@ def join_response(owner: RequestMetrics, response: Any) -> None:
 
 
 def join_usage(owner: RequestMetrics, usage: Any, model: Optional[str]) -> None:
-    """Hand what a joined stream reported (a ``TokenUsage`` and the answering model) to
+    """Hand the usage a joined call reported (a ``TokenUsage``) and its answering model to
     ``owner``, as :func:`join_response` does for a response."""
     if usage is None and model is None:
         return
     join_response(owner, Reported(usage, model))
+
+
+def join_stream(owner: RequestMetrics, outcome: "StreamOutcome", usage: Any) -> None:
+    """Hand what a joined stream measured (``outcome``) and the usage its provider reported
+    (``usage``, or None) to ``owner``. An owner that is a stream of its own measures its
+    chunks itself and takes only the usage; one that is not is recorded as a stream of
+    what its joined streams measured."""
+    join_response(owner, Reported(usage, outcome.response_model, outcome))
+
+
+def _joined_stream(metrics: RequestMetrics) -> "Optional[StreamOutcome]":
+    """The streams that joined a call that is not a stream itself, as one outcome, with the
+    call's times and method set from it; None when none joined."""
+    if metrics.method == "stream":
+        return None
+    outcomes = [
+        item.outcome
+        for item in metrics._joined
+        if type(item) is Reported and item.outcome is not None
+    ]
+    if not outcomes:
+        return None
+    outcome = outcomes[0] if len(outcomes) == 1 else merge_outcomes(outcomes)
+    metrics.method = "stream"
+    stream_times(metrics, outcome)
+    return outcome
+
+
+def _streaming(collector: Any, metrics: RequestMetrics, outcome: "StreamOutcome") -> None:
+    if collector.config.enable_streaming_metrics:
+        collector._admit(streaming_record(metrics, outcome, (metrics.duration_ms or 0.0) / 1000.0))
+
+
+def stream_times(metrics: RequestMetrics, outcome: "StreamOutcome") -> None:
+    """Set a call's times to its first chunk and first content from a stream's outcome."""
+    start = metrics._start
+    if outcome.first is not None:
+        metrics.time_to_first_chunk_ms = (outcome.first - start) * 1000.0
+    if outcome.first_token is not None:
+        metrics.time_to_first_token_ms = (outcome.first_token - start) * 1000.0
+
+
+def streaming_record(
+    metrics: RequestMetrics, outcome: "StreamOutcome", elapsed: float
+) -> StreamingMetrics:
+    """The StreamingMetrics of the stream of ``metrics`` that lasted ``elapsed`` seconds."""
+    first = outcome.first
+    streaming = StreamingMetrics(  # positional, in field order: built per stream
+        *metrics._base(),
+        outcome.chunks,  # total_chunks
+        outcome.chars,  # total_chars
+        outcome.chunks / elapsed if elapsed > 0 else None,  # chunks_per_second
+        None if first is None else (first - metrics._start) * 1000.0,  # first_chunk_latency_ms
+        outcome.json_objects,  # json_objects_found
+        outcome.aggregation_method,
+        outcome.aggregation_confidence,
+        outcome.status,
+        metrics.operation,
+        metrics.response_model,
+        metrics.error_class,
+    )
+    streaming._gaps = outcome.gaps
+    streaming._trusted = True
+    return streaming
+
+
+def merge_outcomes(outcomes: "List[StreamOutcome]") -> "StreamOutcome":
+    """Several streams of one call as one: counts added, the earliest first chunk and
+    content, the latest end; ``completed`` only if all completed, else ``error`` if one
+    failed, else ``cancelled``."""
+    merged = StreamOutcome()
+    gaps = merged.gaps = ChunkGaps()
+    statuses = set()
+    for outcome in outcomes:
+        statuses.add(outcome.status)
+        merged.chunks += outcome.chunks
+        merged.chars += outcome.chars
+        merged.json_objects += outcome.json_objects
+        merged.read_errors += outcome.read_errors
+        merged.end = max(merged.end, outcome.end)
+        for name in ("first", "first_token"):
+            mine, theirs = getattr(merged, name), getattr(outcome, name)
+            if theirs is not None and (mine is None or theirs < mine):
+                setattr(merged, name, theirs)
+        if merged.response_model is None:
+            merged.response_model = outcome.response_model
+        if outcome.usage is not None:
+            merged.aggregation_method = outcome.aggregation_method
+            merged.aggregation_confidence = outcome.aggregation_confidence
+        if outcome.gaps is not None:
+            for index, count in enumerate(outcome.gaps.counts):
+                gaps.counts[index] += count
+                gaps.sums[index] += outcome.gaps.sums[index]
+            gaps.minimum = min(gaps.minimum, outcome.gaps.minimum)
+            gaps.maximum = max(gaps.maximum, outcome.gaps.maximum)
+    if statuses == {"completed"}:
+        merged.status = "completed"
+    else:
+        merged.status = "error" if "error" in statuses else "cancelled"
+    return merged
+
+
+class StreamOutcome:
+    """What a finished stream reports; turned into records by :func:`record_stream`.
+
+    Times are ``perf_counter()`` readings; ``usage`` is None when nothing counted tokens.
+    """
+
+    __slots__ = (
+        "status",
+        "error",
+        "chunks",
+        "chars",
+        "first",
+        "first_token",
+        "end",
+        "usage",
+        "response_model",
+        "json_objects",
+        "aggregation_method",
+        "aggregation_confidence",
+        "read_errors",
+        "gaps",
+    )
+
+    def __init__(self) -> None:
+        self.gaps: Optional[ChunkGaps] = None
+        self.read_errors = 0  # chunks of a shape no reader understood (passed through)
+        self.status = "cancelled"
+        self.error: Optional[BaseException] = None
+        self.chunks = 0
+        self.chars = 0
+        self.first: Optional[float] = None
+        self.first_token: Optional[float] = None
+        self.end = 0.0
+        self.usage: Optional[TokenUsage] = None
+        self.response_model: Optional[str] = None
+        self.json_objects = 0
+        self.aggregation_method = "none"
+        self.aggregation_confidence = 0.0

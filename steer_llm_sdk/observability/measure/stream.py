@@ -26,12 +26,11 @@ from typing import Any, Callable, Dict, Generator, List, Optional
 
 from ...streaming.json_stream import JsonObjectCounter
 from ...streaming.readers import READERS, StreamReader
-from ...streaming.usage import TokenUsage
 from .._signals import raised_by_signal
 from ..conventions import DURATION_BUCKETS
 from ..lifecycle import IDENTITY, at_exit_call, on_fork_call
-from ..models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics, StreamingMetrics
-from .call import join_usage, record_failure
+from ..models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics
+from .call import StreamOutcome, join_stream, record_failure, stream_times, streaming_record
 
 #: Status of a finished stream.
 COMPLETED, ERROR, CANCELLED = "completed", "error", "cancelled"
@@ -428,46 +427,6 @@ def _forget_inherited_streams() -> None:
     _OPEN.clear()
 
 
-class StreamOutcome:
-    """What a finished stream reports; turned into records by :func:`record_stream`.
-
-    Times are ``perf_counter()`` readings; ``usage`` is None when nothing counted tokens.
-    """
-
-    __slots__ = (
-        "status",
-        "error",
-        "chunks",
-        "chars",
-        "first",
-        "first_token",
-        "end",
-        "usage",
-        "response_model",
-        "json_objects",
-        "aggregation_method",
-        "aggregation_confidence",
-        "read_errors",
-        "gaps",
-    )
-
-    def __init__(self) -> None:
-        self.gaps: Optional[ChunkGaps] = None
-        self.read_errors = 0  # chunks of a shape no reader understood (passed through)
-        self.status = CANCELLED
-        self.error: Optional[BaseException] = None
-        self.chunks = 0
-        self.chars = 0
-        self.first: Optional[float] = None
-        self.first_token: Optional[float] = None
-        self.end = 0.0
-        self.usage: Optional[TokenUsage] = None
-        self.response_model: Optional[str] = None
-        self.json_objects = 0
-        self.aggregation_method = "none"
-        self.aggregation_confidence = 0.0
-
-
 def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcome) -> None:
     """End a stream's call, once: its RequestMetrics, its StreamingMetrics (if enabled)
     and, on error, an ErrorMetrics, through the collector's admission step. Usage the
@@ -481,13 +440,8 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
             collector._pipeline.accounting.internal_error(outcome.read_errors)
         start = metrics._start
         elapsed = outcome.end - start
-        first = outcome.first
-        metrics.method = "stream"
         metrics.duration_ms = elapsed * 1000.0
-        if first is not None:
-            metrics.time_to_first_chunk_ms = (first - start) * 1000.0
-        if outcome.first_token is not None:
-            metrics.time_to_first_token_ms = (outcome.first_token - start) * 1000.0
+        stream_times(metrics, outcome)
         if outcome.usage is not None and not metrics._joined:
             metrics.set_usage(*outcome.usage)
             if outcome.aggregation_method not in ("provider", "none"):
@@ -500,23 +454,7 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
             metrics._ended = True
             collector._admit(metrics)
         if collector.config.enable_streaming_metrics:
-            streaming = StreamingMetrics(  # positional, in field order: built per stream
-                *metrics._base(),
-                outcome.chunks,  # total_chunks
-                outcome.chars,  # total_chars
-                outcome.chunks / elapsed if elapsed > 0 else None,  # chunks_per_second
-                None if first is None else (first - start) * 1000.0,  # first_chunk_latency_ms
-                outcome.json_objects,  # json_objects_found
-                outcome.aggregation_method,
-                outcome.aggregation_confidence,
-                outcome.status,
-                metrics.operation,
-                metrics.response_model,
-                metrics.error_class,
-            )
-            streaming._gaps = outcome.gaps
-            streaming._trusted = True
-            collector._admit(streaming)
+            collector._admit(streaming_record(metrics, outcome, elapsed))
     except Exception as exc:  # never into user code
         if raised_by_signal(exc):
             raise
@@ -568,10 +506,10 @@ def open_stream(
     generator (iterate it to consume the stream) and its end guard.
 
     The stream's end records the call (:func:`record_stream`) or, with ``owner``, hands
-    what it reported to the call it joined. An unfinished ``inner`` is closed at the end
-    (its connection released). ``inner`` may be a :class:`Steps`. With ``restart_clock``
-    the call's clock restarts at the first item (a generator function runs nothing of its
-    body until then).
+    what it measured and reported to the call it joined (:func:`.call.join_stream`). An
+    unfinished ``inner`` is closed at the end (its connection released). ``inner`` may be
+    a :class:`Steps`. With ``restart_clock`` the call's clock restarts at the first item (a
+    generator function runs nothing of its body until then).
     """
     meter = StreamMeter(metrics.response_format)
     control = inner if type(inner) is Steps else None
@@ -583,7 +521,7 @@ def open_stream(
         if owner is None:
             record_stream(collector, metrics, outcome)
         else:
-            join_usage(owner, outcome.usage, outcome.response_model)
+            join_stream(owner, outcome, outcome.usage)
 
     def start() -> None:
         once.started = True
