@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
+import pytest
 import yaml
+
+#: Recorded models include deprecated ones, and boto3 warns about Python 3.9's end of
+#: support: the SDKs' own warnings are not ours to fail on.
+SDK_WARNINGS = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:Boto3 will no longer support"),
+]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "recorded"
 CORPUS = SHARED / "pydantic-ai"

@@ -10,7 +10,7 @@ to first token when the stream had content.
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from corpus import Exchange, cassettes, corpus_required, exchanges
+from corpus import SDK_WARNINGS, Exchange, cassettes, corpus_required, exchanges
 
 from steer_llm_sdk.observability import (
     MetricsConfig,
@@ -22,12 +22,7 @@ from steer_llm_sdk.observability import (
 from steer_llm_sdk.observability.instrumentation import instrumented
 from steer_llm_sdk.testing import LocalLLMServer, capture_metrics
 
-# Recorded models include deprecated ones, and boto3 warns about Python 3.9's end of
-# support: the SDKs' own warnings are not ours to fail on.
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:Boto3 will no longer support"),
-]
+pytestmark = SDK_WARNINGS
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import pytest
 import spawn
-from corpus import corpus_required
+from corpus import SDK_WARNINGS, corpus_required
 from matrix_support import (
     CLIENT_API,
     FAMILY,
@@ -52,10 +52,7 @@ from steer_llm_sdk.observability import MetricsConfig, instrument, track_request
 from steer_llm_sdk.reliability import RetryPolicy
 from steer_llm_sdk.testing import LocalLLMServer, capture_metrics
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:Boto3 will no longer support"),
-]
+pytestmark = SDK_WARNINGS
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")

@@ -2,13 +2,12 @@
 the wrapper that hands each call to the one measured call (:mod:`..measure.sdk`).
 """
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Tuple
 from urllib.parse import urlsplit
 
 from ..conventions import server_attributes
 from ..lifecycle import get_collector
-from ..measure.sdk import Shape, measure_helper
-from ..measure.sdk import measure as measure_call
+from ..measure.sdk import measure, measure_helper
 
 #: The collector instrument() was given (None: the default one at the time of each call).
 _target: Dict[str, Any] = {"collector": None}
@@ -67,21 +66,9 @@ def base_url_of(client: Any) -> Any:
     return base if base is not None else getattr(client, "base_url", "")
 
 
-def _collector() -> Any:
+def target() -> Any:
+    """The collector ``instrument()`` was given, or the default one now."""
     return _target["collector"] or get_collector()
-
-
-def measure(
-    call: Callable[[], Any],
-    provider: str,
-    operation: str,
-    model: Any,
-    attributes: Dict[str, Any],
-    stream: Optional[Shape] = None,
-) -> Any:
-    """Run one SDK call measured by the collector ``instrument()`` was given (or the
-    default one): see :func:`..measure.sdk.measure`."""
-    return measure_call(_collector(), call, provider, operation, model, attributes, stream)
 
 
 #: How an entry point returns: ``plain`` (never a stream), ``create`` (a stream when called
@@ -100,11 +87,12 @@ def entry_point(
     mode: str,
     model_of: Callable[[Any], Any] = lambda kwargs: kwargs.get("model"),
 ) -> Callable[..., Any]:
-    """The ``wrapt`` wrapper of one SDK entry point: each call measured by :func:`measure`.
+    """The ``wrapt`` wrapper of one SDK entry point: each call measured by
+    :func:`..measure.sdk.measure`.
 
     Args:
         client_info: ``(resource instance) -> (provider, server attributes)``.
-        operation: as for :func:`measure`.
+        operation: ``chat``, ``text_completion``, ``embeddings``, ``generate_content``.
         mode: :data:`PLAIN`, :data:`CREATE`, :data:`STREAM` or :data:`HELPER`.
         model_of: ``(call keyword arguments) -> requested model``.
     """
@@ -118,6 +106,7 @@ def entry_point(
         else:
             stream = None
         return measure(
+            target(),
             lambda: wrapped(*args, **kwargs),
             provider,
             operation,

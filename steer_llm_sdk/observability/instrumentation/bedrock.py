@@ -7,7 +7,8 @@ Converse operations, for clients made before and after ``instrument()``."""
 
 from typing import Any, Callable, List, Tuple
 
-from ._measure import endpoint, measure
+from ..measure.sdk import measure
+from ._measure import endpoint, target
 
 _OPERATIONS = {"Converse": False, "ConverseStream": True}
 
@@ -28,6 +29,7 @@ def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) 
     params = args[1] if len(args) > 1 else kwargs.get("api_params") or {}
     model = params.get("modelId") if isinstance(params, dict) else None
     return measure(
+        target(),
         lambda: wrapped(*args, **kwargs),
         "aws.bedrock",
         "chat",

@@ -270,12 +270,7 @@ class Tracker:
             else:
                 is_stream = stream_mode
             if is_stream:
-                try:
-                    return _stream_of(collector, metrics, result, False)
-                except Exception as exc:  # measuring failed: the stream goes back unmeasured
-                    if raised_by_signal(exc):
-                        raise
-                    return result
+                return _stream_of(collector, metrics, result, False)
             metrics.duration_ms = (end - start) * 1000.0
             if result is not None:
                 metrics._response = result
@@ -303,13 +298,7 @@ class Tracker:
                 return func(*args, **kwargs)
             # Calling a generator function runs none of its body: the request starts at the
             # first next(), so the clock starts again there.
-            gen = func(*args, **kwargs)
-            try:
-                return _stream_of(collector, metrics, gen, True)
-            except Exception as exc:  # measuring failed: the generator goes back unmeasured
-                if raised_by_signal(exc):
-                    raise
-                return gen
+            return _stream_of(collector, metrics, func(*args, **kwargs), True)
 
         return tracked_generator
 
@@ -367,19 +356,25 @@ class TrackedStream:
 
 def _stream_of(
     collector: MetricsCollector, metrics: RequestMetrics, inner: Any, restart_clock: bool
-) -> "TrackedStream":
-    """The TrackedStream of a call whose result ``inner`` is a stream. A generator (the
-    body of a tracked generator function, or one a tracked function returned) runs each
-    step in a context of its own, copied from the caller's, with this call in scope: calls
-    it makes join or nest under this one, wherever it is advanced."""
-    metrics.method = "stream"
-    if type(inner) is GeneratorType:
-        context = copy_context()
-        context.run(SCOPE.set, metrics)
-        gen, once = open_stream(collector, metrics, Steps(inner, context), restart_clock)
-    else:
-        gen, once = open_stream(collector, metrics, inner, restart_clock)
-    return TrackedStream(gen, inner, once)
+) -> Any:
+    """The TrackedStream of a call whose result ``inner`` is a stream (``inner`` itself,
+    unmeasured, if measuring fails). A generator (the body of a tracked generator function,
+    or one a tracked function returned) runs each step in a context of its own, copied from
+    the caller's, with this call in scope: calls it makes join or nest under this one,
+    wherever it is advanced."""
+    try:
+        metrics.method = "stream"
+        if type(inner) is GeneratorType:
+            context = copy_context()
+            context.run(SCOPE.set, metrics)
+            gen, once = open_stream(collector, metrics, Steps(inner, context), restart_clock)
+        else:
+            gen, once = open_stream(collector, metrics, inner, restart_clock)
+        return TrackedStream(gen, inner, once)
+    except Exception as exc:
+        if raised_by_signal(exc):
+            raise
+        return inner
 
 
 def track_request(
