@@ -1,5 +1,11 @@
 """The attempts of one request: circuit-breaker admission, retries with backoff, and their
-records (an ErrorMetrics per retried attempt, one ReliabilityMetrics per request)."""
+records (an ErrorMetrics per retried attempt, one ReliabilityMetrics per request).
+
+Only the SDK's own errors are retried or reach the breaker as an outcome. Any other
+exception out of an attempt (``KeyboardInterrupt``, ``SystemExit``, a Celery soft time
+limit, ``gevent.Timeout``, a bug) is the caller's: it leaves at once, unchanged, after the
+attempt's admission is released (a half-open circuit stays half-open; see
+:mod:`steer_llm_sdk.reliability.circuit_breaker`)."""
 
 import time
 from typing import Any, Callable, Optional
@@ -7,6 +13,7 @@ from typing import Any, Callable, Optional
 from ..errors import CircuitOpenError, SteerLLMError
 from ..observability import ErrorMetrics, ReliabilityMetrics
 from ..reliability import CircuitBreaker, RetryPolicy
+from ..reliability.circuit_breaker import Admission
 
 
 class Attempts:
@@ -83,24 +90,36 @@ class Attempts:
     def _once(self, call: Callable[[], Any]) -> Any:
         self.attempt += 1
         try:
-            self.breaker.before_call(self.key)
+            admission = self.breaker.admit(self.key)
         except CircuitOpenError as exc:
             self.last_category = exc.category
             raise
         try:
-            result = call()
-        except SteerLLMError as exc:
-            self._failed(exc)
-            raise
-        self.breaker.record_success(self.key)
+            try:
+                result = call()
+            except SteerLLMError as exc:
+                self._failed(exc, admission)
+                raise
+            admission.success()
+        finally:
+            # Any other exit (an exception from user code or a signal handler, wherever it
+            # lands) frees the probe slot; a no-op once the outcome was recorded.
+            admission.release()
         return result
 
-    def _failed(self, exc: SteerLLMError) -> None:
+    def _failed(self, exc: SteerLLMError, admission: Optional[Admission] = None) -> None:
+        """Count a failed attempt: by its admission, or by key for a stream that broke off
+        after its attempt had succeeded."""
         self.last_category = exc.category
         if exc.retryable:
-            self.breaker.record_failure(self.key)
-        else:  # the provider answered: the circuit has no reason to open
+            if admission is None:
+                self.breaker.record_failure(self.key)
+            else:
+                admission.failure()
+        elif admission is None:  # the provider answered: the circuit has no reason to open
             self.breaker.record_success(self.key)
+        else:
+            admission.success()
 
     def _back_off(self, exc: SteerLLMError) -> bool:
         if isinstance(exc, CircuitOpenError) or not self.policy.should_retry(exc, self.attempt):

@@ -5,7 +5,9 @@ Exponential backoff with full jitter: before retry ``n`` (1-based) the cap is
 ``[0, cap]`` (exactly ``cap`` without jitter). A server's ``Retry-After`` wins over the
 computed wait, capped by ``max_delay``. Only retryable categories are retried; never
 authentication, invalid-request or content-filter errors, nor errors that say they are not
-retryable. Sleep and randomness are injectable, so tests are exact.
+retryable, nor an exception that is not an ``Exception`` (``KeyboardInterrupt``,
+``SystemExit``, ``gevent.Timeout``, whose class name reads as a timeout): those stop the
+caller, not the provider. Sleep and randomness are injectable, so tests are exact.
 """
 
 import random
@@ -94,8 +96,9 @@ class RetryPolicy:
         )
 
     def should_retry(self, exc: BaseException, attempt: int) -> bool:
-        """Whether to retry after ``attempt`` (1-based) failed with ``exc``."""
-        if attempt >= self.max_attempts:
+        """Whether to retry after ``attempt`` (1-based) failed with ``exc``; never for an
+        exception that is not an ``Exception`` (an interrupt, an exit, ``gevent.Timeout``)."""
+        if attempt >= self.max_attempts or not isinstance(exc, Exception):
             return False
         if isinstance(exc, SteerLLMError) and not exc.retryable:
             return False
