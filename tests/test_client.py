@@ -201,6 +201,28 @@ def test_stream_error_status_raises_at_start_and_is_recorded(client, server):
     assert streaming.status == "error" and streaming.total_chunks == 0
 
 
+class Interrupted(BaseException):
+    """Stands in for what a signal handler or a framework raises through the call
+    (``gevent.Timeout`` and ``KeyboardInterrupt`` are BaseExceptions)."""
+
+
+def test_a_foreign_exception_while_a_stream_opens_is_recorded(server):
+    def token() -> str:
+        raise Interrupted()
+
+    with SteerLLMClient(
+        MetricsConfig(flush_on_exit=False),
+        azure_endpoint=server.url,
+        azure_ad_token_provider=token,
+        retry_policy=NO_RETRIES,
+    ) as client:
+        with pytest.raises(Interrupted):
+            client.stream("x", model="gpt-4o", provider="azure")
+        (request,) = records(client, "request")
+        assert request.success is False and request.error_class == "Interrupted"
+        assert records(client, "streaming")[0].status == "error"
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_connection_dropped_mid_stream(client, server, model):
     server.script(Fault(drop_after=5))

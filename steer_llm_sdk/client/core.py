@@ -378,7 +378,7 @@ class SteerLLMClient:
             response = attempts.run(
                 lambda: self._transport.post(name, body, stream=True, model=model), final=False
             )
-        except SteerLLMError as exc:
+        except BaseException as exc:  # ours, or a foreign one (a soft time limit): recorded
             if not joined:
                 outcome = StreamOutcome()
                 outcome.status, outcome.error, outcome.end = "error", exc, perf_counter()
