@@ -223,6 +223,11 @@ def _genai_prices_available() -> bool:
         import genai_prices  # noqa: F401
     except ImportError:
         return False
+    # One lookup now, on the caller's thread, imports what lookups import (its price data,
+    # ~15 ms, is imported lazily): an import running on a background thread when another
+    # thread forks leaves that module's import lock held in the child, whose lookups then
+    # wait for it forever.
+    _genai_rates("openai", "gpt-4o")
     return True
 
 
@@ -234,9 +239,10 @@ class Pricer:
         bundled: the bundled table.
         genai_prices: look prices up in the ``genai-prices`` package (if it is installed).
 
-    Thread-safe. A model's genai-prices entry is looked up once and cached (a lookup costs
-    ~150 µs; a cached price, a few additions); models with tiered prices (a higher rate past
-    a prompt size) are priced by genai-prices itself at each call.
+    Thread-safe, and fork-safe: a forked child gets a fresh lock (another thread may have
+    held this one at the fork). A model's genai-prices entry is looked up once and cached (a
+    lookup costs ~150 µs; a cached price, a few additions); models with tiered prices (a
+    higher rate past a prompt size) are priced by genai-prices itself at each call.
     """
 
     def __init__(
@@ -250,6 +256,13 @@ class Pricer:
         self.genai_prices = genai_prices and _genai_prices_available()
         self._lock = threading.Lock()
         self._genai: Dict[Tuple[str, str], Any] = {}
+        # Imported here: the observability package imports this module.
+        from .observability import lifecycle
+
+        lifecycle.on_fork(self, "_after_fork", lifecycle.SINKS)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def cost(
         self,

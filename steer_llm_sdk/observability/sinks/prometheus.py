@@ -29,7 +29,15 @@ directory before the server starts (before ``prometheus_client`` is first import
 worker then writes its values to its own files there, files of exited workers are kept (a
 worker recycled by ``--max-requests`` loses no counts), and :func:`exposition` sums them all,
 whichever worker a scrape reaches. Add the gunicorn ``child_exit`` hook from
-:mod:`..integrations.gunicorn` so the breaker gauge forgets dead workers.
+:mod:`..integrations.gunicorn` so the breaker gauge forgets dead workers. A missing or
+read-only directory is a ``ValueError`` at construction; without the variable, a sink made
+under gunicorn or uWSGI logs one warning (each worker would serve only its own values).
+
+A full directory does not kill the process: the blocks of a multiprocess file are reserved
+before it grows, and a record that cannot be written is counted in
+:attr:`PrometheusMetricsSink.write_failures` (and logged, rate-limited) instead of faulting
+with SIGBUS. A fork from any thread leaves the child fresh locks: prometheus_client's and the
+sink's (see :mod:`._prometheus_mp`).
 
 Expose the families with the Flask or Django integration's ``metrics`` endpoint (off by
 default), or with :meth:`PrometheusMetricsSink.start_http_server` in a process without a web
@@ -37,9 +45,11 @@ server.
 """
 
 import os
+import sys
+import tempfile
 import threading
 import weakref
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 try:
     import prometheus_client
@@ -52,8 +62,11 @@ except ImportError as exc:  # pragma: no cover - the message is the point
         "PrometheusMetricsSink needs prometheus_client: pip install 'steer-llm-sdk[prometheus]'"
     ) from exc
 
+from .. import lifecycle
+from .._log import describe, logger, rate_limited
 from ..conventions import BREAKER_VALUES, DEFAULT_ALLOWLIST, FAMILIES, Family
 from ..models import BaseMetrics
+from . import _prometheus_mp
 
 __all__ = ["PrometheusMetricsSink", "exposition", "multiprocess_dir"]
 
@@ -80,6 +93,21 @@ _FAMILY_CACHE: "weakref.WeakKeyDictionary[CollectorRegistry, Dict[Any, Dict[str,
 _DEFAULT_REGISTRY = CollectorRegistry(auto_describe=True)
 
 
+def _after_fork() -> None:
+    """In a forked child: fresh copies of every lock the sinks' threads take (another
+    thread of the parent may have held one at the fork)."""
+    global _FAMILIES_LOCK
+    _FAMILIES_LOCK = threading.Lock()
+    _prometheus_mp.renew_value_lock()
+    _prometheus_mp.renew_registry_lock(_DEFAULT_REGISTRY)
+    for per_registry in list(_FAMILY_CACHE.values()):
+        for families in per_registry.values():
+            _prometheus_mp.renew_metric_locks(metric for metric, _ in families.values())
+
+
+lifecycle.on_fork_call(_after_fork, lifecycle.SINKS)
+
+
 def multiprocess_dir() -> Optional[str]:
     """``PROMETHEUS_MULTIPROC_DIR`` when prometheus_client runs in multiprocess mode, else
     None.
@@ -97,6 +125,67 @@ def multiprocess_dir() -> Optional[str]:
             "set the variable before the server starts (e.g. in the environment of gunicorn)"
         )
     return path
+
+
+def _check_directory(path: str) -> None:
+    """Raise ValueError naming ``path`` unless it is a directory this process can write."""
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"PROMETHEUS_MULTIPROC_DIR={path!r} is not a directory: create it (empty) before "
+            "the server starts"
+        )
+    try:  # access() cannot tell: root passes it, and it ignores some read-only mounts
+        fd, probe = tempfile.mkstemp(prefix=".steer-probe-", dir=path)
+    except OSError as exc:
+        raise ValueError(
+            f"PROMETHEUS_MULTIPROC_DIR={path!r} is not writable: {exc.strerror or exc}"
+        ) from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+#: Set once the "pre-fork server without PROMETHEUS_MULTIPROC_DIR" warning was logged.
+_warned_single_process = False
+
+
+def _pre_fork_server(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
+    """The pre-fork server this process runs under (``"gunicorn"`` or ``"uWSGI"``), told
+    from the environment it sets, or None."""
+    env = os.environ if environ is None else environ
+    software = env.get("SERVER_SOFTWARE", "").lower()
+    if software.startswith("gunicorn"):
+        return "gunicorn"
+    if "uwsgi" in software or "UWSGI_ORIGINAL_PROC_NAME" in env or "UWSGI_RELOADS" in env:
+        return "uWSGI"
+    if environ is None and "uwsgi" in sys.modules:  # the module only uWSGI embeds
+        return "uWSGI"
+    return None
+
+
+def _warn_if_per_worker() -> None:
+    global _warned_single_process
+    server = _pre_fork_server()
+    if server is None or _warned_single_process:
+        return
+    _warned_single_process = True
+    logger.warning(
+        "steer_llm_sdk: PrometheusMetricsSink under %s without PROMETHEUS_MULTIPROC_DIR: "
+        "each worker keeps its own values and a scrape shows only the worker it reaches; "
+        "set PROMETHEUS_MULTIPROC_DIR to an empty directory before the server starts",
+        server,
+    )
+
+
+def _install_reservation(path: str) -> None:
+    try:
+        _prometheus_mp.install()
+    except OSError as exc:  # files already open could not be reserved: the disk is full
+        rate_limited.warning(
+            "prometheus_write",
+            "steer_llm_sdk could not reserve space for Prometheus values",
+            directory=path,
+            error=describe(exc),
+        )
 
 
 def exposition(accept: Optional[str] = None) -> Tuple[bytes, str]:
@@ -170,9 +259,18 @@ class PrometheusMetricsSink:
     Thread-safety: records arrive on the sink's delivery thread; prometheus_client's values
     are thread-safe for the scrape.
 
+    Attributes:
+        write_failures: records that could not be written (all or in part) because the
+            multiprocess directory refused the space (full, over quota) or another
+            ``OSError``; each is logged, rate-limited.
+
     Raises:
         RuntimeError: see :func:`multiprocess_dir`.
-        ValueError: a bad limit.
+        ValueError: a bad limit; ``PROMETHEUS_MULTIPROC_DIR`` is missing or not writable
+            (the message names it).
+
+    Logs one warning per process when made under gunicorn or uWSGI (told from
+    ``SERVER_SOFTWARE`` and ``UWSGI_*`` variables) without ``PROMETHEUS_MULTIPROC_DIR``.
     """
 
     name = "prometheus"
@@ -190,12 +288,18 @@ class PrometheusMetricsSink:
             raise ValueError(f"max_label_sets must be >= 1, got {max_label_sets}")
         self.namespace = namespace
         self.multiprocess_dir = multiprocess_dir()
+        if self.multiprocess_dir is not None:
+            _check_directory(self.multiprocess_dir)
+            _install_reservation(self.multiprocess_dir)
+        else:
+            _warn_if_per_worker()
         self.registry = registry if registry is not None else _DEFAULT_REGISTRY
         self.allowlist: Tuple[str, ...] = tuple(sorted(set(attribute_allowlist)))
         self.max_label_sets = max_label_sets
         self.max_label_length = max_label_length
         self.export_estimated_tokens = export_estimated_tokens
         self.overflowed: Dict[str, int] = {}
+        self.write_failures = 0
         self._sets: Dict[str, set] = {}
         self._families = self._build()
 
@@ -280,19 +384,35 @@ class PrometheusMetricsSink:
 
     def record_batch(self, batch: Sequence[BaseMetrics]) -> None:
         for m in batch:
-            kind = m.metric_type
-            if kind == "request":
-                self._request(m)
-            elif kind == "streaming":
-                self._streaming(m)
-            elif kind == "error":
-                labels = self._labels(m, m.error_class or _OTHER)  # type: ignore[attr-defined]
-                labels["error_category"] = m.error_category or "unknown"  # type: ignore[attr-defined]
-                self._child("errors", labels).inc()
-            elif kind == "reliability":
-                self._reliability(m)
-            elif kind == "usage":
-                self._usage(m)
+            try:
+                self._record(m)
+            except OSError as exc:  # no space in the multiprocess directory: count, go on
+                self._write_failed(exc)
+
+    def _record(self, m: BaseMetrics) -> None:
+        kind = m.metric_type
+        if kind == "request":
+            self._request(m)
+        elif kind == "streaming":
+            self._streaming(m)
+        elif kind == "error":
+            labels = self._labels(m, m.error_class or _OTHER)  # type: ignore[attr-defined]
+            labels["error_category"] = m.error_category or "unknown"  # type: ignore[attr-defined]
+            self._child("errors", labels).inc()
+        elif kind == "reliability":
+            self._reliability(m)
+        elif kind == "usage":
+            self._usage(m)
+
+    def _write_failed(self, exc: OSError) -> None:
+        self.write_failures += 1
+        rate_limited.warning(
+            "prometheus_write",
+            "steer_llm_sdk could not write Prometheus values",
+            directory=self.multiprocess_dir,
+            error=describe(exc),
+            write_failures=self.write_failures,
+        )
 
     def _request(self, m: Any) -> None:
         labels = self._labels(m, None if m.success else (m.error_class or _OTHER))
