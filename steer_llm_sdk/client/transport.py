@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import requests
 from requests.adapters import HTTPAdapter
 
+from .._secrets import request_texts, url_secrets
 from ..errors import ProviderError
 from ..observability.lifecycle import CLIENTS, on_fork
 from ..providers import PROTOCOLS, WireProtocol
@@ -50,9 +51,10 @@ class Transport:
         on_fork(self, "_after_fork", CLIENTS)
 
     def secrets(self) -> Tuple[str, ...]:
-        """The configured keys, for redaction (tokens from a provider are redacted by
-        pattern: they travel as ``Bearer`` values)."""
-        return tuple(k for k in self.keys.values() if isinstance(k, str) and k)
+        """The configured keys and the userinfo of the base URLs, for redaction (tokens
+        from a provider are redacted by pattern: they travel as ``Bearer`` values)."""
+        keys = tuple(k for k in self.keys.values() if isinstance(k, str) and k)
+        return keys + tuple(s for url in self.base_urls.values() for s in url_secrets(url))
 
     def _credential(self, provider: str) -> Optional[str]:
         key = self.keys.get(provider)
@@ -118,6 +120,7 @@ class Transport:
                 provider,
                 protocol.describe_error,
                 self.secrets(),
+                request_texts(body),
             )
         return response
 

@@ -250,14 +250,18 @@ class RequestMetrics(BaseMetrics):
 class Reported:
     """What a call that joined another reported, handed to that call's record
     (``RequestMetrics._joined``): ``usage`` (a ``TokenUsage`` or None), ``model`` (the
-    answering model or None) and, for a stream, ``outcome`` (what it measured)."""
+    answering model or None), for a stream ``outcome`` (what it measured), and for a call
+    that failed ``sensitive`` (what the owner's error record must not show)."""
 
-    __slots__ = ("usage", "model", "outcome")
+    __slots__ = ("usage", "model", "outcome", "sensitive")
 
-    def __init__(self, usage: Any, model: Optional[str], outcome: Any = None) -> None:
+    def __init__(
+        self, usage: Any, model: Optional[str], outcome: Any = None, sensitive: Any = None
+    ) -> None:
         self.usage = usage
         self.model = model
         self.outcome = outcome
+        self.sensitive = sensitive
 
 
 class StreamingMetrics(BaseMetrics):

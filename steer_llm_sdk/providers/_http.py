@@ -9,12 +9,12 @@ import codecs
 import email.utils
 import json
 import time
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Type
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type
 
 import requests
 import urllib3
 
-from .._secrets import redact
+from .._secrets import redact, remove_request_text
 from ..errors import (
     ContentFilterError,
     InvalidRequestError,
@@ -147,12 +147,15 @@ def error_from_response(
     provider: str,
     describe: Callable[[Any], Tuple[Optional[str], Optional[str]]],
     secrets: Tuple[str, ...] = (),
+    texts: Sequence[str] = (),
 ) -> ProviderError:
     """The SDK error for an HTTP error response.
 
     Args:
         describe: the protocol's reader of its error body: ``(message, code)``.
         secrets: literal values to redact from the message (the configured keys).
+        texts: the request's text content, removed from the message where the provider
+            quotes it (validation errors quote their input).
     """
     try:
         data = json.loads(body) if body else None
@@ -163,7 +166,9 @@ def error_from_response(
         # Only the provider's structured error field is kept: a raw body may echo the
         # request (the prompt), so without one the message is the status alone.
         message = _STATUS_TEXT.get(status, "error response without an error message")
-    text = redact(f"{provider} returned {status}: {message[:500]}", secrets)
+    if texts:
+        message = remove_request_text(message, texts)
+    text = redact(f"{provider} returned {status}: {redact(message, secrets)[:500]}", secrets)
     cls: Type[ProviderError] = error_class_for_status(status)
     if code and ("content_policy" in code or "content_filter" in code):
         cls = ContentFilterError

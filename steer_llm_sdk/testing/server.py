@@ -21,7 +21,11 @@ What it serves:
   provider's error body (429 with ``Retry-After``, 500, 502, 503, 529, 401, 400), a
   connection dropped mid-stream, a malformed event, a stall, a content filter (Azure
   OpenAI's shapes: the prompt refused with a 400, or the answer withheld with
-  ``finish_reason: content_filter``);
+  ``finish_reason: content_filter``), an error that echoes the request (its messages in
+  the error message, as validation errors quote their input, or the whole request beside
+  the error) or its headers (as AWS signature errors quote the canonical request); error
+  statuses are answered on Gemini (``:generateContent``) and Bedrock (``/converse``) paths
+  too, in their shapes;
 * a request log (:attr:`requests`) for assertions;
 * replay of recorded exchanges (vcrpy cassettes, see :meth:`replay`; needs PyYAML).
 
@@ -97,6 +101,51 @@ _STATUS_ERRORS = {
 }
 
 
+_GEMINI_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+_BEDROCK_ERRORS = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    422: "ValidationException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+
+
+def _credentials(headers: Any) -> List[str]:
+    """The bare credentials among request headers (see ``Fault.echo_key``)."""
+    found = []
+    for name, value in headers:
+        name = name.lower()
+        if name == "authorization":
+            scheme, _, value = value.partition(" ")
+            if scheme.startswith("AWS4-"):
+                value = value.split("Credential=", 1)[-1].split("/", 1)[0]
+            found.append(value)
+        elif name in ("api-key", "x-api-key", "x-goog-api-key", "x-amz-security-token"):
+            found.append(value)
+    return found
+
+
+def _other_protocol(path: str) -> Optional[str]:
+    """``gemini`` or ``bedrock`` for their generation paths (answered with scripted error
+    statuses only), else None."""
+    if path.endswith((":generateContent", ":streamGenerateContent")):
+        return "gemini"
+    if path.endswith(("/converse", "/converse-stream")):
+        return "bedrock"
+    return None
+
+
 @dataclass
 class Fault:
     """What to do to one request instead of answering it normally.
@@ -112,6 +161,15 @@ class Fault:
         content_filter: ``"prompt"`` (a 400 with code ``content_filter``) or
             ``"completion"`` (the answer withheld: ``finish_reason: content_filter`` with
             the filter results), OpenAI protocol.
+        echo_request: with ``status``: ``"message"`` quotes the request's messages (as
+            JSON) in the error message; ``"body"`` puts the whole request in the error
+            body under ``"request"``, beside an error message that does not quote it.
+        echo_headers: with ``status``: the error message quotes the request's headers,
+            credentials included.
+        echo_key: with ``status``: the error message quotes the request's credentials
+            bare ("Incorrect API key provided: ..."): the values of its credential
+            headers (an ``Authorization`` scheme dropped; of an AWS signature, the access
+            key id).
     """
 
     status: Optional[int] = None
@@ -121,6 +179,9 @@ class Fault:
     stall: float = 0.0
     stall_after: Optional[int] = None
     content_filter: Optional[str] = None
+    echo_request: Optional[str] = None
+    echo_headers: bool = False
+    echo_key: bool = False
 
 
 @dataclass
@@ -265,6 +326,13 @@ class LocalLLMServer:
                 queued += 1
         return queued
 
+    def _next_error(self) -> Optional[Fault]:
+        """The next scripted fault if it is an error status (taken), else None (left)."""
+        with self._lock:
+            if self._faults and self._faults[0].status is not None:
+                return self._faults.popleft()
+            return None
+
     def _next(self) -> "tuple[Optional[Fault], Optional[Dict[str, Any]]]":
         with self._lock:
             return (self._faults.popleft() if self._faults else None), None
@@ -351,6 +419,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         path = self.path.split("?", 1)[0]
+        other = _other_protocol(path)
+        error = owner._next_error() if other is not None else None
+        if other is not None and error is not None:
+            self._fault_error(other, error, body)
+            return
         if path.endswith("/chat/completions"):
             protocol = "openai"
         elif path.endswith("/v1/messages"):
@@ -370,7 +443,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.stall and fault.stall_after is None:
             owner.pause(fault.stall)
         if fault.status is not None:
-            self._error(protocol, fault.status, retry_after=fault.retry_after)
+            self._fault_error(protocol, fault, body)
             return
         if fault.content_filter == "prompt":
             self._json(400, _FILTERED_PROMPT)
@@ -411,15 +484,42 @@ class _Handler(BaseHTTPRequestHandler):
         status: int,
         message: Optional[str] = None,
         retry_after: Optional[float] = None,
+        extra: Optional[Dict[str, Any]] = None,
     ) -> None:
         kind, default = _STATUS_ERRORS.get(status, ("api_error", "Error"))
         text = message or default
+        headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
         if protocol == "openai":
             payload: Dict[str, Any] = {"error": {"message": text, "type": kind, "code": None}}
+        elif protocol == "gemini":
+            code = _GEMINI_STATUS.get(status, "UNKNOWN")
+            payload = {"error": {"code": status, "message": text, "status": code}}
+        elif protocol == "bedrock":
+            payload = {"message": text}
+            headers["x-amzn-errortype"] = _BEDROCK_ERRORS.get(status, "InternalServerException")
         else:
             payload = {"type": "error", "error": {"type": kind, "message": text}}
-        headers = {"retry-after": f"{retry_after:g}"} if retry_after is not None else {}
-        self._json(status, payload, headers)
+        self._json(status, {**payload, **(extra or {})}, headers)
+
+    def _fault_error(self, protocol: str, fault: Fault, body: Any) -> None:
+        """Answer with the error status of ``fault``, echoing what it says to echo."""
+        assert fault.status is not None
+        kind, default = _STATUS_ERRORS.get(fault.status, ("api_error", "Error"))
+        message = None
+        extra: Dict[str, Any] = {}
+        if fault.echo_request == "message" and isinstance(body, dict):
+            quoted = ("system", "systemInstruction", "instructions", "messages", "contents")
+            said = {k: body[k] for k in quoted if k in body}
+            message = f"{default}: invalid input {json.dumps(said)}"
+        elif fault.echo_request == "body":
+            extra["request"] = body
+        if fault.echo_key:
+            keys = ", ".join(_credentials(self.headers.items()))
+            message = f"{message or default}. Incorrect API key provided: {keys}"
+        if fault.echo_headers:
+            lines = "\n".join(f"{k.lower()}:{v}" for k, v in self.headers.items())
+            message = f"{message or default}. The canonical request was:\n{lines}"
+        self._error(protocol, fault.status, message, fault.retry_after, extra)
 
     # ------------------------------------------------------------------ protocols
     def _prompt_of(self, body: Dict[str, Any]) -> str:

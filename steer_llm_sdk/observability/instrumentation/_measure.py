@@ -2,9 +2,10 @@
 the wrapper that hands each call to the one measured call (:mod:`..measure.sdk`).
 """
 
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
+from ..._secrets import url_secrets
 from ..conventions import server_attributes
 from ..lifecycle import get_collector
 from ..measure.sdk import measure, measure_helper
@@ -66,6 +67,26 @@ def base_url_of(client: Any) -> Any:
     return base if base is not None else getattr(client, "base_url", "")
 
 
+#: Header names whose values are credentials (lower case).
+_AUTH_HEADERS = frozenset(
+    {"authorization", "api-key", "x-api-key", "x-goog-api-key", "x-amz-security-token"}
+)
+
+
+def client_secrets(
+    client: Any, attributes: Iterable[str], headers: Optional[Mapping[str, Any]] = None
+) -> List[str]:
+    """The credentials an SDK client holds, for redaction: the string values of its
+    ``attributes``, the values of credential ``headers`` (a ``Bearer``/``Basic`` scheme
+    dropped), and the userinfo of its base URL. Called on failures only."""
+    found = [getattr(client, name, None) for name in attributes]
+    for name, value in (headers or {}).items():
+        if isinstance(name, str) and name.lower() in _AUTH_HEADERS and isinstance(value, str):
+            found.append(value.split(" ", 1)[-1])
+    found.extend(url_secrets(base_url_of(client)))
+    return [value for value in found if isinstance(value, str) and value]
+
+
 def target() -> Any:
     """The collector ``instrument()`` was given, or the default one now."""
     return _target["collector"] or get_collector()
@@ -86,6 +107,7 @@ def entry_point(
     operation: str,
     mode: str,
     model_of: Callable[[Any], Any] = lambda kwargs: kwargs.get("model"),
+    secrets_of: Optional[Callable[[Any], Iterable[str]]] = None,
 ) -> Callable[..., Any]:
     """The ``wrapt`` wrapper of one SDK entry point: each call measured by
     :func:`..measure.sdk.measure`.
@@ -95,6 +117,8 @@ def entry_point(
         operation: ``chat``, ``text_completion``, ``embeddings``, ``generate_content``.
         mode: :data:`PLAIN`, :data:`CREATE`, :data:`STREAM` or :data:`HELPER`.
         model_of: ``(call keyword arguments) -> requested model``.
+        secrets_of: ``(resource instance) -> the SDK client's credentials``, called only
+            when a call fails, to keep them (and the call's text) out of its error record.
     """
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
@@ -113,6 +137,7 @@ def entry_point(
             model_of(kwargs),
             attributes,
             stream,
+            None if secrets_of is None else (secrets_of, instance, kwargs),
         )
 
     return wrapper

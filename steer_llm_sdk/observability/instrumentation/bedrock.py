@@ -10,6 +10,10 @@ from typing import Any, Callable, List, Tuple
 from ..measure.sdk import measure
 from ._measure import endpoint, target
 
+#: Where botocore's credentials keep their values: ``Credentials`` in plain attributes,
+#: ``RefreshableCredentials`` behind properties (read without refreshing).
+_CREDENTIALS = ("access_key", "secret_key", "token", "_access_key", "_secret_key", "_token")
+
 _OPERATIONS = {"Converse": False, "ConverseStream": True}
 
 
@@ -36,7 +40,24 @@ def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) 
         model,
         endpoint(getattr(meta, "endpoint_url", ""), "aws.bedrock")[1],
         _stream if streamed else None,
+        (secrets, instance, params),
     )
+
+
+def secrets(client: Any) -> List[str]:
+    """The credentials a botocore client signs with (read when a call fails): access key,
+    secret key and session token (sent as ``x-amz-security-token``), and a bearer token
+    (``AWS_BEARER_TOKEN_BEDROCK``), read as stored, never refreshed.
+
+    Reads botocore's privates ``_request_signer``, its ``_credentials`` and
+    ``_auth_token``: tests/test_leaks.py fails when a release removes them.
+    """
+    signer = client._request_signer
+    values = vars(signer._credentials) if signer._credentials is not None else {}
+    found = [values.get(name) for name in _CREDENTIALS]
+    token = signer._auth_token
+    found.append(getattr(token, "token", None) if token is not None else None)
+    return [value for value in found if isinstance(value, str) and value]
 
 
 def targets() -> List[Tuple[str, str, Callable[..., Any]]]:

@@ -3,7 +3,7 @@ points only; the async clients are left untouched."""
 
 from typing import Any, Callable, Dict, List, Tuple
 
-from ._measure import CREATE, HELPER, PLAIN, base_url_of, endpoint, entry_point
+from ._measure import CREATE, HELPER, PLAIN, base_url_of, client_secrets, endpoint, entry_point
 
 
 def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
@@ -11,6 +11,20 @@ def _client_info(instance: Any) -> Tuple[str, Dict[str, Any]]:
     base = base_url_of(client)
     default = "azure.ai.openai" if type(client).__name__ == "AzureOpenAI" else "openai"
     return endpoint(base, default)
+
+
+def secrets(instance: Any) -> List[str]:
+    """The credentials of the client behind an openai resource (read when a call fails):
+    its key (sent as ``Authorization: Bearer`` or Azure's ``api-key``), admin key, Azure AD
+    token, credential headers given as ``default_headers``, and its base URL's userinfo.
+
+    Reads the SDK's privates ``_client`` (a resource's client), ``_azure_ad_token`` and
+    ``_custom_headers``: tests/test_leaks.py fails when a release removes them.
+    """
+    client = instance._client
+    return client_secrets(
+        client, ("api_key", "admin_api_key", "_azure_ad_token"), client._custom_headers
+    )
 
 
 #: (module, attribute path, operation, mode)
@@ -28,6 +42,6 @@ TARGETS: List[Tuple[str, str, str, str]] = [
 
 def targets() -> List[Tuple[str, str, Callable[..., Any]]]:
     return [
-        (module, path, entry_point(_client_info, operation, mode))
+        (module, path, entry_point(_client_info, operation, mode, secrets_of=secrets))
         for module, path, operation, mode in TARGETS
     ]

@@ -14,9 +14,9 @@ was handed (:func:`.pipeline.enrich.complete_from_response`).
 """
 
 from time import time as _now
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple
 
-from ..._secrets import redact
+from ..._secrets import redact, remove_request_text, request_texts
 from ...errors import error_category, is_retryable, status_code_of
 from ...streaming.usage import TokenUsage
 from .._ids import next_seq
@@ -82,9 +82,16 @@ def end_call(collector: Any, metrics: RequestMetrics, end: float) -> None:
         _streaming(collector, metrics, streamed)
 
 
-def record_failure(collector: Any, metrics: RequestMetrics, exc: BaseException, end: float) -> None:
-    """End a failed call: its RequestMetrics and an ErrorMetrics, once. Never raises,
-    except an exception a signal handler raised while it ran (it belongs to the caller)."""
+def record_failure(
+    collector: Any,
+    metrics: RequestMetrics,
+    exc: BaseException,
+    end: float,
+    sensitive: "Optional[Sensitive]" = None,
+) -> None:
+    """End a failed call: its RequestMetrics and an ErrorMetrics, once (``sensitive``: see
+    :func:`error_record`). Never raises, except an exception a signal handler raised while
+    it ran (it belongs to the caller)."""
     try:
         if metrics._ended:
             return
@@ -95,7 +102,7 @@ def record_failure(collector: Any, metrics: RequestMetrics, exc: BaseException, 
         metrics.error_category = error_category(exc)
         streamed = _joined_stream(metrics) if metrics._joined else None
         collector._admit(metrics)
-        collector._admit(error_record(metrics, exc))
+        collector._admit(error_record(metrics, exc, sensitive))
         if streamed is not None:
             _streaming(collector, metrics, streamed)
     except Exception as internal:
@@ -103,10 +110,36 @@ def record_failure(collector: Any, metrics: RequestMetrics, exc: BaseException, 
             raise
 
 
-def error_record(metrics: RequestMetrics, exc: BaseException) -> ErrorMetrics:
-    """The ErrorMetrics of ``exc`` for the request of ``metrics`` (message redacted)."""
+#: ``(secrets_of, client, request)``: what a failed call's stored message must not show,
+#: resolved only when a call fails: the credentials ``secrets_of(client)`` returns (the SDK
+#: client's keys) and the text content of ``request`` (the call's keyword arguments; see
+#: :func:`..._secrets.request_texts`).
+Sensitive = Tuple[Callable[[Any], Iterable[str]], Any, Any]
+
+
+def error_record(
+    metrics: RequestMetrics, exc: BaseException, sensitive: "Optional[Sensitive]" = None
+) -> ErrorMetrics:
+    """The ErrorMetrics of ``exc`` for the request of ``metrics``.
+
+    Its message is the provider's structured error field when ``exc`` carries one
+    (:func:`provider_message`), with the request's own text removed and credentials
+    redacted, then cut to 500 characters. Credentials are found by pattern; the call's own
+    credential values and text come from ``sensitive`` and from the calls that joined this
+    one and failed (:func:`join_failure`). ``exc`` itself is never changed. Runs on the
+    caller's thread, on failures only.
+    """
     try:
-        message: Optional[str] = redact(str(exc))[:_MESSAGE_LIMIT]
+        message = provider_message(exc)
+        secrets, texts = _resolve(sensitive) if sensitive is not None else ((), [])
+        for item in metrics._joined or ():
+            if type(item) is Reported and item.sensitive is not None:
+                more_secrets, more_texts = _resolve(item.sensitive)
+                secrets += more_secrets
+                texts = texts + more_texts
+        if texts:
+            message = remove_request_text(message, texts)
+        message = redact(message, secrets)[:_MESSAGE_LIMIT]
     except Exception:
         message = None
     record = ErrorMetrics(
@@ -119,6 +152,78 @@ def error_record(metrics: RequestMetrics, exc: BaseException) -> ErrorMetrics:
     )
     record._trusted = True
     return record
+
+
+def _resolve(sensitive: "Sensitive") -> Tuple[Tuple[str, ...], List[str]]:
+    """(credentials, request text) of ``sensitive``; a ``secrets_of`` that fails (an SDK
+    that changed shape) gives none (the patterns still apply)."""
+    secrets_of, client, request = sensitive
+    try:
+        secrets = tuple(s for s in secrets_of(client) if isinstance(s, str))
+    except Exception:
+        secrets = ()
+    return secrets, request_texts(request)
+
+
+def join_failure(owner: RequestMetrics, sensitive: "Sensitive") -> None:
+    """A call that joined ``owner`` failed: what it must not show (its client's keys, its
+    text) goes to the owner's error record, should the owner fail too."""
+    join_response(owner, Reported(None, None, None, sensitive))
+
+
+_MISSING = object()
+
+
+def provider_message(exc: BaseException) -> str:
+    """The message of ``exc`` worth storing: the provider's structured error field when
+    ``exc`` is an SDK's error that has one, never the raw body around it (which may echo
+    the request).
+
+    * ``openai``/``anthropic`` ``APIError`` (``body``): ``error.message`` of the body, after
+      its ``code``/``type``; without one a status error says its status only;
+    * google-genai ``APIError`` (``details``): ``message``, after ``status``;
+    * botocore ``ClientError`` (``response["Error"]``): ``Message``, after ``Code``;
+    * anything else (this SDK's own errors included): ``str(exc)``.
+
+    Not redacted. May raise (``str`` of a hostile exception).
+    """
+    body = getattr(exc, "body", _MISSING)
+    if body is not _MISSING:  # openai / anthropic APIError
+        found = _error_field(body)
+        if found is not None:
+            return found
+        status = status_code_of(exc)
+        if status is not None:
+            return f"error status {status} without a structured message"
+        return str(exc) if body is None else type(exc).__name__
+    details = getattr(exc, "details", _MISSING)
+    if details is not _MISSING and type(exc).__module__.startswith("google."):
+        return _labelled(getattr(exc, "status", None), getattr(exc, "message", None)) or (
+            f"error status {getattr(exc, 'code', None)} without a structured message"
+        )
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and isinstance(response.get("Error"), dict):  # botocore
+        error = response["Error"]
+        return _labelled(error.get("Code"), error.get("Message")) or type(exc).__name__
+    return str(exc)
+
+
+def _error_field(body: Any) -> Optional[str]:
+    """``"kind: message"`` of an error body (``{"error": {...}}`` or the error itself:
+    openai unwraps it, anthropic does not), or None without a message."""
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict):
+        body = error
+    kind = body.get("code") or body.get("type")
+    return _labelled(kind, body.get("message"))
+
+
+def _labelled(kind: Any, message: Any) -> Optional[str]:
+    if not isinstance(message, str) or not message:
+        return None
+    return f"{kind}: {message}" if isinstance(kind, str) and kind else message
 
 
 def join_response(owner: RequestMetrics, response: Any) -> None:

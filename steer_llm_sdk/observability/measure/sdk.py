@@ -17,7 +17,7 @@ import wrapt
 
 from .._signals import raised_by_signal
 from ..models import RequestMetrics
-from .call import join_response, new_request, record_failure
+from .call import Sensitive, join_failure, join_response, new_request, record_failure
 from .scope import SCOPE, owner
 from .stream import close_quietly, open_stream
 
@@ -34,6 +34,7 @@ def measure(
     model: Any,
     attributes: Dict[str, Any],
     stream: Optional[Shape] = None,
+    sensitive: Optional[Sensitive] = None,
 ) -> Any:
     """Run ``call()`` as one measured call of ``collector`` (unless it is disabled), or as a
     part of the open call it joins.
@@ -44,6 +45,8 @@ def measure(
         model: the requested model (a non-str is recorded as None).
         attributes: ``server.address`` and the like.
         stream: for a streamed call, shapes what the caller gets (see :data:`Shape`).
+        sensitive: what the error record of a failed call must not show (the SDK client's
+            keys, the call's text): see :data:`.call.Sensitive`. Resolved on failure only.
 
     Returns what ``call()`` returns (for streams, as ``stream`` shapes it). Exceptions from
     ``call()`` are re-raised unchanged and recorded.
@@ -53,7 +56,7 @@ def measure(
     scope = SCOPE.get()
     joined = owner(scope)
     if joined is not None:
-        return _join(joined, call, stream)
+        return _join(joined, call, stream, sensitive)
     try:
         metrics = new_request(
             provider,
@@ -75,12 +78,12 @@ def measure(
     except BaseException as exc:
         if token is not None:
             SCOPE.reset(token)
-        record_failure(collector, metrics, exc, perf_counter())
+        record_failure(collector, metrics, exc, perf_counter(), sensitive)
         raise
     SCOPE.reset(token)
     if stream is not None:
         try:
-            return stream(result, Wrap(collector, metrics, False))
+            return stream(result, Wrap(collector, metrics, False, sensitive))
         except Exception as exc:  # the shape was not the expected one: hand it back untouched
             if raised_by_signal(exc):
                 raise
@@ -92,15 +95,26 @@ def measure(
     return result
 
 
-def _join(joined: RequestMetrics, call: Callable[[], Any], stream: Optional[Shape]) -> Any:
+def _join(
+    joined: RequestMetrics,
+    call: Callable[[], Any],
+    stream: Optional[Shape],
+    sensitive: Optional[Sensitive] = None,
+) -> Any:
     """Run ``call()`` as a part of the open call ``joined``: its response, or what its
-    stream reports, goes to that call's record."""
-    result = call()
+    stream reports, goes to that call's record; what its failure must not show goes to
+    that call's error record (:func:`.call.join_failure`)."""
+    try:
+        result = call()
+    except BaseException:
+        if sensitive is not None:
+            join_failure(joined, sensitive)
+        raise
     try:
         if stream is None:
             join_response(joined, result)
             return result
-        return stream(result, Wrap(None, joined, True))
+        return stream(result, Wrap(None, joined, True, sensitive))
     except Exception as exc:  # never into user code
         if raised_by_signal(exc):
             raise
@@ -109,17 +123,24 @@ def _join(joined: RequestMetrics, call: Callable[[], Any], stream: Optional[Shap
 
 class Wrap:
     """``wrap(raw_stream)``: the measured proxy of a raw stream of the call ``metrics``
-    (or, with ``joined``, of a call that joined it)."""
+    (or, with ``joined``, of a call that joined it); ``sensitive`` as for :func:`measure`."""
 
-    __slots__ = ("collector", "metrics", "joined")
+    __slots__ = ("collector", "metrics", "joined", "sensitive")
 
-    def __init__(self, collector: Any, metrics: RequestMetrics, joined: bool) -> None:
+    def __init__(
+        self,
+        collector: Any,
+        metrics: RequestMetrics,
+        joined: bool,
+        sensitive: Optional[Sensitive] = None,
+    ) -> None:
         self.collector = collector
         self.metrics = metrics
         self.joined = joined
+        self.sensitive = sensitive
 
     def __call__(self, raw: Any) -> "MeasuredStream":
-        return MeasuredStream(raw, self.collector, self.metrics, self.joined)
+        return MeasuredStream(raw, self.collector, self.metrics, self.joined, self.sensitive)
 
 
 class MeasuredStream(wrapt.ObjectProxy):
@@ -129,15 +150,23 @@ class MeasuredStream(wrapt.ObjectProxy):
     exactly once, when that generator is exhausted, fails, is closed (``close()``,
     ``with``) or can no longer be iterated by anyone (see :class:`.stream.FinishOnce`).
     With ``joined``, what the stream reports goes to the call ``metrics`` it joined instead.
-    Everything else is the wrapped object's.
+    ``sensitive`` (as for :func:`measure`) applies to the error record of a stream that
+    fails. Everything else is the wrapped object's.
     """
 
-    def __init__(self, wrapped: Any, collector: Any, metrics: Any, joined: bool = False):
+    def __init__(
+        self,
+        wrapped: Any,
+        collector: Any,
+        metrics: Any,
+        joined: bool = False,
+        sensitive: Optional[Sensitive] = None,
+    ):
         super().__init__(wrapped)
         if joined:
-            gen, once = open_stream(None, metrics, wrapped, owner=metrics)
+            gen, once = open_stream(None, metrics, wrapped, owner=metrics, sensitive=sensitive)
         else:
-            gen, once = open_stream(collector, metrics, wrapped)
+            gen, once = open_stream(collector, metrics, wrapped, sensitive=sensitive)
         self._self_gen = gen
         self._self_once = once
 
@@ -190,7 +219,9 @@ class _HelperManager(wrapt.ObjectProxy):
         except BaseException as exc:
             SCOPE.reset(token)
             if not wrap.joined:
-                record_failure(wrap.collector, wrap.metrics, exc, perf_counter())
+                record_failure(wrap.collector, wrap.metrics, exc, perf_counter(), wrap.sensitive)
+            elif wrap.sensitive is not None:
+                join_failure(wrap.metrics, wrap.sensitive)
             raise
         SCOPE.reset(token)
         raw = getattr(helper, "_raw_stream", None)

@@ -30,7 +30,14 @@ from .._signals import raised_by_signal
 from ..conventions import DURATION_BUCKETS
 from ..lifecycle import IDENTITY, at_exit_call, on_fork_call
 from ..models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics
-from .call import StreamOutcome, join_stream, record_failure, stream_times, streaming_record
+from .call import (
+    StreamOutcome,
+    join_failure,
+    join_stream,
+    record_failure,
+    stream_times,
+    streaming_record,
+)
 
 #: Status of a finished stream.
 COMPLETED, ERROR, CANCELLED = "completed", "error", "cancelled"
@@ -427,12 +434,14 @@ def _forget_inherited_streams() -> None:
     _OPEN.clear()
 
 
-def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcome) -> None:
+def record_stream(
+    collector: Any, metrics: RequestMetrics, outcome: StreamOutcome, sensitive: Any = None
+) -> None:
     """End a stream's call, once: its RequestMetrics, its StreamingMetrics (if enabled)
     and, on error, an ErrorMetrics, through the collector's admission step. Usage the
     stream reported is set on the record unless calls that joined it handed theirs over
-    (read on the flush thread). Never raises, except an exception a signal handler raised
-    while it ran."""
+    (read on the flush thread). ``sensitive``: see :data:`.call.Sensitive`. Never raises,
+    except an exception a signal handler raised while it ran."""
     if metrics._ended:
         return
     try:
@@ -449,7 +458,7 @@ def record_stream(collector: Any, metrics: RequestMetrics, outcome: StreamOutcom
         if outcome.response_model is not None:
             metrics.response_model = outcome.response_model
         if outcome.error is not None:
-            record_failure(collector, metrics, outcome.error, outcome.end)
+            record_failure(collector, metrics, outcome.error, outcome.end, sensitive)
         else:
             metrics._ended = True
             collector._admit(metrics)
@@ -501,6 +510,7 @@ def open_stream(
     inner: Any,
     restart_clock: bool = False,
     owner: Optional[RequestMetrics] = None,
+    sensitive: Any = None,
 ) -> "tuple[Generator[Any, Any, Any], FinishOnce]":
     """Start measuring ``inner`` as the stream of the call ``metrics``: returns the meter's
     generator (iterate it to consume the stream) and its end guard.
@@ -509,7 +519,8 @@ def open_stream(
     what it measured and reported to the call it joined (:func:`.call.join_stream`). An
     unfinished ``inner`` is closed at the end (its connection released). ``inner`` may be
     a :class:`Steps`. With ``restart_clock`` the call's clock restarts at the first item (a
-    generator function runs nothing of its body until then).
+    generator function runs nothing of its body until then). ``sensitive`` (see
+    :data:`.call.Sensitive`) is what the error record of a failed stream must not show.
     """
     meter = StreamMeter(metrics.response_format)
     control = inner if type(inner) is Steps else None
@@ -519,9 +530,11 @@ def open_stream(
             close_quietly(inner)
         outcome = meter.outcome()
         if owner is None:
-            record_stream(collector, metrics, outcome)
+            record_stream(collector, metrics, outcome, sensitive)
         else:
             join_stream(owner, outcome, outcome.usage)
+            if outcome.error is not None and sensitive is not None:
+                join_failure(owner, sensitive)
 
     def start() -> None:
         once.started = True
