@@ -25,6 +25,8 @@ from ..models import ChunkGaps, ErrorMetrics, Reported, RequestMetrics, Streamin
 from .scope import ATTRIBUTES, SCOPE
 
 _MESSAGE_LIMIT = 500
+# Bound once: new_request runs on every call.
+_scope, _attributes = SCOPE.get, ATTRIBUTES.get
 
 
 def new_request(
@@ -40,8 +42,8 @@ def new_request(
     its ``_outer``). Marked trusted (built by the SDK); its clock is not started and it is
     not put in scope.
     """
-    scope = SCOPE.get()
-    attributes = ATTRIBUTES.get()
+    scope = _scope()
+    attributes = _attributes()
     metrics = RequestMetrics(
         _now(),
         next_seq(),  # type: ignore[arg-type]  # a counter until formatted: see _ids
@@ -61,7 +63,8 @@ def new_request(
         response_format,
     )
     metrics._trusted = True
-    metrics._outer = scope
+    if scope is not None:  # the field's default: most calls skip the store
+        metrics._outer = scope
     if operation != "chat":  # the field's default: most calls skip the store
         metrics.operation = operation
     return metrics
