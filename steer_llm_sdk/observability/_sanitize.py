@@ -3,13 +3,23 @@
 Runs on the background thread for records built by the SDK (trusted: only text is checked)
 and on the caller's thread for records built or touched by user code (every field is
 checked, by kind, as the record class's field table declares it).
+
+Every value a user can set ends up valid for every sink: counts are ints in [0, 2**63 - 1]
+(int64, what OTLP and JSON readers carry), other numbers finite floats >= 0 (ratios in
+[0, 1]) or None, names and texts short strings, flags bools. A value that cannot be made
+valid becomes None, or the field's default for a field that is never None. Stringifying a
+user object runs user code, which may raise anything: that costs the value, never the
+record, except for what belongs to the caller (Ctrl-C, an exception raised by a signal
+handler), which goes through.
 """
 
 import math
+import operator
 import sys
 from typing import Any, Dict, Mapping, Tuple
 
-from ._fields import COUNT, FLAG, NAME, OPT_FLAG, RATIO, TEXT, Scalar
+from ._fields import ATTRS, COUNT, FLAG, NAME, OPT_FLAG, RATIO, TEXT, Scalar
+from ._signals import signal_exception
 from .models import BaseMetrics
 
 _INF = math.inf
@@ -21,16 +31,30 @@ MAX_COUNT = 2**63 - 1
 def type_name(value: Any) -> str:
     try:
         return type(value).__name__
-    except BaseException:  # noqa: B036
+    except BaseException as exc:  # noqa: B036
+        _raise_for_caller(exc)
         return "object"
 
 
+def _raise_for_caller(exc: BaseException) -> None:
+    """Raise what, of ``exc`` raised while user code ran inside sanitising, belongs to the
+    caller rather than to the value: Ctrl-C, or an exception raised by a signal handler (a
+    Celery soft time limit; see :mod:`._signals`). Neither can happen on the background
+    threads."""
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    timeout = signal_exception(exc)
+    if timeout is not None:
+        raise timeout
+
+
 def _clean_number(value: Any, kind: str) -> Tuple[Any, bool]:
-    """Return (clean value, changed) for a numeric field."""
+    """Return (clean value, changed) for a numeric field. May raise for an object whose
+    ``__index__`` or comparisons raise."""
     if value is None:
         return None, False
     if type(value) is bool or not isinstance(value, (int, float)):
-        return None, True
+        return _clean_other(value, kind)
     if isinstance(value, float) and not math.isfinite(value):
         return None, True
     if kind == COUNT:
@@ -58,6 +82,19 @@ def _clean_number(value: Any, kind: str) -> Tuple[Any, bool]:
     return value, False
 
 
+def _clean_other(value: Any, kind: str) -> Tuple[Any, bool]:
+    """(clean value, True) for a value that is no int or float: an integer of another
+    library (numpy's, which says how to become an int through ``__index__``) is taken as
+    one; anything else (a bool, ``"12"``, a Decimal) becomes None."""
+    if type(value) is bool:
+        return None, True
+    try:
+        value = operator.index(value)
+    except TypeError:
+        return None, True
+    return _clean_number(value, kind)[0], True
+
+
 def _clean_text(value: Any, kind: str, max_length: int) -> Tuple[Any, bool]:
     if value is None:
         return ("unknown", True) if kind == NAME else (None, False)
@@ -65,7 +102,8 @@ def _clean_text(value: Any, kind: str, max_length: int) -> Tuple[Any, bool]:
     if type(value) is not str:
         try:
             text = str(value)  # may raise (user __str__, an int too long to print)
-        except BaseException:  # noqa: B036
+        except BaseException as exc:  # noqa: B036 - user code: SystemExit too
+            _raise_for_caller(exc)
             text = None
         value = text if type(text) is str else f"<unprintable {type_name(value)}>"
         changed = True
@@ -114,12 +152,15 @@ def _looks_valid(record: BaseMetrics, max_length: int) -> bool:
 def sanitize(record: BaseMetrics, max_attributes: int, max_attribute_length: int) -> bool:
     """Clamp, truncate or stringify bad values in place; return True if anything changed.
 
-    Negative numbers become 0, non-finite or non-numeric values in numeric fields become None,
+    Negative numbers become 0, counts above 2**63 - 1 become 2**63 - 1, non-finite or
+    non-numeric values in numeric fields become None (the default, for a field never None),
     ratios are clamped to [0, 1], non-string names are stringified, strings are truncated to
     ``max_attribute_length``, attributes beyond ``max_attributes`` are dropped (first ones
-    kept), attributes set to None are removed and non-scalar attribute values are
-    stringified. Never raises for a record of one of
-    this module's classes.
+    kept), attributes set to None are removed, and integer attributes beyond int64 and
+    non-scalar attribute values are stringified.
+
+    Raises nothing for a record of one of this module's classes, except Ctrl-C or an
+    exception raised by a signal handler while user code (a ``__str__``) ran.
     """
     changed = False
     if record._trusted:
@@ -131,31 +172,52 @@ def sanitize(record: BaseMetrics, max_attributes: int, max_attribute_length: int
     elif not _looks_valid(record, max_attribute_length):
         changed = _sanitize_fields(record, max_attribute_length)
     attrs = record.attributes
-    if attrs or (type(attrs) is not dict and not isinstance(attrs, Mapping)):
-        clean, bad = _clean_attributes(attrs, max_attributes, max_attribute_length)
-        if bad:
-            record.attributes = clean
-            changed = True
+    try:
+        if attrs or (type(attrs) is not dict and not isinstance(attrs, Mapping)):
+            clean, bad = _clean_attributes(attrs, max_attributes, max_attribute_length)
+        else:
+            bad = False
+    except BaseException as exc:  # noqa: B036 - a user mapping whose methods raise
+        _raise_for_caller(exc)
+        clean, bad = {}, True
+    if bad:
+        record.attributes = clean
+        changed = True
     return changed
 
 
 def _sanitize_fields(record: BaseMetrics, max_attribute_length: int) -> bool:
+    """Make every scalar field valid; return True if any changed. A value whose checking
+    raised (user code: ``__bool__``, ``__index__``, comparisons) is replaced by the field's
+    default."""
     changed = False
-    for name, kind in record._schema:
+    for name, kind, default in type(record)._fields:  # type: ignore[attr-defined]
+        if kind is ATTRS:
+            continue
         value = getattr(record, name, None)
-        if kind is TEXT or kind is NAME:
-            if type(value) is str and len(value) <= max_attribute_length:
-                continue
-            value, bad = _clean_text(value, kind, max_attribute_length)
-        elif kind is FLAG or kind is OPT_FLAG:
-            if type(value) is bool or (value is None and kind is OPT_FLAG):
-                continue
-            value, bad = bool(value), True
-        else:
-            value, bad = _clean_number(value, kind)
+        try:
+            value, bad = _clean_field(value, kind, default, max_attribute_length)
+        except BaseException as exc:  # noqa: B036 - user code: SystemExit too
+            _raise_for_caller(exc)
+            value, bad = default, True
         if bad:
             setattr(record, name, value)
             changed = True
-    if record.timestamp is None:
-        record.timestamp = 0.0
     return changed
+
+
+def _clean_field(value: Any, kind: str, default: Any, max_length: int) -> Tuple[Any, bool]:
+    """(clean value, changed) for one scalar field of ``kind``; a field that is never None
+    gets its ``default`` where a value cannot be made valid."""
+    if kind is TEXT or kind is NAME:
+        if type(value) is str and len(value) <= max_length:
+            return value, False
+        return _clean_text(value, kind, max_length)
+    if kind is FLAG or kind is OPT_FLAG:
+        if type(value) is bool or (value is None and kind is OPT_FLAG):
+            return value, False
+        return (default if value is None else bool(value)), True
+    value, bad = _clean_number(value, kind)
+    if value is None and default is not None:
+        return default, True
+    return value, bad

@@ -1,38 +1,127 @@
-"""Whether an exception was raised by a signal handler (provisional; see tests)."""
+"""Telling an exception raised by a signal handler from any other.
 
+A Python-level signal handler runs on the main thread between two bytecodes of whatever code
+runs there, library code included; an exception it raises (Celery's
+``SoftTimeLimitExceeded``, a ``signal.alarm`` timeout) surfaces in that code. Such an
+exception is the host's way of stopping a task, so library code that catches ``Exception``
+to keep its own failures from the host must let it through::
+
+    except Exception as exc:
+        if raised_by_signal(exc):
+            raise
+        ...  # count and log our own failure
+
+It is recognised by its traceback, which passes through the handler's own frame (the handler
+is called from the interrupted frame). Nothing is cached: handlers are installed and removed
+at any time (Celery installs its soft-time-limit handler in each pool process).
+
+Clean-up code that the exception interrupted may fail in turn while handling it (Python
+3.13's ``Thread.start()`` raises ``KeyError`` from its own ``except`` block when interrupted
+at the wrong moment): the exception that arrives is then another one, with the signal's in
+its ``__context__`` chain. :func:`signal_exception` finds the signal's own exception there,
+so that it, not the by-product, can be raised again for the caller::
+
+    except Exception as exc:
+        timeout = signal_exception(exc)
+        if timeout is not None:
+            raise timeout
+
+A leaf module: no imports from the rest of the package.
+"""
+
+import functools
 import signal
-from typing import Any, Set
+from types import FunctionType, MethodType
+from typing import Any, Dict, Optional
+
+# Handlers wrapped in partials, bound methods or callable objects are unwrapped this deep.
+_MAX_UNWRAP = 8
 
 
-def _handler_codes() -> Set[Any]:
-    codes = set()
-    for number in signal.valid_signals():
-        try:
-            handler = signal.getsignal(number)
-        except (ValueError, OSError):
-            continue
-        func = getattr(handler, "__func__", handler)
-        code = getattr(func, "__code__", None)
-        if code is None:
-            code = getattr(getattr(type(handler), "__call__", None), "__code__", None)
-        if code is not None:
-            codes.add(code)
-    return codes
+# How far along ``__context__`` links an exception raised by a handler is looked for.
+_MAX_CONTEXT = 8
 
 
 def raised_by_signal(exc: BaseException) -> bool:
-    """True when ``exc``'s traceback passes through an installed Python signal handler."""
+    """Whether ``exc`` was raised by a currently installed Python-level signal handler (or by
+    code it called), or while handling such an exception: whether its traceback, or that of
+    an exception in its ``__context__`` chain, passes through the code of such a handler.
+
+    The same as ``signal_exception(exc) is not None``; see :func:`signal_exception`.
+    """
+    return signal_exception(exc) is not None
+
+
+def signal_exception(exc: BaseException) -> Optional[BaseException]:
+    """The exception raised by a currently installed Python-level signal handler (or by
+    code it called) that ``exc`` is, or that ``exc`` was raised while handling (its
+    ``__context__`` chain, a few links deep); None if there is none.
+
+    Handlers may be functions, bound methods, ``functools.partial`` objects or instances of a
+    class with ``__call__``; handlers implemented in C (``signal.default_int_handler``) have
+    no frame to find, and the exceptions they raise are not ``Exception`` subclasses anyway.
+
+    Runs only on exception paths: it reads every signal's handler (a few microseconds).
+    Never raises, except that an exception a signal handler raises while it runs propagates
+    (it is one for the caller too). Thread-safe.
+    """
+    codes: Optional[Dict[int, Any]] = None
+    current: Optional[BaseException] = exc
+    for _ in range(_MAX_CONTEXT):
+        if current is None:
+            return None
+        tb = current.__traceback__
+        if tb is not None:
+            if codes is None:
+                codes = _handler_codes()
+                if not codes:
+                    return None
+            while tb is not None:
+                if id(tb.tb_frame.f_code) in codes:
+                    return current
+                tb = tb.tb_next
+        current = current.__context__
+    return None
+
+
+def _handler_codes() -> Dict[int, Any]:
+    """id -> code object of every installed Python-level handler (the objects are kept in the
+    dict so that their ids stay theirs while it is used)."""
+    codes: Dict[int, Any] = {}
     try:
-        tb = exc.__traceback__
-        if tb is None:
-            return False
-        codes = _handler_codes()
-        if not codes:
-            return False
-        while tb is not None:
-            if tb.tb_frame.f_code in codes:
-                return True
-            tb = tb.tb_next
-        return False
-    except Exception:
-        return False
+        signals = signal.valid_signals()
+    except Exception:  # an interpreter without signal support
+        return codes
+    for signum in signals:
+        try:
+            code = _code_of(signal.getsignal(signum))
+        except Exception:  # an odd handler object, or a number getsignal() refuses
+            continue
+        if code is not None:
+            codes[id(code)] = code
+    return codes
+
+
+def _code_of(handler: Any) -> Optional[Any]:
+    """The code object that runs when ``handler`` is called, or None (SIG_DFL, SIG_IGN, None,
+    a handler written in C). Looks only at types and class attributes, so no instance
+    ``__getattr__`` runs."""
+    for _ in range(_MAX_UNWRAP):
+        kind = type(handler)
+        if kind is FunctionType:
+            return handler.__code__
+        if kind is MethodType:
+            handler = handler.__func__
+        elif isinstance(handler, functools.partial):
+            handler = handler.func
+        elif handler is None or isinstance(handler, int):  # SIG_DFL, SIG_IGN: Handlers
+            return None
+        else:
+            call = getattr(kind, "__call__", None)  # noqa: B004 - the class's, not the instance's
+            if call is None or type(call) is not FunctionType:
+                return None  # not callable, or a builtin (C) function or method
+            return call.__code__
+    return None
+
+
+__all__ = ["raised_by_signal", "signal_exception"]

@@ -10,6 +10,7 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 
 from ..pricing import load_pricing
 from . import lifecycle
+from ._signals import signal_exception
 from .config import MetricsConfig
 from .models import BaseMetrics
 from .pipeline import Pipeline
@@ -58,8 +59,10 @@ class CollectorStats:
         sampled_out: refused by sampling.
         filtered: dropped by a filter returning None.
         dropped: refused or lost, by reason: ``queue_full``, ``after_shutdown``,
-            ``filter_error``, ``invalid`` (not a metrics record), ``fork`` (inherited from
-            the parent by a child forked without Python's fork hooks).
+            ``filter_error``, ``invalid`` (not a metrics record, or one whose values could
+            not be checked), ``fork`` (inherited from the parent by a child forked without
+            Python's fork hooks), ``internal_error`` (lost to a failure of the pipeline
+            itself; should stay 0).
         sanitized: records kept with clamped, truncated or stringified values.
         queued: accepted records not yet through the filters.
         pending: ``queued`` plus every sink's ``pending``.
@@ -133,7 +136,8 @@ class MetricsCollector:
         TypeError: ``config`` is not a MetricsConfig, or a sink lacks ``record``/``flush``.
 
     Thread-safe. ``record()`` never blocks and never raises; ``flush()`` and ``shutdown()``
-    return by their deadline even if a sink hangs.
+    return by their deadline even if a sink hangs. (An exception raised by a signal handler
+    while one of them runs, a Celery soft time limit say, is the caller's and goes through.)
 
     Every way in (``record()``, ``track_request`` as decorator or context manager, tracked
     streams, the client) hands records to one admission function, ``_admit``, chosen by
@@ -218,7 +222,8 @@ class MetricsCollector:
         self._choose_admission()
 
     def record(self, metrics: BaseMetrics) -> bool:
-        """Offer one record to the pipeline. Never blocks, never raises.
+        """Offer one record to the pipeline. Never blocks, never raises (but lets an
+        exception raised by a signal handler through; see :mod:`._signals`).
 
         Runs on the caller's thread: the admission step (sampling decision, validation of a
         record built by user code, one enqueue). Filters and sinks run in the background.
@@ -280,6 +285,9 @@ class MetricsCollector:
                 self._after_fork()
             return self._pipeline.flush(self._timeout(timeout))
         except Exception as exc:
+            interrupt = signal_exception(exc)
+            if interrupt is not None:  # the caller's timeout, not our failure
+                raise interrupt
             self._pipeline._internal_error("flush", exc)
             return False
 
@@ -296,6 +304,9 @@ class MetricsCollector:
             self._choose_admission()
             return self._pipeline.stop(self._timeout(timeout))
         except Exception as exc:
+            interrupt = signal_exception(exc)
+            if interrupt is not None:
+                raise interrupt
             self._pipeline._internal_error("shutdown", exc)
             return False
 

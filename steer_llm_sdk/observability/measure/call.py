@@ -20,7 +20,7 @@ from ..._secrets import redact, remove_request_text, request_texts
 from ...errors import error_category, is_retryable, status_code_of
 from ...streaming.usage import TokenUsage
 from .._ids import next_seq
-from .._signals import raised_by_signal
+from .._signals import signal_exception
 from ..models import ChunkGaps, ErrorMetrics, Reported, RequestMetrics, StreamingMetrics
 from .scope import ATTRIBUTES, SCOPE
 
@@ -109,8 +109,9 @@ def record_failure(
         if streamed is not None:
             _streaming(collector, metrics, streamed)
     except Exception as internal:
-        if raised_by_signal(internal):
-            raise
+        timeout = signal_exception(internal)
+        if timeout is not None:
+            raise timeout
 
 
 #: ``(secrets_of, client, request)``: what a failed call's stored message must not show,

@@ -41,6 +41,13 @@ def owner(scope: Optional[RequestMetrics]) -> Optional[RequestMetrics]:
     return scope
 
 
+def unscope(metrics: RequestMetrics) -> None:
+    """Take ``metrics`` out of this context's scope without its token: a signal handler's
+    exception can land after ``SCOPE.set()`` returned and before its token was stored."""
+    if SCOPE.get() is metrics:
+        SCOPE.set(metrics._outer)
+
+
 def current_metrics() -> Optional[RequestMetrics]:
     """The innermost RequestMetrics being measured in this context, or None.
 

@@ -15,10 +15,10 @@ from typing import Any, Callable, Dict, Optional
 
 import wrapt
 
-from .._signals import raised_by_signal
+from .._signals import signal_exception
 from ..models import RequestMetrics
 from .call import Sensitive, join_failure, join_response, new_request, record_failure
-from .scope import SCOPE, owner
+from .scope import SCOPE, owner, unscope
 from .stream import close_quietly, open_stream
 
 #: ``stream(result, wrap)``: what the caller gets for a streamed call's ``result``, with
@@ -67,8 +67,9 @@ def measure(
             operation,
         )
     except Exception as exc:  # measuring failed: run the call unmeasured
-        if raised_by_signal(exc):
-            raise
+        timeout = signal_exception(exc)
+        if timeout is not None:
+            raise timeout
         return call()
     start = metrics._start = perf_counter()
     token = None
@@ -78,6 +79,8 @@ def measure(
     except BaseException as exc:
         if token is not None:
             SCOPE.reset(token)
+        else:
+            unscope(metrics)
         record_failure(collector, metrics, exc, perf_counter(), sensitive)
         raise
     SCOPE.reset(token)
@@ -85,8 +88,9 @@ def measure(
         try:
             return stream(result, Wrap(collector, metrics, False, sensitive))
         except Exception as exc:  # the shape was not the expected one: hand it back untouched
-            if raised_by_signal(exc):
-                raise
+            timeout = signal_exception(exc)
+            if timeout is not None:
+                raise timeout
             return result
     metrics.duration_ms = (perf_counter() - start) * 1000.0
     metrics._response = result
@@ -116,8 +120,9 @@ def _join(
             return result
         return stream(result, Wrap(None, joined, True, sensitive))
     except Exception as exc:  # never into user code
-        if raised_by_signal(exc):
-            raise
+        timeout = signal_exception(exc)
+        if timeout is not None:
+            raise timeout
         return result
 
 

@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, Generator, List, Optional
 
 from ...streaming.json_stream import JsonObjectCounter
 from ...streaming.readers import READERS, StreamReader
-from .._signals import raised_by_signal
+from .._signals import signal_exception
 from ..conventions import DURATION_BUCKETS
 from ..lifecycle import IDENTITY, at_exit_call, on_fork_call
 from ..models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics
@@ -404,8 +404,9 @@ def close_quietly(obj: Any) -> None:
         try:
             closer()
         except Exception as exc:
-            if raised_by_signal(exc):
-                raise
+            timeout = signal_exception(exc)
+            if timeout is not None:
+                raise timeout
 
 
 #: Streams not yet ended, by ``id()`` of their FinishOnce (their objects may be unhashable).
@@ -465,8 +466,9 @@ def record_stream(
         if collector.config.enable_streaming_metrics:
             collector._admit(streaming_record(metrics, outcome, elapsed))
     except Exception as exc:  # never into user code
-        if raised_by_signal(exc):
-            raise
+        timeout = signal_exception(exc)
+        if timeout is not None:
+            raise timeout
     finally:
         metrics._ended = True
 

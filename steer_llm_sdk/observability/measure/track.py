@@ -17,12 +17,12 @@ from time import perf_counter
 from types import GeneratorType
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
-from .._signals import raised_by_signal
+from .._signals import signal_exception
 from ..collector import MetricsCollector
 from ..lifecycle import get_collector
 from ..models import RequestMetrics
 from .call import end_call, new_request, record_failure
-from .scope import SCOPE
+from .scope import SCOPE, unscope
 from .stream import FinishOnce, Steps, StreamOutcome, open_stream, record_stream
 
 __all__ = ["StreamOutcome", "TrackedStream", "Tracker", "record_stream", "track_request"]
@@ -140,30 +140,43 @@ class Tracker:
         metrics = self._new(self.model)
         metrics._trusted = False  # the caller may set any value: validated at admission
         metrics._start = perf_counter()
-        self._open[id(metrics)] = (metrics, SCOPE.set(metrics))
+        try:
+            self._open[id(metrics)] = (metrics, SCOPE.set(metrics))
+        except BaseException:  # a signal handler's: the block is never entered
+            self._open.pop(id(metrics), None)
+            unscope(metrics)
+            raise
         return metrics
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
-        end = perf_counter()
-        entry = self._leave()
-        if entry is None:
-            return
-        metrics, token = entry
+        # An exception a signal handler raises anywhere in here must not leave the call
+        # open and in scope: the finally leaves it (once) whatever happened before.
+        left = False
+        entry: Optional[Tuple[RequestMetrics, Any]] = None
         try:
-            SCOPE.reset(token)
-        except ValueError:  # entered in another context (another thread): nothing to undo
-            pass  # here; that context's scope passes over the ended call
-        try:
+            end = perf_counter()
+            entry, left = self._leave(), True
+            if entry is None:
+                return
             collector = self._collector or get_collector()
             if exc is not None:
-                record_failure(collector, metrics, exc, end)
+                record_failure(collector, entry[0], exc, end)
             else:
-                end_call(collector, metrics, end)
+                end_call(collector, entry[0], end)
         except Exception as internal:  # never into user code
-            if raised_by_signal(internal):
-                raise
+            timeout = signal_exception(internal)
+            if timeout is not None:
+                raise timeout
         finally:
-            metrics._ended = True
+            if not left:
+                entry = self._leave()
+            if entry is not None:
+                metrics, token = entry
+                metrics._ended = True
+                try:
+                    SCOPE.reset(token)
+                except ValueError:  # entered in another context (another thread): nothing
+                    pass  # to undo here; that context's scope passes over the ended call
 
     def _leave(self) -> Optional[Tuple[RequestMetrics, Any]]:
         """The open call a ``with`` block leaves: the one in this context's scope if this
@@ -246,8 +259,9 @@ class Tracker:
             try:
                 metrics = new_request(provider, lookup(args, kwargs), extra, method, fmt, operation)
             except Exception as exc:  # measuring failed: run the call unmeasured
-                if raised_by_signal(exc):
-                    raise
+                timeout = signal_exception(exc)
+                if timeout is not None:
+                    raise timeout
                 return func(*args, **kwargs)
             start = metrics._start = perf_counter()
             token = None
@@ -259,6 +273,8 @@ class Tracker:
             except BaseException as exc:
                 if token is not None:
                     scope_reset(token)
+                else:
+                    unscope(metrics)
                 record_failure(collector, metrics, exc, perf_counter())
                 raise
             end = perf_counter()
@@ -293,8 +309,9 @@ class Tracker:
                 metrics = self._new(lookup(args, kwargs))
                 metrics._start = perf_counter()
             except Exception as exc:  # measuring failed: run the call unmeasured
-                if raised_by_signal(exc):
-                    raise
+                timeout = signal_exception(exc)
+                if timeout is not None:
+                    raise timeout
                 return func(*args, **kwargs)
             # Calling a generator function runs none of its body: the request starts at the
             # first next(), so the clock starts again there.
@@ -372,8 +389,9 @@ def _stream_of(
             gen, once = open_stream(collector, metrics, inner, restart_clock)
         return TrackedStream(gen, inner, once)
     except Exception as exc:
-        if raised_by_signal(exc):
-            raise
+        timeout = signal_exception(exc)
+        if timeout is not None:
+            raise timeout
         return inner
 
 

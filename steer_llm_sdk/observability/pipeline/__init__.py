@@ -22,6 +22,15 @@ per timeout and does nothing else.
 the flush thread forwards it to every channel, and each channel calls its sink's ``flush()``
 when it gets there. The flush is complete when every channel has passed the marker.
 
+Records are processed one by one on the flush thread, each behind a guard that costs
+nothing until it fires (:func:`_each`): a record whose enrichment, sanitising or roll-up
+fails is counted, and the rest of its batch goes on.
+
+The caller's thread only appends, wakes and, once per batch, checks that the threads run;
+each of these survives an exception raised there by a signal handler (see :mod:`.intake`):
+a thread start it interrupted is noticed and redone on a later record, and a thread
+replaced that way ends on its own (:meth:`Pipeline.start`).
+
 At interpreter exit on Python 3.12+ no thread may be started: if the threads never ran,
 :meth:`Pipeline.drain_inline` processes the queue on the exiting thread. After ``os.fork()``
 :meth:`Pipeline.reset_after_fork` gives the child fresh locks, queues, threads and counters;
@@ -30,7 +39,7 @@ whatever the parent had queued stays the parent's to deliver.
 
 import threading
 import time
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from ..._secrets import redact
 from ...pricing import Pricer
@@ -40,17 +49,25 @@ from ..rollup import UsageRollup
 from ..sinks.base import MetricsSink, close
 from .accounting import Accounting, Drop
 from .admit import Admitter
-from .channels import STOP, Channel, FlushMarker, arrive, make_channels
+from .channels import (
+    STOP,
+    Channel,
+    FlushMarker,
+    arrive,
+    join_thread,
+    make_channels,
+    thread_alive,
+)
 from .enrich import Enricher
-from .intake import Admit, Intake
+from .intake import Admit, Intake, Wake
 
-#: Waits for the flush thread's wake-up event at most ``timeout`` seconds (injectable, so
-#: tests can drive the batch timeout with a manual clock).
-Waiter = Callable[[threading.Event, float], Any]
+#: Waits for the flush thread's wake-up at most ``timeout`` seconds (injectable, so tests
+#: can drive the batch timeout with a manual clock).
+Waiter = Callable[[Wake, float], Any]
 
 
-def _wait(event: threading.Event, timeout: float) -> bool:
-    return event.wait(timeout)
+def _wait(wake: Wake, timeout: float) -> bool:
+    return wake.wait(timeout)
 
 
 class Pipeline:
@@ -66,7 +83,7 @@ class Pipeline:
         prices: the pricer for cost, or None.
         on_reset: called after the pipeline was given fresh state for a forked child
             (the collector then chooses its admission function again).
-        wait: how the flush thread waits for its wake-up (default ``Event.wait``).
+        wait: how the flush thread waits for its wake-up (default :meth:`Wake.wait`).
         rollup_seconds: > 0 to sum delivered requests into UsageMetrics per period
             (see ``MetricsConfig.usage_rollup_seconds``).
         clock: wall clock of the roll-up windows (default ``time.time``).
@@ -127,6 +144,7 @@ class Pipeline:
         self.rollup = UsageRollup(self.rollup_seconds) if self.rollup_seconds > 0 else None
         self.internal_restarts = 0  # background threads found dead and started again
         self.stop_posted = False
+        self.no_threads = False  # starting a thread was refused (interpreter shutdown)
 
     # ------------------------------------------------------------------ caller side
     @property
@@ -142,48 +160,52 @@ class Pipeline:
         return self.intake.admission(enabled, sample)
 
     def start(self) -> bool:
-        """Start the flush and delivery threads once. Returns whether they run.
+        """Start the flush and delivery threads that do not run: all of them the first
+        time, later any that died, or whose start was interrupted. Returns whether they run.
+
+        Called on the caller's thread (for the first record of each batch), where an
+        exception raised by a signal handler may interrupt ``Thread.start()`` anywhere: the
+        thread may then have started, or died at once, or be about to run. So the thread
+        is stored before it is started, a later call starts a new one if it does not look
+        alive, and a thread that finds itself replaced ends (see :meth:`_run_worker` and
+        ``Channel._run``), so that two never work side by side for long.
 
         At interpreter shutdown (Python 3.12+) starting a thread raises; the records then
         wait for :meth:`drain_inline`, which the exit handler calls.
         """
         with self.lock:
-            if self.intake.started:
-                return self._revive()
+            first = not self.intake.started
             self.intake.started = True
-            try:
-                for channel in self.channels:
-                    channel.start()
-                worker = threading.Thread(
-                    target=self._run_worker, name="steer-metrics-flush", daemon=True
-                )
-                worker.start()
-            except RuntimeError:
+            if self.no_threads:
                 return False
-            self.worker = worker
-            self._refresh_idents()
+            if self.stopping:
+                return self.worker is not None
+            try:
+                self._start_missing(first)
+            except RuntimeError:  # at interpreter shutdown: the exit drain delivers
+                self.no_threads = True
+                return False
+            finally:
+                self._refresh_idents()
             return True
 
-    def _revive(self) -> bool:
-        """Restart a background thread that died anyway (lock held). Returns whether the
-        threads run."""
-        if self.worker is None or self.stopping:
-            return self.worker is not None
-        try:
-            if not self.worker.is_alive():
-                self.internal_restarts += 1
-                self.worker = threading.Thread(
-                    target=self._run_worker, name="steer-metrics-flush", daemon=True
-                )
-                self.worker.start()
-            for channel in self.channels:
-                if not channel.alive:
+    def _start_missing(self, first: bool) -> None:
+        """Start every thread that does not run (lock held); one that ran before and died
+        counts as an internal restart."""
+        for channel in self.channels:
+            if not channel.alive:
+                if not first and channel.thread is not None:
                     self.internal_restarts += 1
-                    channel.start()
-        except RuntimeError:  # at interpreter shutdown: the exit drain delivers
-            return False
-        self._refresh_idents()
-        return True
+                channel.start()
+        worker = self.worker
+        if worker is None or not thread_alive(worker):
+            if not first and worker is not None:
+                self.internal_restarts += 1
+            worker = threading.Thread(
+                target=self._run_worker, name="steer-metrics-flush", daemon=True
+            )
+            self.worker = worker  # before start(): see start()
+            worker.start()
 
     def _refresh_idents(self) -> None:
         idents = {c.thread.ident for c in self.channels if c.thread is not None}
@@ -194,7 +216,7 @@ class Pipeline:
     @property
     def running(self) -> bool:
         worker = self.worker
-        return worker is not None and worker.is_alive()
+        return worker is not None and thread_alive(worker)
 
     # ------------------------------------------------------------------ sinks
     @property
@@ -223,8 +245,7 @@ class Pipeline:
             thread = channel.thread
             channel.post(STOP)
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            return not thread.is_alive()
+            return join_thread(thread, timeout)
         if thread is None:
             channel.deliver_backlog()
             channel.call(close)
@@ -233,8 +254,12 @@ class Pipeline:
     # ------------------------------------------------------------------ flush thread
     def _run_worker(self) -> None:
         wake = self.intake.wake
-        while True:
+        me = threading.current_thread()
+        while self.worker is me:
             self._wait(wake, self.batch_timeout)
+            if self.worker is not me:  # replaced while waiting: pass the wake-up on
+                wake.set()
+                return
             wake.clear()
             self.intake.wake_pending = False
             try:
@@ -246,6 +271,13 @@ class Pipeline:
             if self.stopping and not self.intake.queue:
                 self._post_stop()
                 return
+
+    def _lose_in_flight(self) -> None:
+        """After a batch failed: the records taken and not yet handed to the channels are
+        lost; count them."""
+        with self.lock:
+            lost, self.accounting.in_flight = self.accounting.in_flight, 0
+            self.accounting.lost[Drop.INTERNAL_ERROR] += lost
 
     def _post_stop(self) -> None:
         """Tell every channel to close its sink and end, once."""
@@ -285,7 +317,12 @@ class Pipeline:
         return records, markers
 
     def _drain(self) -> None:
-        """Move everything queued now through enrichment and admission into the channels."""
+        """Move everything queued now through enrichment and admission into the channels.
+
+        Raises only when the pipeline itself failed (each record's steps are guarded): the
+        batch's records not yet handed on are then counted as lost, and its flush markers
+        complete as failed, so that ``flush()`` says so at once.
+        """
         accounting = self.accounting
         while True:
             with self.lock:
@@ -294,29 +331,40 @@ class Pipeline:
                 records, markers = self._take()
                 accounting.taken += len(records)
                 accounting.in_flight = len(records)
-            enrich = self.enricher.enrich
-            for record in records:
-                enrich(record)
-            kept, sanitized, filtered, errors = self.admitter.admit(records)
-            with self.lock:
-                accounting.in_flight = 0
-                accounting.sanitized += sanitized
-                accounting.filtered += filtered
-                accounting.dropped[Drop.FILTER_ERROR] += errors
-                rollup = self.rollup
-                if rollup is not None:
-                    for record in kept:
-                        if record.metric_type == "request":
-                            rollup.add(record)  # type: ignore[arg-type]
-                inline = self._dispatch(kept, markers)
-            for channel in inline:  # on this thread, outside the lock
-                if kept:
-                    channel.deliver(kept)
-                for marker in markers:
-                    if not channel.call(_flush):
-                        marker.failed = True
+            try:
+                self._process(records, markers)
+            except BaseException:  # noqa: B036 - counted here, reported by the caller
+                self._lose_in_flight()
+                for marker in markers:  # those that have not arrived yet
+                    marker.failed = True
+                    arrive(self.lock, marker)
+                raise
+
+    def _process(self, records: List[BaseMetrics], markers: List[FlushMarker]) -> None:
+        """Enrich, admit, roll up and dispatch one batch; deliver to inline sinks. Each
+        marker leaves ``markers`` as it arrives."""
+        accounting = self.accounting
+        _each(self.enricher.enrich, records, self._enrich_failed)
+        kept, sanitized, filtered, errors, invalid = self.admitter.admit(records)
+        with self.lock:
+            accounting.in_flight = 0
+            accounting.sanitized += sanitized
+            accounting.filtered += filtered
+            accounting.lost[Drop.FILTER_ERROR] += errors
+            accounting.lost[Drop.INVALID] += invalid
+            rollup = self.rollup
+            if rollup is not None:
+                requests = (r for r in kept if r.metric_type == "request")
+                _each(rollup.add, requests, self._rollup_failed)
+            inline = self._dispatch(kept, markers)
+        for channel in inline:  # on this thread, outside the lock
+            if kept:
+                channel.deliver(kept)
             for marker in markers:
-                arrive(self.lock, marker)
+                if not channel.call(_flush):
+                    marker.failed = True
+        while markers:
+            arrive(self.lock, markers.pop())
 
     def rollup_due(self, final: bool = False) -> bool:
         """Queue the roll-ups of windows that have ended (all open ones when ``final``), as
@@ -360,9 +408,14 @@ class Pipeline:
         marker = FlushMarker()
         with self.lock:
             self.markers_queued += 1
-            self.intake.queue.append(marker)
+            try:
+                self.intake.queue.append(marker)
+            except BaseException:  # noqa: B036 - a signal handler's, before the append?
+                if not any(item is marker for item in self.intake.queue):
+                    self.markers_queued -= 1
+                raise
         self.intake.wake.set()
-        return marker.done.wait(timeout) and not marker.failed
+        return marker.wait(timeout) and not marker.failed
 
     def close(self) -> None:
         """Refuse records from now on (counted as ``after_shutdown``)."""
@@ -385,11 +438,11 @@ class Pipeline:
         threads = [self.worker] + [c.thread for c in channels]
         for thread in threads:
             if thread is not None and thread is not me:
-                thread.join(max(0.0, deadline - time.monotonic()))
+                join_thread(thread, max(0.0, deadline - time.monotonic()))
         for channel in channels:
             if channel.thread is None:  # never ran: close on this thread
                 channel.call(close)
-        return complete and not any(t is not None and t.is_alive() for t in threads)
+        return complete and not any(t is not None and thread_alive(t) for t in threads)
 
     def drain_inline(self, deadline: float) -> bool:
         """Deliver everything queued on the calling thread (threads not running).
@@ -451,6 +504,18 @@ class Pipeline:
             message=redact(describe(exc)),
         )
 
+    def _enrich_failed(self, record: BaseMetrics, exc: BaseException) -> None:
+        """Enriching ``record`` raised (a price of absurd token counts, say): it is kept with
+        what was filled in, and admission checks every field of it, as for a record built
+        by user code. An internal error."""
+        record._trusted = False
+        self._internal_error("enrich", exc)
+
+    def _rollup_failed(self, record: BaseMetrics, exc: BaseException) -> None:
+        """Adding ``record`` to its usage window raised: it is delivered without being
+        summed. An internal error."""
+        self._internal_error("rollup", exc)
+
     def _log_failure(self, key: str, who: Any, exc: BaseException) -> None:
         """Log a failure of user code (or of the pipeline, for ``sanitize``/``internal:*``
         keys, which are counted as internal errors). Never raises."""
@@ -468,6 +533,26 @@ class Pipeline:
             error=type(exc).__name__,
             message=redact(describe(exc)),
         )
+
+
+def _each(
+    fn: Callable[[Any], Any],
+    records: Iterable[BaseMetrics],
+    on_error: Callable[[BaseMetrics, BaseException], None],
+) -> None:
+    """``fn(record)`` for every record; one that raises goes to ``on_error(record, exc)``
+    and the rest are still done. One try per run of records that succeed rather than one
+    per record: the loop resumes the same iterator after a failure (a try costs a little
+    per entry before Python 3.11)."""
+    iterator = iter(records)
+    record: Any = None
+    while True:
+        try:
+            for record in iterator:
+                fn(record)
+            return
+        except BaseException as exc:  # noqa: B036 - user code (usage extractors) too
+            on_error(record, exc)
 
 
 def _flush(sink: MetricsSink) -> None:

@@ -18,8 +18,9 @@ class Drop(enum.Enum):
     QUEUE_FULL = "queue_full"  # the main queue was at max_queue_size
     AFTER_SHUTDOWN = "after_shutdown"  # recorded after shutdown()
     FILTER_ERROR = "filter_error"  # a filter raised or returned a non-record
-    INVALID = "invalid"  # not a metrics record
+    INVALID = "invalid"  # not a metrics record, or one whose values could not be checked
     FORK = "fork"  # inherited by a child forked without Python's fork hooks
+    INTERNAL_ERROR = "internal_error"  # lost to a failure of the pipeline itself
 
 
 class Accounting:
@@ -33,9 +34,13 @@ class Accounting:
         self.internal_errors = 0
         self.taken = 0  # records the flush thread took from the queue
         self.in_flight = 0  # taken and not yet handed to the channels
+        # Drops are kept apart by where they happen: refused before the queue (not counted
+        # among the accepted), or lost after the flush thread took them (already counted).
         self.dropped: Dict[Drop, int] = {reason: 0 for reason in Drop}
+        self.lost: Dict[Drop, int] = {reason: 0 for reason in Drop}
 
     def drop(self, reason: Drop, count: int = 1) -> None:
+        """Count ``count`` records refused before they entered the queue."""
         with self.lock:
             self.dropped[reason] += count
 
@@ -62,10 +67,11 @@ class Accounting:
         with self.lock:
             queued = queued_items - markers + self.in_flight
             accepted = self.taken + queued_items - markers
-            dropped = {reason.value: n for reason, n in self.dropped.items()}
-            # Drops decided before a record entered the queue count towards "recorded";
-            # filter_error is counted among the accepted ones the flush thread took.
-            refused = sum(n for r, n in self.dropped.items() if r is not Drop.FILTER_ERROR)
+            lost = self.lost
+            dropped = {reason.value: n + lost[reason] for reason, n in self.dropped.items()}
+            # Records refused before the queue count towards "recorded" here; those lost
+            # after it are among the accepted ones the flush thread took.
+            refused = sum(self.dropped.values())
             return {
                 "recorded": self.sampled_out + accepted + refused,
                 "sampled_out": self.sampled_out,

@@ -3,6 +3,10 @@
 A filter is ``(record) -> record | None``: None drops the record (counted as ``filtered``), a
 record (the same or a replacement) keeps it; raising or returning anything else drops it as
 ``filter_error``. Filters run after enrichment, so they see final ids, usage and cost.
+
+A record whose sanitising raises (possible only for a foreign subclass with odd fields) is
+dropped as ``invalid``: its values are not known to be safe for the sinks, and one such
+record in a batch could fail the whole batch in an exporting sink.
 """
 
 from typing import Any, Callable, List, Sequence, Tuple
@@ -36,12 +40,12 @@ class Admitter:
         self.max_attribute_length = max_attribute_length
         self.on_failure = on_failure
 
-    def admit(self, records: List[BaseMetrics]) -> Tuple[List[BaseMetrics], int, int, int]:
+    def admit(self, records: List[BaseMetrics]) -> Tuple[List[BaseMetrics], int, int, int, int]:
         """Returns (kept records, how many were sanitised, filtered out, dropped by a filter
-        error)."""
+        error, dropped as invalid)."""
         max_len = self.max_attribute_length
         kept: List[BaseMetrics] = []
-        sanitized = filtered = errors = 0
+        sanitized = filtered = errors = invalid = 0
         for record in records:
             model = record.model
             # The common case, inlined: built by the SDK, a short model name, no attributes.
@@ -53,8 +57,10 @@ class Admitter:
                 try:
                     if sanitize(record, self.max_attributes, max_len):
                         sanitized += 1
-                except Exception as exc:  # a record of a foreign subclass with odd fields
+                except BaseException as exc:  # noqa: B036 - a foreign subclass's odd fields
                     self.on_failure("sanitize", record, exc)
+                    invalid += 1
+                    continue
             if not self.filters:
                 kept.append(record)
                 continue
@@ -65,7 +71,7 @@ class Admitter:
                 errors += 1
             else:
                 kept.append(result)
-        return kept, sanitized, filtered, errors
+        return kept, sanitized, filtered, errors, invalid
 
     def _filter(self, record: BaseMetrics) -> Any:
         """The record after every filter, None if one dropped it, ``_ERROR`` if one failed."""

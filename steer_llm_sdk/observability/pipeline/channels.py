@@ -7,7 +7,9 @@ itself: no backlog, no thread, one GIL hand-off less per batch.
 """
 
 import threading
+import time
 from collections import deque
+from queue import Empty, SimpleQueue
 from typing import Any, Callable, Deque, Dict, List, Optional
 
 from .._log import rate_limited
@@ -22,14 +24,30 @@ OnFailure = Callable[[str, Any, BaseException], None]
 
 class FlushMarker:
     """Travels through the pipeline behind the records accepted before a ``flush()``; done
-    when every channel has passed it."""
+    when every channel has passed it.
 
-    __slots__ = ("remaining", "done", "failed")
+    The caller of ``flush()`` waits on the caller's thread, which a signal handler's
+    exception may interrupt: ``threading.Event.wait()`` could be left holding the event's
+    lock there, and the background thread that then completes the marker would block on it
+    for good. The marker is completed by a token put in a ``queue.SimpleQueue`` instead
+    (C code both ways, interrupted cleanly or not at all).
+    """
+
+    __slots__ = ("remaining", "_done", "failed")
 
     def __init__(self) -> None:
         self.remaining = 1  # the flush thread's own arrival; channels are added when forwarded
-        self.done = threading.Event()
+        self._done: SimpleQueue[None] = SimpleQueue()
         self.failed = False  # a sink's flush() raised (an export failed, say)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for every stage to pass; returns whether they
+        did. For the one thread that asked for the flush."""
+        try:
+            self._done.get(True, min(max(timeout, 0.0), threading.TIMEOUT_MAX))
+        except Empty:
+            return False
+        return True
 
 
 class Channel:
@@ -88,16 +106,18 @@ class Channel:
     def alive(self) -> bool:
         """Whether records dispatched to this channel will be delivered (inline, or its
         thread runs)."""
-        return self.inline or (self.thread is not None and self.thread.is_alive())
+        return self.inline or (self.thread is not None and thread_alive(self.thread))
 
     def start(self) -> None:
+        """Start a delivery thread (none for an inline sink), replacing the current one
+        (lock held; see ``Pipeline.start``)."""
         if self.inline:
             return
         thread = threading.Thread(
             target=self._run, name=f"steer-metrics-sink-{self.name}", daemon=True
         )
+        self.thread = thread  # before start(): an interrupted start is noticed as not alive
         thread.start()
-        self.thread = thread
 
     def offer(self, batch: List[BaseMetrics]) -> None:
         """Append to the backlog within its bound (lock held)."""
@@ -133,10 +153,14 @@ class Channel:
 
     # ------------------------------------------------------------------ delivery
     def _run(self) -> None:
+        me = threading.current_thread()
         while True:
             with self.lock:
-                while not self.backlog:
+                while not self.backlog and self.thread is me:
                     self.wake.wait()
+                if self.thread is not me:  # replaced (see Pipeline.start): end
+                    self.wake.notify()  # the wake-up may have been meant for the new one
+                    return
                 item = self.backlog.popleft()
             try:
                 if not self.handle(item):
@@ -204,12 +228,58 @@ class Channel:
         return True
 
 
+def thread_alive(thread: threading.Thread) -> bool:
+    """Whether ``thread`` runs.
+
+    ``Thread.is_alive()`` alone misleads on the caller's thread: on Python 3.11 and 3.12 an
+    exception raised by a signal handler inside it can mark a running thread as stopped for
+    good (its clean-up for bpo-45274 releases the running thread's own lock), and the
+    thread would be started a second time. A "no" is therefore checked against the table
+    of running threads ``threading`` keeps (a private name, present in every version this
+    package supports; without it, against ``threading.enumerate()``). A thread stuck in
+    ``Thread.start()``'s handshake because an interrupted start left it locked is listed
+    only as starting, never as running: it counts as dead and is replaced.
+    """
+    if thread.is_alive():
+        return True
+    ident = thread.ident
+    if ident is None:  # never started
+        return False
+    running = getattr(threading, "_active", None)
+    if isinstance(running, dict):
+        return running.get(ident) is thread
+    return any(t is thread for t in threading.enumerate())
+
+
+def join_thread(thread: threading.Thread, timeout: float) -> bool:
+    """Wait at most ``timeout`` seconds for ``thread`` to end; returns whether it did (or
+    never started).
+
+    ``Thread.join()`` returns at once for a thread that an interrupted ``is_alive()`` marked
+    as stopped (see :func:`thread_alive`), and raises for one whose start was interrupted
+    before it ran: after it, such a thread is waited for until Python no longer lists it.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        thread.join(timeout)
+    except RuntimeError:  # not started (yet)
+        pass
+    pause = 0.001
+    while thread_alive(thread):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.05)
+    return True
+
+
 def arrive(lock: Any, marker: FlushMarker) -> None:
     """One more stage has passed ``marker``."""
     with lock:
         marker.remaining -= 1
         if marker.remaining == 0:
-            marker.done.set()
+            marker._done.put(None)
 
 
 def make_channels(
@@ -231,4 +301,13 @@ def _flush(sink: MetricsSink) -> None:
     sink.flush()
 
 
-__all__ = ["STOP", "Channel", "FlushMarker", "arrive", "close", "make_channels"]
+__all__ = [
+    "STOP",
+    "Channel",
+    "FlushMarker",
+    "arrive",
+    "close",
+    "join_thread",
+    "make_channels",
+    "thread_alive",
+]

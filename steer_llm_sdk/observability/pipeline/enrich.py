@@ -133,7 +133,10 @@ def joined_usage(joined: Any) -> "tuple[Optional[TokenUsage], Optional[str]]":
     return (None if total is None else TokenUsage(*total)), model
 
 
+_COUNT_MAX = 2**63 - 1  # what every exporter can carry (OTLP and JSON int64)
+
+
 def _count(value: Any) -> Optional[int]:
     if type(value) is not int:
         return None
-    return value if value >= 0 else 0
+    return 0 if value < 0 else min(value, _COUNT_MAX)

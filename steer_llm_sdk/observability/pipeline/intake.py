@@ -5,18 +5,27 @@
 It is chosen once, for the collector's current state, and chosen again only when that state
 changes (construction, sampling or enablement changes, shutdown, fork), so the function
 itself tests nothing that cannot change between two records. In the accepting case it costs
-a ``_trusted`` test, one ``deque.append`` (atomic, no lock), a length check and, rarely, an
-``Event.set()``.
+a ``_trusted`` test, one ``deque.append`` (atomic, no lock), a length check and, rarely, a
+wake-up.
+
+Everything here runs on the caller's thread, where an exception raised by a signal handler
+(a Celery soft time limit, ``signal.alarm``) can land between any two bytecodes. Nothing
+here may be left half-done by one: the wake-up is a C call (see :class:`Wake`), the
+counters sit behind a C lock taken with ``with``, and such an exception is let through to
+the caller instead of being counted as a failure (see :mod:`.._signals`).
 """
 
+import functools
 import os
-import threading
 import time
 from collections import deque
+from queue import Empty, SimpleQueue
+from threading import TIMEOUT_MAX
 from typing import Any, Callable, Deque, Optional
 
 from .._log import rate_limited
 from .._sanitize import sanitize
+from .._signals import signal_exception
 from ..models import BaseMetrics
 from .accounting import Accounting, Drop
 
@@ -27,6 +36,50 @@ _getpid = os.getpid
 def refuse(record: Any) -> bool:
     """The admission function of a disabled collector: refuses without counting."""
     return False
+
+
+class Wake:
+    """The flush thread's wake-up call, safe to give on a thread a signal handler interrupts.
+
+    ``threading.Event.set()`` is Python code around a lock: an exception raised by a signal
+    handler can land just after the lock was taken and leave it held, and then the next
+    ``set()`` on that thread and the flush thread's ``wait()`` block forever. Here a wake-up
+    is a token put in a ``queue.SimpleQueue``: :meth:`set` is a ``functools.partial`` of its
+    ``put``, C code from the call to the return, which no Python-level handler can
+    interrupt. Only the flush thread waits and clears.
+
+    ``set()`` and ``is_set()`` may be called from any thread; ``wait()`` and ``clear()``
+    from one thread at a time.
+    """
+
+    __slots__ = ("_tokens", "set")
+
+    def __init__(self) -> None:
+        self._tokens: SimpleQueue[None] = SimpleQueue()
+        #: Wakes the waiting thread (or the next wait). Never blocks, never raises.
+        self.set: Callable[[], None] = functools.partial(self._tokens.put, None)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until woken or ``timeout`` seconds passed; returns whether woken. The token
+        that woke it is consumed; others stay until :meth:`clear`."""
+        try:
+            self._tokens.get(True, min(max(timeout, 0.0), TIMEOUT_MAX))
+        except Empty:
+            return False
+        return True
+
+    def is_set(self) -> bool:
+        """Whether a wake-up is waiting to be taken."""
+        return not self._tokens.empty()
+
+    def clear(self) -> None:
+        """Take every waiting wake-up (they all asked for the pass that follows)."""
+        take = self._tokens.get_nowait
+        try:
+            while True:
+                take()
+        except Empty:
+            pass
 
 
 class Intake:
@@ -64,9 +117,10 @@ class Intake:
         self.reset()
 
     def reset(self) -> None:
-        """Fresh queue, wake-up event and flags (at construction and in a forked child)."""
+        """Fresh queue, wake-up and flags (at construction and in a forked child, where the
+        parent's could be in any state)."""
         self.queue: Deque[Any] = deque()
-        self.wake = threading.Event()
+        self.wake = Wake()
         self.wake_pending = False
         self.started = False
         self.closed = False
@@ -80,8 +134,10 @@ class Intake:
             enabled: False gives :func:`refuse` (nothing measured, nothing counted).
             sample: the sampling decision, or None when every rate is 1.0.
 
-        The returned function takes any object, never blocks and never raises; it returns
-        whether the record was accepted, counting every refusal.
+        The returned function takes any object and never blocks; it returns whether the
+        record was accepted, counting every refusal. It raises nothing of its own: only an
+        exception raised by a signal handler while it runs (see :mod:`.._signals`) reaches
+        the caller, whose timeout it is.
         """
         if not enabled:
             return refuse
@@ -92,7 +148,11 @@ class Intake:
         append = queue.append
         high_water, batch_size = self.high_water, self.batch_size
         validate, slow, first_or_full = self._validate, self._slow, self._first_or_full
+        refused, failed = self._refused, self._failed
 
+        # Two try blocks, split where the record enters the queue, so that a failure is
+        # counted once: before, as a refusal; after, the queue holds it. (A try costs
+        # nothing on 3.11+ until something raises.)
         def admit(record: Any) -> bool:
             try:
                 if not record._trusted and not validate(record):
@@ -100,6 +160,12 @@ class Intake:
                 if sample is not None and not sample(record):
                     accounting.sample_out()
                     return False
+            except Exception as exc:  # never into user code ...
+                timeout = signal_exception(exc)
+                if timeout is not None:  # ... unless it is the caller's own timeout
+                    raise timeout
+                return refused(record, exc)
+            try:
                 if len(queue) >= high_water:
                     return slow(record)
                 append(record)
@@ -110,8 +176,11 @@ class Intake:
                     intake.wake_pending = True
                     intake.wake.set()
                 return True
-            except Exception as exc:  # never into user code
-                return self._failed(record, exc)
+            except Exception as exc:
+                timeout = signal_exception(exc)
+                if timeout is not None:
+                    raise timeout
+                return failed(exc)
 
         return admit
 
@@ -123,11 +192,18 @@ class Intake:
         self.accounting.drop(Drop.INVALID)
         return False
 
-    def _failed(self, record: Any, exc: BaseException) -> bool:
-        """Admission itself raised: a foreign object counts as ``invalid``; a record (whose
-        subclass or sampler misbehaved) as an internal error."""
-        if not isinstance(record, BaseMetrics):
-            return self._invalid(record)
+    def _refused(self, record: Any, exc: BaseException) -> bool:
+        """Checking a record before it was queued raised: it is refused and counted as
+        ``invalid``; for a record (whose subclass or sampler misbehaved) that is an internal
+        error too."""
+        self._invalid(record)
+        if isinstance(record, BaseMetrics):
+            self._failed(exc)
+        return False
+
+    def _failed(self, exc: BaseException) -> bool:
+        """Admission raised after the record was queued (the queue counts it): an internal
+        error."""
         self.accounting.internal_error()
         rate_limited.warning(
             "internal:admission",
@@ -157,7 +233,9 @@ class Intake:
         threads is delivered instead of dropped.
         """
         queue = self.queue
-        self.wake.set()
+        if not self.wake_pending:  # one wake-up per pass of the flush thread is enough
+            self.wake_pending = True
+            self.wake.set()
         time.sleep(0)
         if len(queue) >= self.max_queue_size:
             self.accounting.drop(Drop.QUEUE_FULL)
