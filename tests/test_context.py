@@ -544,3 +544,27 @@ def test_nested_decorated_functions_are_two_records(collector, sink, inner_provi
     # Explicit trackers never join each other: each keeps its own usage.
     assert usage_of(by_model["outer"]) == (1, 2, 3)
     assert usage_of(by_model["inner"]) == (10, 5, 15)
+
+
+def test_a_tracked_function_that_reads_a_stream_is_recorded_as_that_stream(collector, sink, client):
+    """A plain tracked function that consumes an instrumented SDK stream and returns its
+    text: one call, recorded as the stream it joined (its times, one StreamingMetrics)."""
+
+    @collector.track_request("openai", model="gpt-4o-mini")
+    def answer() -> str:
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    text = answer()
+    records = delivered(collector, sink)
+    request = one([r for r in records if r.metric_type == "request"])
+    streaming = one([r for r in records if r.metric_type == "streaming"])
+    assert request.method == "stream" and request.completion_tokens
+    assert request.time_to_first_chunk_ms <= request.time_to_first_token_ms
+    assert streaming.request_id == request.request_id
+    assert streaming.total_chars == len(text) and streaming.status == "completed"

@@ -17,7 +17,14 @@ import wrapt
 
 from .._signals import signal_exception
 from ..models import RequestMetrics
-from .call import Sensitive, join_failure, join_response, new_request, record_failure
+from .call import (
+    Sensitive,
+    end_call,
+    join_failure,
+    join_response,
+    new_request,
+    record_failure,
+)
 from .scope import SCOPE, owner, unscope
 from .stream import close_quietly, open_stream
 
@@ -71,7 +78,7 @@ def measure(
         if timeout is not None:
             raise timeout
         return call()
-    start = metrics._start = perf_counter()
+    metrics._start = perf_counter()
     token = None
     try:
         token = SCOPE.set(metrics)  # inside the try: see measure/track.py
@@ -92,10 +99,8 @@ def measure(
             if timeout is not None:
                 raise timeout
             return result
-    metrics.duration_ms = (perf_counter() - start) * 1000.0
     metrics._response = result
-    metrics._ended = True
-    collector._admit(metrics)
+    end_call(collector, metrics, perf_counter())
     return result
 
 

@@ -263,7 +263,7 @@ class Tracker:
                 if timeout is not None:
                     raise timeout
                 return func(*args, **kwargs)
-            start = metrics._start = perf_counter()
+            metrics._start = perf_counter()
             token = None
             try:
                 # Set inside the try: an exception a signal handler raises right after it is
@@ -287,12 +287,10 @@ class Tracker:
                 is_stream = stream_mode
             if is_stream:
                 return _stream_of(collector, metrics, result, False)
-            metrics.duration_ms = (end - start) * 1000.0
             if result is not None:
                 metrics._response = result
                 metrics._extractor = extractor
-            metrics._ended = True
-            collector._admit(metrics)
+            end_call(collector, metrics, end)
             return result
 
         return tracked
