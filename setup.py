@@ -43,6 +43,8 @@ DEV = (
         "flask>=2.2",
         "django>=4.2",
         "gunicorn>=21",
+        # The background threads stay real OS threads in a monkey-patched process.
+        "gevent>=24.2",
     ]
 )
 

@@ -77,6 +77,39 @@ def test_normal_exit_without_flush_delivers(python, tmp_path):
     assert got == [f"r{i}" for i in range(250)]
 
 
+@pytest.mark.parametrize("cycle", [False, True], ids=["freed", "in-a-cycle"])
+@pytest.mark.parametrize("python", interpreters())
+def test_collector_dropped_without_shutdown_delivers_everything_at_exit(python, cycle, tmp_path):
+    # Freed: the collector is gone when make() returns, and its pipeline is still delivering
+    # at exit, with no collector left to say how long to wait for it. In a cycle: it lives
+    # until a garbage collection that never comes. A slow sink keeps delivery running past
+    # the end of the script, so the exit drain has to wait for it.
+    got, _ = run(
+        f"""
+        class SlowSink(FileSink):
+            def record(self, m):
+                time.sleep(0.004)
+                super().record(m)
+
+        def make():
+            mine = MetricsCollector(MetricsConfig(shutdown_timeout_seconds=10),
+                                    [SlowSink(sys.argv[1])])
+            if {cycle}:
+                mine.me = mine
+            for i in range(50):
+                with mine.track_request("openai", "gpt-4o"):
+                    pass
+
+        collector.shutdown()
+        del collector  # the only collector of the process is the dropped one
+        make()
+    """,
+        python,
+        tmp_path,
+    )
+    assert len(got) == len(set(got)) == 50
+
+
 @pytest.mark.parametrize("python", interpreters())
 def test_exit_right_after_burst_from_eight_threads(python, tmp_path):
     got, _ = run(

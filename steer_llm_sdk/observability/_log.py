@@ -11,9 +11,10 @@ error, and describing an exception whose ``__str__`` raises cannot fail.
 """
 
 import logging
-import threading
 import time
 from typing import Any, Callable, Dict
+
+from ._native import allocate_lock
 
 logger = logging.getLogger("steer_llm_sdk")
 logger.addHandler(logging.NullHandler())
@@ -45,7 +46,7 @@ class RateLimitedLog:
     def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self._interval = interval
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._last: Dict[str, float] = {}
         self._suppressed: Dict[str, int] = {}
 
@@ -75,7 +76,7 @@ class RateLimitedLog:
 
     def reset(self) -> None:
         """Forget what was logged (used after fork)."""
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._last = {}
         self._suppressed = {}
 

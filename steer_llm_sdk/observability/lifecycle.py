@@ -21,7 +21,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
-from . import _ids
+from . import _ids, _native
 from ._log import rate_limited
 
 if TYPE_CHECKING:
@@ -106,28 +106,36 @@ def register_collector(collector: "MetricsCollector") -> None:
     (its pipeline is kept until then, and drained at exit if the process ends first)."""
     _live.add(collector)
     on_fork(collector, "_after_fork", COLLECTORS)
-    finalizer = weakref.finalize(collector, _orphaned, collector._pipeline)
+    finalizer = weakref.finalize(
+        collector, _orphaned, collector._pipeline, collector.config.shutdown_timeout_seconds
+    )
     finalizer.atexit = False  # at exit the drain handles live collectors itself
 
 
-#: Pipelines of collectors dropped without shutdown(), still delivering.
-_orphans: "set" = set()
+#: Pipelines of collectors dropped without shutdown(), still delivering, each with its
+#: collector's shutdown timeout: the exit drain waits for them as it would for the
+#: collector, which no longer exists to say how long.
+_orphans: "dict[Any, float]" = {}
 
 
-def _orphaned(pipeline: Any) -> None:
+def _orphaned(pipeline: Any, timeout: float) -> None:
     if pipeline.closed and not pipeline.running:
         return
-    _orphans.add(pipeline)
+    _orphans[pipeline] = timeout
     pipeline.stop_soon()
+
+
+def _orphans_timeout() -> float:
+    return max(_orphans.values(), default=0.0)
 
 
 def _drain_orphans(deadline: float) -> None:
     for pipeline in list(_orphans):
         for thread in pipeline.threads():
-            if thread is not threading.current_thread():
+            if thread is not _native.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
         if not pipeline.running:
-            _orphans.discard(pipeline)
+            _orphans.pop(pipeline, None)
 
 
 def collectors() -> List["MetricsCollector"]:
@@ -180,7 +188,7 @@ def _drain_at_exit() -> None:
             hook()
         except Exception:
             pass
-    longest = 0.0
+    longest = _orphans_timeout()
     for collector in collectors():
         longest = max(longest, collector.config.shutdown_timeout_seconds)
         try:

@@ -37,12 +37,12 @@ At interpreter exit on Python 3.12+ no thread may be started: if the threads nev
 whatever the parent had queued stays the parent's to deliver.
 """
 
-import threading
 import time
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from ..._secrets import redact
 from ...pricing import Pricer
+from .. import _native
 from .._log import describe, rate_limited
 from ..models import BaseMetrics
 from ..rollup import UsageRollup
@@ -134,7 +134,7 @@ class Pipeline:
         self.intake.accounting = self.accounting
         self.intake.reset()
         self.stopping = False
-        self.worker: Optional[threading.Thread] = None
+        self.worker: Optional[Any] = None  # a threading.Thread or _native.NativeThread
         self.thread_idents: frozenset = frozenset()
         self.channels: Tuple[Channel, ...] = tuple(
             make_channels(self._sinks, self.lock, self.sink_queue_size, self._log_failure)
@@ -201,9 +201,7 @@ class Pipeline:
         if worker is None or not thread_alive(worker):
             if not first and worker is not None:
                 self.internal_restarts += 1
-            worker = threading.Thread(
-                target=self._run_worker, name="steer-metrics-flush", daemon=True
-            )
+            worker = _native.new_thread(self._run_worker, "steer-metrics-flush")
             self.worker = worker  # before start(): see start()
             worker.start()
 
@@ -244,7 +242,7 @@ class Pipeline:
             self._sinks = [s for s in self._sinks if s is not sink]
             thread = channel.thread
             channel.post(STOP)
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread is not _native.current_thread():
             return join_thread(thread, timeout)
         if thread is None:
             channel.deliver_backlog()
@@ -254,7 +252,7 @@ class Pipeline:
     # ------------------------------------------------------------------ flush thread
     def _run_worker(self) -> None:
         wake = self.intake.wake
-        me = threading.current_thread()
+        me = _native.current_thread()
         while self.worker is me:
             self._wait(wake, self.batch_timeout)
             if self.worker is not me:  # replaced while waiting: pass the wake-up on
@@ -301,7 +299,7 @@ class Pipeline:
         except BaseException:  # noqa: B036 - runs from a garbage-collection finalizer
             pass
 
-    def threads(self) -> "list[threading.Thread]":
+    def threads(self) -> List[Any]:
         """The background threads that exist (alive or not)."""
         return [t for t in [self.worker] + [c.thread for c in self.channels] if t is not None]
 
@@ -398,7 +396,7 @@ class Pipeline:
         ``flush()`` returned. Returns False at the deadline, when a sink's ``flush()`` raised
         (an OTLP export that failed), or at once when called from one of this pipeline's own
         threads (which cannot wait for themselves)."""
-        if threading.get_ident() in self.thread_idents:
+        if _native.get_ident() in self.thread_idents:
             return False
         if not self.running:
             if self.stopping:  # after stop(): the sinks are closed; nothing to call
@@ -434,7 +432,7 @@ class Pipeline:
         self._post_stop()
         channels = self.channels
         self.intake.wake.set()
-        me = threading.current_thread()
+        me = _native.current_thread()
         threads = [self.worker] + [c.thread for c in channels]
         for thread in threads:
             if thread is not None and thread is not me:

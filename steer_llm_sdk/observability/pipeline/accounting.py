@@ -8,8 +8,9 @@ filter or sink runs.
 """
 
 import enum
-import threading
 from typing import Any, Dict, Iterable
+
+from .. import _native
 
 
 class Drop(enum.Enum):
@@ -27,7 +28,7 @@ class Accounting:
     """The pipeline's counters. Thread-safe: every change happens under :attr:`lock`."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = _native.RLock()
         self.sampled_out = 0
         self.filtered = 0
         self.sanitized = 0

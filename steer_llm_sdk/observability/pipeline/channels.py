@@ -9,12 +9,14 @@ itself: no backlog, no thread, one GIL hand-off less per batch.
 import threading
 import time
 from collections import deque
-from queue import Empty, SimpleQueue
 from typing import Any, Callable, Deque, Dict, List, Optional
 
+from .. import _native
 from .._log import rate_limited
+from .._native import Empty, SimpleQueue
 from ..models import BaseMetrics
 from ..sinks.base import MetricsSink, close, sink_name
+from .intake import Wake
 
 STOP = object()  # ends a delivery thread after the sink is closed
 
@@ -43,8 +45,11 @@ class FlushMarker:
     def wait(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds for every stage to pass; returns whether they
         did. For the one thread that asked for the flush."""
+        return _native.wait_slices(self._taken, timeout)
+
+    def _taken(self, timeout: float) -> bool:
         try:
-            self._done.get(True, min(max(timeout, 0.0), threading.TIMEOUT_MAX))
+            self._done.get(True, timeout)
         except Empty:
             return False
         return True
@@ -82,14 +87,14 @@ class Channel:
         self.limit = limit  # backlog bound, in records
         self.on_failure = on_failure
         self.backlog: Deque[Any] = deque()
-        self.wake = threading.Condition(lock)
+        self.wake = Wake()  # a token per backlog item posted; C calls both ways
         self.pending = 0  # records in the backlog or being delivered
         self.received = 0
         self.delivered = 0
         self.failed = 0  # records in calls that raised
         self.errors = 0  # calls that raised (record, record_batch, flush, close)
         self.dropped = 0  # records refused because the backlog was full
-        self.thread: Optional[threading.Thread] = None
+        self.thread: Optional[Any] = None  # a threading.Thread or _native.NativeThread
 
     def counters(self) -> Dict[str, int]:
         return {
@@ -113,9 +118,7 @@ class Channel:
         (lock held; see ``Pipeline.start``)."""
         if self.inline:
             return
-        thread = threading.Thread(
-            target=self._run, name=f"steer-metrics-sink-{self.name}", daemon=True
-        )
+        thread = _native.new_thread(self._run, f"steer-metrics-sink-{self.name}")
         self.thread = thread  # before start(): an interrupted start is noticed as not alive
         thread.start()
 
@@ -137,7 +140,7 @@ class Channel:
             batch = batch[:room]
         self.backlog.append(batch)
         self.pending += len(batch)
-        self.wake.notify()
+        self.wake.set()
 
     def accept_inline(self, batch: List[BaseMetrics]) -> None:
         """Count a batch the flush thread will deliver itself (lock held)."""
@@ -149,19 +152,24 @@ class Channel:
         if type(item) is FlushMarker:
             item.remaining += 1
         self.backlog.append(item)
-        self.wake.notify()
+        self.wake.set()
 
     # ------------------------------------------------------------------ delivery
     def _run(self) -> None:
-        me = threading.current_thread()
+        me = _native.current_thread()
+        wake = self.wake
         while True:
             with self.lock:
-                while not self.backlog and self.thread is me:
-                    self.wake.wait()
-                if self.thread is not me:  # replaced (see Pipeline.start): end
-                    self.wake.notify()  # the wake-up may have been meant for the new one
-                    return
-                item = self.backlog.popleft()
+                replaced = self.thread is not me
+                item = self.backlog.popleft() if self.backlog and not replaced else None
+            if replaced:  # (see Pipeline.start): end
+                wake.set()  # the wake-up may have been meant for the new one
+                return
+            if item is None:
+                # Tokens are put after the item is appended (lock held), so an item that
+                # arrives after the check above leaves a token: no wake-up is lost.
+                wake.wait(_native.TIMEOUT_MAX)
+                continue
             try:
                 if not self.handle(item):
                     return
@@ -242,6 +250,8 @@ def thread_alive(thread: threading.Thread) -> bool:
     """
     if thread.is_alive():
         return True
+    if isinstance(thread, _native.NativeThread):  # keeps its own state, exactly
+        return False
     ident = thread.ident
     if ident is None:  # never started
         return False

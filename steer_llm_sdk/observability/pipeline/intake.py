@@ -19,11 +19,10 @@ import functools
 import os
 import time
 from collections import deque
-from queue import Empty, SimpleQueue
-from threading import TIMEOUT_MAX
 from typing import Any, Callable, Deque, Optional
 
 from .._log import rate_limited
+from .._native import TIMEOUT_MAX, Empty, SimpleQueue
 from .._sanitize import sanitize
 from .._signals import signal_exception
 from ..models import BaseMetrics

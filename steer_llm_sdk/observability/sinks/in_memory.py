@@ -1,10 +1,10 @@
 """InMemoryMetricsSink: a bounded ring buffer of records with queries and summaries."""
 
-import threading
 import time
 from collections import deque
 from typing import Callable, Deque, List, Optional, Sequence, Type, Union
 
+from .._native import allocate_lock
 from ..lifecycle import SINKS, on_fork
 from ..models import BaseMetrics, ReliabilityMetrics, RequestMetrics, UsageMetrics
 from ..rollup import UsageRollup
@@ -47,7 +47,7 @@ class InMemoryMetricsSink:
         self.max_size = max_size
         self.ttl_seconds = float(ttl_seconds)
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._buffer: Deque[BaseMetrics] = deque(maxlen=max_size)
         self.evicted = 0
         on_fork(self, "_after_fork", SINKS)
@@ -182,6 +182,6 @@ class InMemoryMetricsSink:
         return f"InMemoryMetricsSink(len={len(self)}, max_size={self.max_size})"
 
     def _after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
         self._buffer = deque(maxlen=self.max_size)
         self.evicted = 0

@@ -53,6 +53,7 @@ exported once, by the parent.
 """
 
 import inspect
+import math
 import os
 import sys
 import threading
@@ -82,6 +83,7 @@ from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.version import __version__ as sdk_version
 
+from .. import _native
 from .._log import logger
 from ..conventions import (
     BREAKER_VALUES,
@@ -364,6 +366,14 @@ class OTelMetricsSink:
     def _readers(self) -> List[MetricReader]:
         readers: List[MetricReader] = []
         interval = self.settings.interval_seconds * 1000
+        # Where gevent has patched threading, the reader's own thread would be a greenlet on
+        # the application's hub, sharing the exporter's pooled sockets with the sink's real
+        # thread, and gevent sockets cannot cross threads. The reader then gets no thread
+        # and the sink exports on its own thread when the interval is due (record_batch).
+        self._exports_itself = _native.green()
+        if self._exports_itself:
+            interval = math.inf
+            self._next_export = time.monotonic() + self.settings.interval_seconds
         timeout = self.settings.reader_timeout_seconds * 1000
         for name in self.settings.exporters:
             if name == "otlp":
@@ -386,6 +396,7 @@ class OTelMetricsSink:
         self._typed_cache: Dict[Tuple[Any, ...], Tuple[Dict[str, Any], Dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._histograms: Optional[HistogramPoints] = None
+        self._exports_itself = False  # see _readers
         if self._external_provider is not None:
             self._exporter_wrapper = None
             self.provider = self._external_provider
@@ -611,6 +622,9 @@ class OTelMetricsSink:
                 self._usage(metrics, sums)
         for (counter, _), (attrs, value) in sums.items():
             counter.add(value, attrs)
+        if self._exports_itself and time.monotonic() >= self._next_export:
+            self._next_export = time.monotonic() + self.export_interval_seconds
+            self.provider.force_flush(int(self.export_timeout_seconds * 1000))
 
     def _count(
         self,
