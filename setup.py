@@ -45,6 +45,8 @@ DEV = (
         "gunicorn>=21",
         # The background threads stay real OS threads in a monkey-patched process.
         "gevent>=24.2",
+        # A real uWSGI for the pre-fork tests (pip compiles it: gcc and Python headers).
+        "uwsgi>=2.0.26",
     ]
 )
 

@@ -172,6 +172,7 @@ class MetricsCollector:
             max_attribute_length=config.max_attribute_length,
             prices=load_pricing(config.pricing) if config.enable_cost_tracking else None,
             on_reset=_weakly(self._choose_admission),
+            on_fork_noticed=lifecycle.fork_noticed,
             rollup_seconds=config.usage_rollup_seconds,
         )
         self._choose_admission()
@@ -282,7 +283,7 @@ class MetricsCollector:
         """
         try:
             if self._forked():
-                self._after_fork()
+                self._pipeline.notice_fork()
             return self._pipeline.flush(self._timeout(timeout))
         except Exception as exc:
             interrupt = signal_exception(exc)
@@ -342,7 +343,7 @@ class MetricsCollector:
             return
         timeout = self.config.shutdown_timeout_seconds
         if self._forked():
-            self._after_fork()
+            self._pipeline.notice_fork()
         pipeline = self._pipeline
         if pipeline.worker is None and not pipeline.queue:
             pipeline.close()  # nothing to deliver and no thread ran: no sink needs calling

@@ -75,10 +75,20 @@ def _add_hook(order: int, ref: Any, target: Any) -> None:
             _fork_hooks[:] = [h for h in _fork_hooks if h[2] is None or h[2]() is not None]
 
 
+#: The process the registered parts were made or last reset for.
+_reset_for_pid = os.getpid()
+
+
 def _run_fork_hooks() -> None:
     """In the child, right after ``os.fork()``: every registered reset, in order. A failing
-    reset is logged and the rest still run (a broken sink must not break the child)."""
-    global _registry_lock, _default_lock
+    reset is logged and the rest still run (a broken sink must not break the child). Runs
+    once per process, whichever way the fork was noticed first (Python's at-fork hook,
+    uWSGI's post-fork hook, or a collector seeing a changed pid)."""
+    global _registry_lock, _default_lock, _reset_for_pid
+    pid = os.getpid()
+    if pid == _reset_for_pid:
+        return
+    _reset_for_pid = pid
     # Another thread may have held these at the fork: a held lock stays held in the child.
     _registry_lock = threading.Lock()
     _default_lock = threading.Lock()
@@ -94,6 +104,43 @@ def _run_fork_hooks() -> None:
             rate_limited.warning(
                 "fork_reset", "steer_llm_sdk could not reset after fork", error=type(exc).__name__
             )
+
+
+def fork_noticed() -> None:
+    """A collector found itself in a process forked without Python's at-fork hooks (uWSGI
+    without ``py-call-uwsgi-fork-hooks``, a fork made from C): reset every registered
+    part now, as the hook would have, and say once how to avoid the records this loses."""
+    if os.getpid() == _reset_for_pid:
+        return
+    _run_fork_hooks()
+    rate_limited.warning(
+        "fork_without_hooks",
+        "steer_llm_sdk noticed a fork made without Python's fork hooks at its first record; "
+        "records the parent had queued are counted as dropped['fork']. Under uWSGI set "
+        "py-call-uwsgi-fork-hooks (or lazy-apps)",
+        pid=os.getpid(),
+    )
+
+
+def _chain_uwsgi_post_fork() -> None:
+    """Under uWSGI, run the resets from its own post-fork hook, which it calls in every
+    worker with or without ``py-call-uwsgi-fork-hooks``; an existing hook (such as
+    ``uwsgidecorators.postfork``'s chain) still runs first."""
+    try:
+        import uwsgi  # only importable inside uWSGI
+    except Exception:
+        return
+    previous = getattr(uwsgi, "post_fork_hook", None)
+    if getattr(previous, "_steer_llm_sdk", False):
+        return
+
+    def post_fork() -> None:
+        if previous is not None:
+            previous()
+        _run_fork_hooks()
+
+    post_fork._steer_llm_sdk = True  # type: ignore[attr-defined]
+    uwsgi.post_fork_hook = post_fork
 
 
 # ---------------------------------------------------------------------- collectors
@@ -312,3 +359,4 @@ if _register_early is not None:  # private, 3.9+: runs before threads are refuse
     _register_early(_prepare_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_child=_run_fork_hooks)
+_chain_uwsgi_post_fork()

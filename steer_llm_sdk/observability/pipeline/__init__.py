@@ -83,6 +83,9 @@ class Pipeline:
         prices: the pricer for cost, or None.
         on_reset: called after the pipeline was given fresh state for a forked child
             (the collector then chooses its admission function again).
+        on_fork_noticed: called when a record finds the process forked without Python's
+            at-fork hooks, to reset everything those hooks would have (default: this
+            pipeline only).
         wait: how the flush thread waits for its wake-up (default :meth:`Wake.wait`).
         rollup_seconds: > 0 to sum delivered requests into UsageMetrics per period
             (see ``MetricsConfig.usage_rollup_seconds``).
@@ -101,6 +104,7 @@ class Pipeline:
         max_attribute_length: int,
         prices: Optional[Pricer] = None,
         on_reset: Optional[Callable[[], None]] = None,
+        on_fork_noticed: Optional[Callable[[], None]] = None,
         wait: Waiter = _wait,
         rollup_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
@@ -112,6 +116,7 @@ class Pipeline:
         self.sink_queue_size = sink_queue_size
         self._wait = wait
         self._on_reset = on_reset
+        self._on_fork_noticed = on_fork_noticed
         self._sinks: List[MetricsSink] = list(sinks)
         self.enricher = Enricher(prices, max_attribute_length, self._log_failure)
         self.admitter = Admitter(filters, max_attributes, max_attribute_length, self._log_failure)
@@ -487,8 +492,20 @@ class Pipeline:
         if self._on_reset is not None:
             self._on_reset()
 
+    def notice_fork(self) -> None:
+        """Called when this process turns out to be a child forked without Python's at-fork
+        hooks, outside admission (a flush, the exit drain): reset as at admission; what
+        the queue holds was the parent's."""
+        self._forked_without_hooks(len(self.intake.queue))
+
     def _forked_without_hooks(self, inherited: int) -> None:
-        self.reset_after_fork()
+        """The intake found a changed pid: reset the whole process's registered parts
+        (``on_fork_noticed``: sinks, identity, every collector, this one included), or at
+        least this pipeline, then count the ``inherited`` records the parent delivers."""
+        if self._on_fork_noticed is not None:
+            self._on_fork_noticed()
+        if self.intake.forked():  # not reset by the above (not registered, or it failed)
+            self.reset_after_fork()
         self.accounting.drop(Drop.FORK, inherited)
 
     # ------------------------------------------------------------------ diagnostics

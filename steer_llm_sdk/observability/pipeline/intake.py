@@ -254,19 +254,33 @@ class Intake:
 
         The pid check lives here rather than on every record (a getpid() system call costs
         about as much as the rest of admission). ``os.fork()`` is handled exactly by the
-        at-fork hook; this check catches forks made from C without Python's hooks (uWSGI
-        without ``py-call-uwsgi-fork-hooks``). Such a child inherits the parent's queue; what
-        it holds when the fork is noticed is dropped and counted as ``dropped["fork"]``,
-        because the parent delivers its own copy of those records.
+        at-fork hook, and under uWSGI by its post-fork hook (see ``lifecycle``) with or
+        without ``py-call-uwsgi-fork-hooks``; this check catches other forks made from C.
+        Such a child inherits the parent's queue; what it holds when the fork is noticed,
+        except the record that noticed it, is dropped and counted as ``dropped["fork"]``,
+        because the parent delivers its own copy of those records. The check runs when a
+        record is the first of a batch, which is the worker's first record unless the
+        parent had records queued at the fork: then it runs when the batch fills, and the
+        worker's own records before it are counted with the parent's.
         """
         if self.pid != _getpid():
-            self._fork_reset(len(self.queue))
-            return False
+            return self._forked(self.queue)
         self._start()  # starts the threads once; restarts one that died (once per batch)
         if size >= self.batch_size and not self.wake_pending:
             self.wake_pending = True
             self.wake.set()
         return True
+
+    def _forked(self, inherited: Deque[Any]) -> bool:
+        """First record seen in a process forked without Python's hooks: the record just
+        queued (the newest; the child has one thread until it starts more) is this
+        process's own and is queued again after the reset; the rest were the parent's."""
+        own = inherited.pop() if inherited else None
+        self._fork_reset(len(inherited))
+        if own is None:
+            return False
+        self.queue.append(own)
+        return self._first_or_full(len(self.queue))
 
     def forked(self) -> bool:
         """Whether this process is not the one that made the queue (a fork not seen by

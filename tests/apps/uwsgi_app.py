@@ -1,0 +1,37 @@
+"""A WSGI app for the uWSGI tests: it makes a measured call while it loads (in the master,
+unless lazy-apps), one per request, and writes each delivered record as "pid request_id" to
+``$RECORDS_FILE``."""
+
+import json
+import os
+
+from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
+
+
+class FileSink:
+    def __init__(self, path: str) -> None:
+        self.out = open(path, "a", buffering=1)  # noqa: SIM115 - open for the sink's life
+
+    def record(self, m) -> None:
+        self.out.write(f"{os.getpid()} {m.request_id}\n")
+
+    def flush(self) -> None:
+        pass
+
+
+# Records stay queued until a flush: the load-time call is still queued when the master forks.
+collector = MetricsCollector(
+    MetricsConfig(batch_size=1000, batch_timeout_seconds=3600, enable_cost_tracking=False),
+    [FileSink(os.environ["RECORDS_FILE"])],
+)
+with collector.track_request("openai", "gpt-4o"):
+    pass
+
+
+def application(environ, start_response):
+    with collector.track_request("openai", "gpt-4o") as m:
+        pass
+    flushed = collector.flush(5)
+    body = json.dumps({"pid": os.getpid(), "id": m.request_id, "flushed": flushed}).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
