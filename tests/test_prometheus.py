@@ -8,52 +8,33 @@ second. PromQL must then count exactly the requests served, although workers wer
 """
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 import pytest
 import requests
 import spawn
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
+from support_prometheus import (
+    free_port,
+    needs_prometheus,
+    prometheus_server,
+    query,
+    samples,
+    scrape_config,
+    total,
+    wait_for,
+)
 
 from steer_llm_sdk.observability import RequestMetrics, StreamingMetrics
 from steer_llm_sdk.observability.models import ChunkGaps
 from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
 
-PROMETHEUS = shutil.which("prometheus")
 SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def samples(text):
-    """{(sample name, frozenset(labels)): value} of an exposition."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return out
-
-
-def total(parsed, name, **labels):
-    return sum(
-        value
-        for (sample, key), value in parsed.items()
-        if sample == name and all(dict(key).get(k) == v for k, v in labels.items())
-    )
 
 
 def request(model="gpt-4o", duration_ms=300.0, **fields):
@@ -237,49 +218,16 @@ def test_flask_endpoint_is_off_by_default_and_token_guarded():
 
 
 # --------------------------------------------------------------------------- end to end
-def _wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
-            last = exc
-        pause.wait(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def _query(prom, expr):
-    reply = requests.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5).json()
-    assert reply["status"] == "success", reply
-    return reply["data"]["result"]
-
-
-@pytest.mark.skipif(
-    PROMETHEUS is None and not os.environ.get("CI"),
-    reason="the prometheus server is not installed (.ci/run installs it; under CI this fails)",
-)
+@needs_prometheus
 @pytest.mark.skipif(not spawn.GUNICORN.exists(), reason="gunicorn is not installed")
 def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
     from steer_llm_sdk.testing import LocalLLMServer
 
-    assert PROMETHEUS is not None, "CI must have the prometheus server (.ci/run installs it)"
     n = 120
-    app_port, prom_port = free_port(), free_port()
+    app_port = free_port()
     multiproc = tmp_path / "multiproc"
     multiproc.mkdir()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n"
-        "  - job_name: app\n"
-        "    metrics_path: /_steer/metrics\n"
-        "    authorization:\n      credentials: scrape-token\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{app_port}']\n"
-    )
+    scrape = scrape_config("app", app_port, "/_steer/metrics", token="scrape-token")
     with LocalLLMServer(reply_words=5) as llm:
         env = dict(
             os.environ,
@@ -293,100 +241,83 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
         for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
             env.pop(key, None)
         app = spawn.gunicorn(env)
-        prom_log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finally
-        prom = spawn.popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            stdout=prom_log,
-            stderr=subprocess.STDOUT,
-        )
-        base, prom_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{prom_port}"
+        base = f"http://127.0.0.1:{app_port}"
         auth = {"Authorization": "Bearer scrape-token"}
         try:
-            _wait(lambda: requests.get(base + "/healthz", timeout=1).ok, 30, "gunicorn")
-            _wait(lambda: requests.get(prom_url + "/-/ready", timeout=1).ok, 30, "prometheus")
-            pids = set()
-            durations = []
-            with requests.Session() as session:
+            with prometheus_server(tmp_path, [scrape]) as prom_url:
+                wait_for(lambda: requests.get(base + "/healthz", timeout=1).ok, 30, "gunicorn")
+                pids = set()
+                durations = []
+                with requests.Session() as session:
 
-                def ask(i):
-                    started = time.perf_counter()
-                    reply = session.post(base + "/chat", json={"prompt": f"q{i}"}, timeout=10)
-                    durations.append(time.perf_counter() - started)
-                    assert reply.status_code == 200, reply.text
-                    pids.add(session.get(base + "/healthz", timeout=5).json()["pid"])
+                    def ask(i):
+                        started = time.perf_counter()
+                        reply = session.post(base + "/chat", json={"prompt": f"q{i}"}, timeout=10)
+                        durations.append(time.perf_counter() - started)
+                        assert reply.status_code == 200, reply.text
+                        pids.add(session.get(base + "/healthz", timeout=5).json()["pid"])
 
-                # A few first, until Prometheus has the series: rate() sees no increase in a
-                # series' first sample, so the rest must arrive after it.
-                for i in range(4):
-                    ask(i)
-                _wait(lambda: _query(prom_url, "llm_requests_total"), 20, "the first scrape")
-                for i in range(4, n):
-                    ask(i)
-            # Every request reached a worker that later exited (recycled) or is still up;
-            # at most 4 are up at once, so more pids than 4 means recycling happened.
-            assert len(pids) > 4, pids
+                    # A few first, until Prometheus has the series: rate() sees no increase in
+                    # a series' first sample, so the rest must arrive after it.
+                    for i in range(4):
+                        ask(i)
+                    wait_for(lambda: query(prom_url, "llm_requests_total"), 20, "the first scrape")
+                    for i in range(4, n):
+                        ask(i)
+                # Every request reached a worker that later exited (recycled) or is still up;
+                # at most 4 are up at once, so more pids than 4 means recycling happened.
+                assert len(pids) > 4, pids
 
-            def total_of(expr):
-                result = _query(prom_url, expr)
-                return float(result[0]["value"][1]) if result else -1
+                def total_of(expr):
+                    result = query(prom_url, expr)
+                    return float(result[0]["value"][1]) if result else -1
 
-            output = 'sum(gen_ai_client_token_usage_count{gen_ai_token_type="output"})'
+                output = 'sum(gen_ai_client_token_usage_count{gen_ai_token_type="output"})'
 
-            def counted():
-                requests_total = total_of("sum(llm_requests_total)")
-                assert requests_total <= n, f"over-counted: {requests_total}"
-                return requests_total == n and total_of(output) == n
+                def counted():
+                    requests_total = total_of("sum(llm_requests_total)")
+                    assert requests_total <= n, f"over-counted: {requests_total}"
+                    return requests_total == n and total_of(output) == n
 
-            try:
-                _wait(counted, 40, f"sum(llm_requests_total) == {n} and {n} output points")
-            except AssertionError:  # show what the endpoint serves, for the failure's record
-                print(requests.get(base + "/_steer/metrics", timeout=5, headers=auth).text)
-                raise
-            # Two scrapes after the last request, so rate() has points to work with.
-            _wait(
-                lambda: (
-                    len(_query(prom_url, "llm_requests_total[10s]")) > 0
-                    and all(
-                        len(r["values"]) >= 3 for r in _query(prom_url, "llm_requests_total[10s]")
-                    )
-                ),
-                20,
-                "three scrapes",
-            )
-            q95 = _query(
-                prom_url,
-                "histogram_quantile(0.95, sum by (le) "
-                "(rate(gen_ai_client_operation_duration_seconds_bucket[1m])))",
-            )
-            value = float(q95[0]["value"][1])
-            assert value == value and value not in (float("inf"), float("-inf"))
-            # Within the observed range: the LLM call takes no longer than the web request
-            # around it, and the quantile lies inside the bucket that holds the slowest.
-            upper = next(b for b in SECONDS if b >= max(durations))
-            assert 0 < value <= upper
-            # Unauthenticated scrapes are refused.
-            assert requests.get(base + "/_steer/metrics", timeout=5).status_code == 401
+                try:
+                    wait_for(counted, 40, f"sum(llm_requests_total) == {n} and {n} output points")
+                except AssertionError:  # show what the endpoint serves, for the failure's record
+                    print(requests.get(base + "/_steer/metrics", timeout=5, headers=auth).text)
+                    raise
+                # Two scrapes after the last request, so rate() has points to work with.
+                wait_for(
+                    lambda: (
+                        len(query(prom_url, "llm_requests_total[10s]")) > 0
+                        and all(
+                            len(r["values"]) >= 3
+                            for r in query(prom_url, "llm_requests_total[10s]")
+                        )
+                    ),
+                    20,
+                    "three scrapes",
+                )
+                q95 = query(
+                    prom_url,
+                    "histogram_quantile(0.95, sum by (le) "
+                    "(rate(gen_ai_client_operation_duration_seconds_bucket[1m])))",
+                )
+                value = float(q95[0]["value"][1])
+                assert value == value and value not in (float("inf"), float("-inf"))
+                # Within the observed range: the LLM call takes no longer than the web request
+                # around it, and the quantile lies inside the bucket that holds the slowest.
+                upper = next(b for b in SECONDS if b >= max(durations))
+                assert 0 < value <= upper
+                # Unauthenticated scrapes are refused.
+                assert requests.get(base + "/_steer/metrics", timeout=5).status_code == 401
         finally:
-            prom.send_signal(signal.SIGTERM)
             app.send_signal(signal.SIGTERM)
             try:
-                prom.wait(15)
                 app.wait(30)
             except subprocess.TimeoutExpired:
-                prom.kill()
                 app.kill()
-            prom_log.seek(0)
-            log = prom_log.read()
-            prom_log.close()
             if app.stdout is not None:
                 print(app.stdout.read()[-4000:])
                 app.stdout.close()
-            print(log[-2000:])
 
 
 def test_bucketed_gaps_equal_one_observation_per_gap():
