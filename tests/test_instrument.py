@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 from corpus import SDK_WARNINGS, Exchange, cassettes, corpus_required, exchanges
+from sdk_clients import closing
 
 from steer_llm_sdk.observability import (
     MetricsConfig,
@@ -53,7 +54,7 @@ def clients(server):
     from botocore.config import Config
     from google.genai import types
 
-    return {
+    made = {
         "openai": openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0),
         "anthropic": anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0),
         "gemini": genai.Client(
@@ -69,6 +70,8 @@ def clients(server):
             config=Config(retries={"max_attempts": 1, "mode": "standard"}),
         ),
     }
+    with closing(*made.values()):
+        yield made
 
 
 def _call(exchange: Exchange, clients: Dict[str, Any]) -> Tuple[Any, bool]:
@@ -271,7 +274,7 @@ def test_a_client_whose_base_url_changes_is_attributed_to_the_new_one(clean, ser
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0)
     instrument("openai")
     cassette = str(_first("test_openai", streamed=False))
-    with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
+    with closing(client), capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
         for base in (server.url, server.url.replace("127.0.0.1", "localhost"), server.url):
             client.base_url = base + "/v1"
             server.replay(cassette)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sdk_clients import closing
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk._secrets import (
@@ -112,7 +113,9 @@ def _clients(server: LocalLLMServer) -> Dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def clients(server):
-    return _clients(server)
+    made = _clients(server)
+    with closing(*made.values()):
+        yield made
 
 
 def _call(clients: Dict[str, Any], sdk: str, streamed: bool = False) -> Callable[[], Any]:
@@ -213,11 +216,12 @@ def test_url_userinfo_and_basic_credentials_are_kept_out(server, instrumented):
         base_url=f"http://alice:s3cr3t-pw@{host}/v1", api_key=OPENAI_KEY, max_retries=0
     )
     messages = [{"role": "user", "content": PROMPT}]
-    exc, records = _fail(
-        server,
-        Fault(status=401, echo_headers=True),
-        lambda: client.chat.completions.create(model="gpt-4o", messages=messages),
-    )
+    with closing(client):
+        exc, records = _fail(
+            server,
+            Fault(status=401, echo_headers=True),
+            lambda: client.chat.completions.create(model="gpt-4o", messages=messages),
+        )
     kept = _kept(records)
     sent = server.requests[-1].headers["authorization"]
     if sent.startswith("Basic "):  # the HTTP client turned the userinfo into Basic auth
@@ -393,42 +397,43 @@ def test_each_sdk_adapter_finds_the_clients_credentials():
 
     with LocalLLMServer() as srv:
         clients = _clients(srv)
-    assert OPENAI_KEY in ours_openai.secrets(clients["openai"].chat.completions)
-    assert AZURE_KEY in ours_openai.secrets(clients["azure"].chat.completions)
     ad = openai.AzureOpenAI(
         azure_endpoint="https://x", azure_ad_token="ad-token-1234", api_version="v"
     )
-    assert "ad-token-1234" in ours_openai.secrets(ad.chat.completions)
     headed = openai.OpenAI(
         api_key="k", base_url="http://u:pw-1234@h/v1", default_headers={"api-key": "hdr-1234"}
     )
-    assert {"hdr-1234", "u", "pw-1234"} <= set(ours_openai.secrets(headed.chat.completions))
-    assert ANTHROPIC_KEY in ours_anthropic.secrets(clients["anthropic"].messages)
     token = anthropic.Anthropic(auth_token="bearer-tok-1234")
-    assert "bearer-tok-1234" in ours_anthropic.secrets(token.messages)
     aws = anthropic.AnthropicBedrock(
         aws_access_key=AWS_ACCESS,
         aws_secret_key=AWS_SECRET,
         aws_session_token=AWS_TOKEN,
         aws_region="us-east-1",
     )
-    assert {AWS_ACCESS, AWS_SECRET, AWS_TOKEN} <= set(ours_anthropic.secrets(aws.messages))
-    assert GEMINI_KEY in ours_genai.secrets(clients["gemini"].models)
-    bedrock = clients["bedrock"]
-    assert {AWS_ACCESS, AWS_SECRET, AWS_TOKEN} <= set(ours_bedrock.secrets(bedrock))
+    with closing(*clients.values(), ad, headed, token, aws):
+        assert OPENAI_KEY in ours_openai.secrets(clients["openai"].chat.completions)
+        assert AZURE_KEY in ours_openai.secrets(clients["azure"].chat.completions)
+        assert "ad-token-1234" in ours_openai.secrets(ad.chat.completions)
+        assert {"hdr-1234", "u", "pw-1234"} <= set(ours_openai.secrets(headed.chat.completions))
+        assert ANTHROPIC_KEY in ours_anthropic.secrets(clients["anthropic"].messages)
+        assert "bearer-tok-1234" in ours_anthropic.secrets(token.messages)
+        assert {AWS_ACCESS, AWS_SECRET, AWS_TOKEN} <= set(ours_anthropic.secrets(aws.messages))
+        assert GEMINI_KEY in ours_genai.secrets(clients["gemini"].models)
+        bedrock = clients["bedrock"]
+        assert {AWS_ACCESS, AWS_SECRET, AWS_TOKEN} <= set(ours_bedrock.secrets(bedrock))
 
-    refreshes = []
+        refreshes = []
 
-    def refresh() -> Dict[str, str]:
-        refreshes.append(1)
-        return {}
+        def refresh() -> Dict[str, str]:
+            refreshes.append(1)
+            return {}
 
-    bedrock._request_signer._credentials = RefreshableCredentials(
-        "ASIAREFRESHABLE00001", "refreshable-secret", "refreshable-token", None, refresh, "x"
-    )
-    found = set(ours_bedrock.secrets(bedrock))
-    assert {"ASIAREFRESHABLE00001", "refreshable-secret", "refreshable-token"} <= found
-    assert refreshes == []  # read as stored, never refreshed
+        bedrock._request_signer._credentials = RefreshableCredentials(
+            "ASIAREFRESHABLE00001", "refreshable-secret", "refreshable-token", None, refresh, "x"
+        )
+        found = set(ours_bedrock.secrets(bedrock))
+        assert {"ASIAREFRESHABLE00001", "refreshable-secret", "refreshable-token"} <= found
+        assert refreshes == []  # read as stored, never refreshed
 
 
 # ---------------------------------------------------------------------- the pure parts

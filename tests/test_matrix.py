@@ -45,6 +45,7 @@ from matrix_support import (
     sdk_call,
     synthetic_completions,
 )
+from sdk_clients import close_clients
 
 import steer_llm_sdk
 from steer_llm_sdk import SteerLLMClient
@@ -525,6 +526,7 @@ def env(tmp_path_factory: Any) -> Any:
             gc.unfreeze()
             for client in made.steer.values():
                 client.close()
+            close_clients(*made.clients.values())
             uninstrument()
 
 

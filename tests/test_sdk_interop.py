@@ -3,6 +3,7 @@ responses, and @track_request around the openai package records the same usage a
 client does for the same request."""
 
 import pytest
+from sdk_clients import closing
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.testing import LocalLLMServer
@@ -18,44 +19,44 @@ def server():
 
 
 def test_openai_package_blocking_and_streamed(server):
-    client = openai.OpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0)
-    completion = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}]
-    )
-    assert completion.choices[0].message.content == "".join(server.reply_text("Hello", 10))
-    assert completion.usage.completion_tokens == 10
-    chunks = list(
-        client.chat.completions.create(
-            model="gpt-4o-mini",
-            messages=[{"role": "user", "content": "Hello"}],
-            stream=True,
-            stream_options={"include_usage": True},
+    with openai.OpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0) as client:
+        completion = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}]
         )
-    )
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == completion.choices[0].message.content
-    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 10
-    client.close()
+        assert completion.choices[0].message.content == "".join(server.reply_text("Hello", 10))
+        assert completion.usage.completion_tokens == 10
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Hello"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text == completion.choices[0].message.content
+        assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 10
 
 
 def test_anthropic_package_blocking_and_streamed(server):
-    client = anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="test", max_retries=0)
-    message = client.messages.create(
-        model="claude-haiku-4-5",
-        max_tokens=100,
-        messages=[{"role": "user", "content": "Hello"}],
-    )
-    assert message.content[0].text == "".join(server.reply_text("Hello", 10))
-    assert message.usage.output_tokens == 10
-    with client.messages.stream(
-        model="claude-haiku-4-5",
-        max_tokens=100,
-        messages=[{"role": "user", "content": "Hello"}],
-    ) as stream:
-        text = "".join(stream.text_stream)
-        final = stream.get_final_message()
-    assert text == message.content[0].text and final.usage.output_tokens == 10
-    client.close()
+    with anthropic.Anthropic(
+        base_url=server.anthropic_base_url, api_key="test", max_retries=0
+    ) as client:
+        message = client.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "Hello"}],
+        )
+        assert message.content[0].text == "".join(server.reply_text("Hello", 10))
+        assert message.usage.output_tokens == 10
+        with client.messages.stream(
+            model="claude-haiku-4-5",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "Hello"}],
+        ) as stream:
+            text = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        assert text == message.content[0].text and final.usage.output_tokens == 10
 
 
 def test_decorator_around_openai_package_matches_our_client(server, make_collector, sink):
@@ -77,8 +78,9 @@ def test_decorator_around_openai_package_matches_our_client(server, make_collect
             messages=[{"role": "user", "content": prompt}],
         )
 
-    ask("Compare")
-    "".join(c.choices[0].delta.content or "" for c in ask_streamed("Compare") if c.choices)
+    with closing(sdk):
+        ask("Compare")
+        "".join(c.choices[0].delta.content or "" for c in ask_streamed("Compare") if c.choices)
     ours = SteerLLMClient(
         metrics_collector=collector, openai_base_url=server.openai_base_url, openai_api_key="test"
     )
@@ -99,4 +101,3 @@ def test_decorator_around_openai_package_matches_our_client(server, make_collect
     assert {s.aggregation_method for s in streams} == {"provider"}
     assert all(r.time_to_first_token_ms is not None for r in requests if r.method == "stream")
     ours.close()
-    sdk.close()
