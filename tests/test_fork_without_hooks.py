@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="libc fork throu
 
 SCRIPT = textwrap.dedent("""
     import ctypes, json, logging, os, sys, time
-    from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
+    from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, lifecycle
     from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
 
     out_path, case = sys.argv[1], sys.argv[2]
@@ -65,6 +65,7 @@ SCRIPT = textwrap.dedent("""
                 "own": own, "flushed": flushed, "dropped": stats.dropped,
                 "memory": [m.request_id for m in memory.get_metrics()],
                 "warnings": warnings,
+                "reset_by": lifecycle.fork_state()["reset_by"],
             }
             with open(out_path + ".child", "w") as f:
                 json.dump(report, f)
@@ -103,6 +104,7 @@ def test_a_child_forked_without_hooks_delivers_its_own_records_exactly(tmp_path)
     assert sorted(child["memory"]) == sorted(child["own"])  # the sink was reset
     assert not set(child["own"]) & set(parent["parent"])  # a fresh id prefix
     assert child["dropped"]["fork"] == 0
+    assert child["reset_by"] == "pid-check"
     assert any("py-call-uwsgi-fork-hooks" in w for w in child["warnings"])
 
 

@@ -1,8 +1,15 @@
-"""A real uWSGI (built by pip from the dev extra) serving a WSGI app that makes a measured
-call while it loads and one per request: with uWSGI's default flags (no Python fork hooks
-in the workers), with ``py-call-uwsgi-fork-hooks``, and with ``lazy-apps``, every request's
-record is delivered exactly once, by the worker that served it, and the workers stop
-promptly."""
+"""A real uWSGI (built by pip from the dev extra) as deployed: default flags (no Python fork
+hooks in the workers), ``py-call-uwsgi-fork-hooks``, ``lazy-apps``, threaded workers and
+recycling by ``max-requests``.
+
+* Records: an app that makes a measured call while it loads (in the master, unless
+  lazy-apps) and one per request: every request's record is delivered exactly once, by the
+  worker that served it.
+* Exporters: an app on the official openai SDK with ``instrument()``, the OTLP sink and the
+  Prometheus sink in multiprocess mode: after a graceful stop the OTLP receiver and the
+  Prometheus directory hold exactly the requests, tokens and chunks the SDK saw, each worker
+  with its own OTLP ``service.instance.id``, and the workers stop promptly.
+"""
 
 import os
 import shutil
@@ -12,14 +19,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import pytest
 import requests
 import spawn
 
+from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
+
 UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
-APP = Path(__file__).resolve().parent / "apps" / "uwsgi_app.py"
+APPS = Path(__file__).resolve().parent / "apps"
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,37 +45,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(tmp_path: Path, flags: List[str], requests_count: int) -> Dict:
+def _serve(
+    tmp_path: Path, app: str, flags: List[str], requests_count: int, **env: str
+) -> Dict[str, Any]:
+    """Serve ``app`` with 2 workers and ``flags``, make ``requests_count`` requests one after
+    another, stop uWSGI with SIGINT; returns the JSON answers and how long stopping took."""
     assert UWSGI is not None, "CI must have uWSGI (the dev extra installs it)"
     port = _free_port()
-    records = tmp_path / "records.txt"
-    env = dict(
+    environ = dict(
         os.environ,
-        RECORDS_FILE=str(records),
-        PYTHONPATH=os.pathsep.join([str(Path(spawn.ROOT)), os.environ.get("PYTHONPATH", "")]),
+        PYTHONPATH=os.pathsep.join([str(spawn.ROOT), os.environ.get("PYTHONPATH", "")]),
+        **env,
     )
-    log = (tmp_path / "uwsgi.log").open("w")
+    log_path = tmp_path / "uwsgi.log"
+    log = log_path.open("w")
     server = spawn.popen(
         [UWSGI, "--http-socket", f"127.0.0.1:{port}", "--master", "--processes", "2",
-         "--wsgi-file", str(APP), "--die-on-term", "--disable-logging", *flags],
-        env=env,
+         "--wsgi-file", str(APPS / app), "--die-on-term", "--disable-logging", *flags],
+        env=environ,
         stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     answers = []
+    # With lazy-apps each worker loads the app itself: wait until both have, so that none
+    # is stopped while still importing.
+    loaded = 2 if "--lazy-apps" in flags else 1
     try:
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                answers.append(requests.get(f"http://127.0.0.1:{port}/", timeout=5).json())
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None, (tmp_path / "uwsgi.log").read_text()
-                assert time.monotonic() < deadline, "uWSGI did not start"
-                time.sleep(0.05)
+        while log_path.read_text().count(" ready in ") < loaded:
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "uWSGI did not load the app"
+            time.sleep(0.05)
         with requests.Session() as session:
-            for _ in range(requests_count - 1):
-                answers.append(session.get(f"http://127.0.0.1:{port}/", timeout=5).json())
+            for _ in range(requests_count):
+                answers.append(session.get(f"http://127.0.0.1:{port}/", timeout=10).json())
         stopping = time.monotonic()
         server.send_signal(signal.SIGINT)
         server.wait(timeout=20)
@@ -76,24 +88,108 @@ def _serve(tmp_path: Path, flags: List[str], requests_count: int) -> Dict:
             server.kill()
             server.wait()
         log.close()
-    lines = [line.split() for line in records.read_text().splitlines()]
-    return {"answers": answers, "delivered": lines, "stopped_in": stopped_in}
+    return {"answers": answers, "stopped_in": stopped_in, "log": log_path.read_text()}
 
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
-    "flags",
-    [[], ["--enable-threads", "--py-call-uwsgi-fork-hooks"], ["--lazy-apps"]],
+    "flags, reset_by",
+    [
+        ([], "uwsgi-hook"),
+        (["--enable-threads", "--py-call-uwsgi-fork-hooks"], "python-hook"),
+        (["--lazy-apps"], None),  # the app, and the library, load in each worker
+    ],
     ids=["default-flags", "fork-hooks", "lazy-apps"],
 )
-def test_every_request_is_delivered_once_by_its_worker(flags, tmp_path):
-    got = _serve(tmp_path, flags, requests_count=40)
-    answers, delivered = got["answers"], got["delivered"]
+def test_every_request_is_delivered_once_by_its_worker(flags, reset_by, tmp_path):
+    records = tmp_path / "records.txt"
+    got = _serve(tmp_path, "uwsgi_app.py", flags, 40, RECORDS_FILE=str(records))
+    answers = got["answers"]
+    delivered = [line.split() for line in records.read_text().splitlines()]
     assert all(a["flushed"] for a in answers)
     ids = [rid for _, rid in delivered]
     assert len(ids) == len(set(ids)), "a record was delivered twice"
     by_id = {rid: int(pid) for pid, rid in delivered}
     for answer in answers:  # each request's own record, from the worker that served it
         assert by_id.get(answer["id"]) == answer["pid"], answer
-    assert len({a["pid"] for a in answers}) >= 1
+    assert {a["reset_by"] for a in answers} == {reset_by}
+    assert got["stopped_in"] < 10, got["stopped_in"]
+
+
+def _prometheus_totals(directory: Path) -> Dict[str, float]:
+    """Requests, input and output tokens and chunks summed over every worker's files."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(directory))
+    totals = {"requests": 0.0, "input": 0.0, "output": 0.0, "chunks": 0.0}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == "llm_requests_total":
+                totals["requests"] += sample.value
+            elif sample.name == "llm_stream_chunks_total":
+                totals["chunks"] += sample.value
+            elif sample.name == "gen_ai_client_token_usage_sum":
+                totals[sample.labels["gen_ai_token_type"]] += sample.value
+    return totals
+
+
+def _otlp_totals(receiver: OTLPReceiver) -> Dict[str, float]:
+    totals = {"requests": receiver.total("llm.requests"), "input": 0.0, "output": 0.0}
+    totals["chunks"] = receiver.total("llm.stream.chunks")
+    for (_, metric, _), point in receiver.latest().items():
+        if metric == "gen_ai.client.token.usage":
+            totals[point["attributes"]["gen_ai.token.type"]] += point["sum"]
+    return totals
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "flags",
+    [
+        [],
+        ["--enable-threads", "--py-call-uwsgi-fork-hooks"],
+        ["--lazy-apps"],
+        ["--threads", "4"],
+        ["--max-requests", "10"],
+    ],
+    ids=["default-flags", "fork-hooks", "lazy-apps", "threads", "max-requests"],
+)
+def test_otlp_and_prometheus_are_exact_on_the_official_sdk(flags, tmp_path):
+    requests_count = 40
+    prometheus_dir = tmp_path / "prometheus"
+    prometheus_dir.mkdir()
+    with OTLPReceiver() as receiver, LocalLLMServer() as llm:
+        got = _serve(
+            tmp_path,
+            "uwsgi_llm_app.py",
+            flags,
+            requests_count,
+            OTLP_ENDPOINT=receiver.endpoint,
+            LLM_URL=llm.url,
+            PROMETHEUS_MULTIPROC_DIR=str(prometheus_dir),
+        )
+        answers = got["answers"]
+        expected = {
+            "requests": 2.0 * requests_count,  # one blocking call and one stream each
+            "input": float(sum(a["input"] for a in answers)),
+            "output": float(sum(a["output"] for a in answers)),
+            "chunks": float(sum(a["chunks"] for a in answers)),
+        }
+        assert receiver.wait_for(lambda r: _otlp_totals(r) == expected, 10), (
+            _otlp_totals(receiver),
+            expected,
+            {(a["pid"], a["reset_by"]) for a in answers},
+            {p["resource"].get("service.instance.id") for p in receiver.points()},
+            got["log"][-2000:],
+        )
+        instances = {
+            point["resource"].get("service.instance.id")
+            for point in receiver.points()
+            if point["name"] == "llm.requests"
+        }
+    assert _prometheus_totals(prometheus_dir) == expected
+    workers = {a["pid"] for a in answers}
+    assert len(instances) >= len(workers), (instances, workers)  # none shared by two workers
     assert got["stopped_in"] < 10, got["stopped_in"]

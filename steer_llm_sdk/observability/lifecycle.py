@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _ids, _native
 from ._log import rate_limited
@@ -77,18 +77,35 @@ def _add_hook(order: int, ref: Any, target: Any) -> None:
 
 #: The process the registered parts were made or last reset for.
 _reset_for_pid = os.getpid()
+#: How this process's fork was noticed ("python-hook", "uwsgi-hook", "pid-check"), or None.
+_reset_by: Optional[str] = None
+_uwsgi_hook_installed = False
 
 
-def _run_fork_hooks() -> None:
+def fork_state() -> Dict[str, Any]:
+    """What this process knows of its fork, for diagnostics (``doctor``).
+
+    Returns:
+        ``{"pid", "reset_by", "uwsgi_hook"}``: ``reset_by`` is how the last fork was
+        noticed ("python-hook": Python's at-fork hook; "uwsgi-hook": uWSGI's post-fork
+        hook; "pid-check": a record found the pid changed, no hook ran), or None in a
+        process that was not forked after the library loaded; ``uwsgi_hook`` whether the
+        reset is chained into uWSGI's post-fork hook.
+    """
+    return {"pid": os.getpid(), "reset_by": _reset_by, "uwsgi_hook": _uwsgi_hook_installed}
+
+
+def _run_fork_hooks(how: str = "python-hook") -> None:
     """In the child, right after ``os.fork()``: every registered reset, in order. A failing
     reset is logged and the rest still run (a broken sink must not break the child). Runs
     once per process, whichever way the fork was noticed first (Python's at-fork hook,
     uWSGI's post-fork hook, or a collector seeing a changed pid)."""
-    global _registry_lock, _default_lock, _reset_for_pid
+    global _registry_lock, _default_lock, _reset_for_pid, _reset_by
     pid = os.getpid()
     if pid == _reset_for_pid:
         return
     _reset_for_pid = pid
+    _reset_by = how
     # Another thread may have held these at the fork: a held lock stays held in the child.
     _registry_lock = threading.Lock()
     _default_lock = threading.Lock()
@@ -112,7 +129,7 @@ def fork_noticed() -> None:
     part now, as the hook would have, and say once how to avoid the records this loses."""
     if os.getpid() == _reset_for_pid:
         return
-    _run_fork_hooks()
+    _run_fork_hooks("pid-check")
     rate_limited.warning(
         "fork_without_hooks",
         "steer_llm_sdk noticed a fork made without Python's fork hooks at its first record; "
@@ -126,6 +143,7 @@ def _chain_uwsgi_post_fork() -> None:
     """Under uWSGI, run the resets from its own post-fork hook, which it calls in every
     worker with or without ``py-call-uwsgi-fork-hooks``; an existing hook (such as
     ``uwsgidecorators.postfork``'s chain) still runs first."""
+    global _uwsgi_hook_installed
     try:
         import uwsgi  # only importable inside uWSGI
     except Exception:
@@ -137,10 +155,11 @@ def _chain_uwsgi_post_fork() -> None:
     def post_fork() -> None:
         if previous is not None:
             previous()
-        _run_fork_hooks()
+        _run_fork_hooks("uwsgi-hook")
 
     post_fork._steer_llm_sdk = True  # type: ignore[attr-defined]
     uwsgi.post_fork_hook = post_fork
+    _uwsgi_hook_installed = True
 
 
 # ---------------------------------------------------------------------- collectors

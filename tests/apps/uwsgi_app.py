@@ -5,7 +5,7 @@ unless lazy-apps), one per request, and writes each delivered record as "pid req
 import json
 import os
 
-from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
+from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, lifecycle
 
 
 class FileSink:
@@ -32,6 +32,13 @@ def application(environ, start_response):
     with collector.track_request("openai", "gpt-4o") as m:
         pass
     flushed = collector.flush(5)
-    body = json.dumps({"pid": os.getpid(), "id": m.request_id, "flushed": flushed}).encode()
+    body = json.dumps(
+        {
+            "pid": os.getpid(),
+            "id": m.request_id,
+            "flushed": flushed,
+            "reset_by": lifecycle.fork_state()["reset_by"],
+        }
+    ).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
