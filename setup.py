@@ -47,6 +47,7 @@ DEV = (
         "gevent>=24.2",
         # A real uWSGI for the pre-fork tests (pip compiles it: gcc and Python headers).
         "uwsgi>=2.0.26",
+        "waitress>=2.1",
     ]
 )
 

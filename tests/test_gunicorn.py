@@ -1,7 +1,8 @@
-"""gunicorn end to end: `gunicorn --preload -w 4` serving the Flask example on 127.0.0.1, its
-views calling the local LLM server, 400 requests at concurrency 16; the OTLP receiver must
-then hold exactly 400 requests' worth of counts from 4 distinct worker processes, nothing
-duplicated and nothing lost, after a graceful SIGTERM of the master."""
+"""gunicorn end to end: `gunicorn --preload` serving the Flask example on 127.0.0.1 with sync
+workers, and with sync and gthread workers recycled by `max_requests`, its views calling the
+local LLM server, 400 requests at concurrency 16; the OTLP receiver must then hold exactly
+400 requests' worth of counts, one instance per worker process (recycled ones included),
+nothing duplicated and nothing lost, after a graceful SIGTERM of the master."""
 
 import os
 import signal
@@ -44,8 +45,24 @@ def wait_healthy(url, proc, timeout=30.0):
     raise AssertionError("gunicorn did not come up")
 
 
-def test_preforked_workers_export_every_request_exactly_once():
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"GUNICORN_WORKERS": "4"},
+        {"GUNICORN_WORKERS": "2", "GUNICORN_MAX_REQUESTS": "40"},
+        {
+            "GUNICORN_WORKERS": "2",
+            "GUNICORN_WORKER_CLASS": "gthread",
+            "GUNICORN_THREADS": "4",
+            "GUNICORN_MAX_REQUESTS": "40",
+        },
+    ],
+    ids=["sync", "sync-max-requests", "gthread-max-requests"],
+)
+def test_preforked_workers_export_every_request_exactly_once(settings):
     port = free_port()
+    recycled = "GUNICORN_MAX_REQUESTS" in settings
+    workers = int(settings["GUNICORN_WORKERS"])
     with LocalLLMServer(reply_words=5) as llm, OTLPReceiver("http") as receiver:
         env = dict(
             os.environ,
@@ -53,7 +70,7 @@ def test_preforked_workers_export_every_request_exactly_once():
             OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
             STEER_OTLP_EXPORT_INTERVAL="2",
             GUNICORN_BIND=f"127.0.0.1:{port}",
-            GUNICORN_WORKERS="4",
+            **settings,
         )
         proc = spawn.gunicorn(env)
         try:
@@ -87,7 +104,8 @@ def test_preforked_workers_export_every_request_exactly_once():
             if name == "llm.requests":
                 per_worker[instance] = per_worker.get(instance, 0) + point["value"]
         assert sum(per_worker.values()) == 400, per_worker
-        assert len(per_worker) == 4, per_worker
+        # Recycled workers export under their own instance ids: more than the pool size.
+        assert len(per_worker) > workers if recycled else len(per_worker) == workers, per_worker
         durations = sum(
             p["count"]
             for (_, name, _), p in receiver.latest().items()

@@ -13,3 +13,5 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
 preload_app = True
 graceful_timeout = 10
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))  # 0: never recycle
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")  # or gthread
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
