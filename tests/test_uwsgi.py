@@ -193,3 +193,22 @@ def test_otlp_and_prometheus_are_exact_on_the_official_sdk(flags, tmp_path):
     workers = {a["pid"] for a in answers}
     assert len(instances) >= len(workers), (instances, workers)  # none shared by two workers
     assert got["stopped_in"] < 10, got["stopped_in"]
+
+
+@pytest.mark.parametrize(
+    "version, options, off",
+    [
+        # uwsgi.opt as uWSGI fills it: flags as True, values as bytes.
+        (b"2.0.26", {"processes": b"2"}, True),
+        (b"2.0.26", {"processes": b"2", "enable-threads": True}, False),
+        (b"2.0.26", {"threads": b"4"}, False),
+        (b"2.0.27", {"processes": b"2"}, False),
+        (b"2.0.31", {}, False),
+        (b"2.1.0-dev", {}, False),
+        (b"garbled", {}, False),
+    ],
+)
+def test_uwsgi_threads_off_is_told_apart(version, options, off):
+    from steer_llm_sdk.observability.lifecycle import uwsgi_threads_off
+
+    assert uwsgi_threads_off(version, options) is off

@@ -139,6 +139,20 @@ def fork_noticed() -> None:
     )
 
 
+def uwsgi_threads_off(version: bytes, options: Dict[str, Any]) -> bool:
+    """Whether a uWSGI of ``version`` (``uwsgi.version``) started with ``options``
+    (``uwsgi.opt``) gives Python threads no time while a worker is idle: before 2.0.27
+    threads are off unless ``enable-threads`` (or ``threads``) is set; from 2.0.27 on they
+    are always on."""
+    try:
+        parts = tuple(int(p) for p in version.decode().split("-")[0].split(".")[:3])
+    except (AttributeError, ValueError):
+        return False
+    if parts >= (2, 0, 27):
+        return False
+    return not (options.get("enable-threads") or options.get("threads"))
+
+
 def _chain_uwsgi_post_fork() -> None:
     """Under uWSGI, run the resets from its own post-fork hook, which it calls in every
     worker with or without ``py-call-uwsgi-fork-hooks``; an existing hook (such as
@@ -160,6 +174,14 @@ def _chain_uwsgi_post_fork() -> None:
     post_fork._steer_llm_sdk = True  # type: ignore[attr-defined]
     uwsgi.post_fork_hook = post_fork
     _uwsgi_hook_installed = True
+    if uwsgi_threads_off(getattr(uwsgi, "version", b""), dict(getattr(uwsgi, "opt", {}))):
+        rate_limited.warning(
+            "uwsgi_threads_off",
+            "steer_llm_sdk's background threads get no time under this uWSGI without "
+            "enable-threads: records are delivered only when a request runs or at exit. "
+            "Set enable-threads = true",
+            version=getattr(uwsgi, "version", b"").decode(errors="replace"),
+        )
 
 
 # ---------------------------------------------------------------------- collectors
