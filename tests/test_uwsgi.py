@@ -46,10 +46,16 @@ def _free_port() -> int:
 
 
 def _serve(
-    tmp_path: Path, app: str, flags: List[str], requests_count: int, **env: str
+    tmp_path: Path,
+    app: str,
+    flags: List[str],
+    requests_count: int,
+    reload: bool = False,
+    **env: str,
 ) -> Dict[str, Any]:
     """Serve ``app`` with 2 workers and ``flags``, make ``requests_count`` requests one after
-    another, stop uWSGI with SIGINT; returns the JSON answers and how long stopping took."""
+    another (with ``reload``, a graceful reload by SIGHUP half-way), stop uWSGI with SIGINT;
+    returns the JSON answers and how long stopping took."""
     assert UWSGI is not None, "CI must have uWSGI (the dev extra installs it)"
     port = _free_port()
     environ = dict(
@@ -77,7 +83,15 @@ def _serve(
             assert time.monotonic() < deadline, "uWSGI did not load the app"
             time.sleep(0.05)
         with requests.Session() as session:
-            for _ in range(requests_count):
+            for n in range(requests_count):
+                if reload and n == requests_count // 2:
+                    server.send_signal(signal.SIGHUP)
+                    loaded *= 2  # the reloaded master (or each worker) loads the app again
+                    while log_path.read_text().count(" ready in ") < loaded:
+                        assert server.poll() is None, log_path.read_text()
+                        assert time.monotonic() < deadline + 30, "uWSGI did not reload"
+                        time.sleep(0.05)
+                    session.close()  # the old connection went with its worker
                 answers.append(session.get(f"http://127.0.0.1:{port}/", timeout=10).json())
         stopping = time.monotonic()
         server.send_signal(signal.SIGINT)
@@ -153,11 +167,14 @@ def _otlp_totals(receiver: OTLPReceiver) -> Dict[str, float]:
         ["--lazy-apps"],
         ["--threads", "4"],
         ["--max-requests", "10"],
+        ["reload"],  # default flags, a graceful reload by SIGHUP half-way
     ],
-    ids=["default-flags", "fork-hooks", "lazy-apps", "threads", "max-requests"],
+    ids=["default-flags", "fork-hooks", "lazy-apps", "threads", "max-requests", "reload"],
 )
 def test_otlp_and_prometheus_are_exact_on_the_official_sdk(flags, tmp_path):
     requests_count = 40
+    reload = flags == ["reload"]
+    flags = [] if reload else flags
     prometheus_dir = tmp_path / "prometheus"
     prometheus_dir.mkdir()
     with OTLPReceiver() as receiver, LocalLLMServer() as llm:
@@ -166,6 +183,7 @@ def test_otlp_and_prometheus_are_exact_on_the_official_sdk(flags, tmp_path):
             "uwsgi_llm_app.py",
             flags,
             requests_count,
+            reload=reload,
             OTLP_ENDPOINT=receiver.endpoint,
             LLM_URL=llm.url,
             PROMETHEUS_MULTIPROC_DIR=str(prometheus_dir),
