@@ -5,7 +5,7 @@ recycling by ``max-requests``.
 * Records: an app that makes a measured call while it loads (in the master, unless
   lazy-apps) and one per request: every request's record is delivered exactly once, by the
   worker that served it.
-* Exporters: an app on the official openai SDK with ``instrument()``, the OTLP sink and the
+* Exporters: a Django app on the official openai SDK with ``instrument()``, the OTLP sink and the
   Prometheus sink in multiprocess mode: after a graceful stop the OTLP receiver and the
   Prometheus directory hold exactly the requests, tokens and chunks the SDK saw, each worker
   with its own OTLP ``service.instance.id``, and the workers stop promptly.

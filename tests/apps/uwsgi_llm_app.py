@@ -1,29 +1,26 @@
-"""A WSGI app for the uWSGI tests on the official openai SDK with ``instrument()`` as its only
-change, exporting through the OTLP sink (``$OTLP_ENDPOINT``) and the Prometheus sink (in
-``$PROMETHEUS_MULTIPROC_DIR``). Each request makes one blocking chat call and one stream to
-``$LLM_URL`` and answers with the usage and chunks the SDK itself saw, for the test to sum."""
+"""A Django app (one module: settings, URL and view) for the uWSGI tests, on the official
+openai SDK with ``instrument()`` as its only LLM change, the Django integration's middleware,
+and the OTLP sink (``$OTLP_ENDPOINT``) and Prometheus sink (in ``$PROMETHEUS_MULTIPROC_DIR``)
+as the default collector's sinks. Each request makes one blocking chat call and one stream
+to ``$LLM_URL`` and answers with the usage and chunks the SDK itself saw, for the test to
+sum."""
 
-import json
 import os
 
+import django
 import openai
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import path
 
-from steer_llm_sdk.observability import MetricsConfig, configure, instrument, lifecycle
+from steer_llm_sdk.observability import instrument, lifecycle
 from steer_llm_sdk.observability.sinks import OTelMetricsSink, PrometheusMetricsSink
 
-configure(
-    MetricsConfig(batch_timeout_seconds=0.05, enable_cost_tracking=False),
-    sinks=[
-        OTelMetricsSink(endpoint=os.environ["OTLP_ENDPOINT"], export_interval_seconds=0.5),
-        PrometheusMetricsSink(),
-    ],
-)
-instrument("openai")
-client = openai.OpenAI(base_url=os.environ["LLM_URL"] + "/v1", api_key="test", max_retries=0)
 MESSAGES = [{"role": "user", "content": "Say something short."}]
+client = openai.OpenAI(base_url=os.environ["LLM_URL"] + "/v1", api_key="test", max_retries=0)
 
 
-def application(environ, start_response):
+def chat(request):
     answer = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     chunks, usage = 0, None
     for chunk in client.chat.completions.create(
@@ -31,12 +28,36 @@ def application(environ, start_response):
     ):
         chunks += 1
         usage = chunk.usage or usage
-    body = {
-        "pid": os.getpid(),
-        "input": answer.usage.prompt_tokens + usage.prompt_tokens,
-        "output": answer.usage.completion_tokens + usage.completion_tokens,
-        "chunks": chunks,
-        "reset_by": lifecycle.fork_state()["reset_by"],
-    }
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [json.dumps(body).encode()]
+    return JsonResponse(
+        {
+            "pid": os.getpid(),
+            "input": answer.usage.prompt_tokens + usage.prompt_tokens,
+            "output": answer.usage.completion_tokens + usage.completion_tokens,
+            "chunks": chunks,
+            "reset_by": lifecycle.fork_state()["reset_by"],
+        }
+    )
+
+
+urlpatterns = [path("", chat)]
+
+settings.configure(
+    SECRET_KEY="tests-only",
+    ALLOWED_HOSTS=["127.0.0.1"],
+    ROOT_URLCONF=__name__,
+    INSTALLED_APPS=["steer_llm_sdk.observability.integrations.django"],
+    MIDDLEWARE=["steer_llm_sdk.observability.integrations.django.MetricsMiddleware"],
+    STEER_LLM_METRICS={
+        "config": {"batch_timeout_seconds": 0.05, "enable_cost_tracking": False},
+        "sinks": [
+            OTelMetricsSink(endpoint=os.environ["OTLP_ENDPOINT"], export_interval_seconds=0.5),
+            PrometheusMetricsSink(),
+        ],
+    },
+)
+django.setup()
+instrument("openai")
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402 - after settings
+
+application = get_wsgi_application()
