@@ -67,8 +67,9 @@ setup(
         "opentelemetry-sdk>=1.25",
         "opentelemetry-exporter-otlp>=1.25",
         "typing_extensions>=4.1; python_version < '3.11'",
-        # Transparent proxies for instrument(): the SDKs' own objects keep their type.
-        "wrapt>=1.14",
+        # Transparent proxies for instrument(): the SDKs' own objects keep their type. Both
+        # majors are tested: 1.x in every tox environment, 2.x in the wrapt2 one.
+        "wrapt>=1.14,<3",
     ],
     extras_require={
         "tokenizer": TOKENIZER,
@@ -80,9 +81,20 @@ setup(
         "all": TOKENIZER + CELERY + FLASK + DJANGO + PROMETHEUS + PRICES,
         "dev": DEV,
     },
+    license_files=["LICENSE"],
     classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Developers",
+        "Framework :: Django",
+        "Framework :: Flask",
+        "Topic :: System :: Monitoring",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Operating System :: POSIX",
         "Typing :: Typed",
     ],

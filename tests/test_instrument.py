@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 from corpus import SDK_WARNINGS, Exchange, cassettes, corpus_required, exchanges
+from peers import openai_v2_instrumentor
 from sdk_clients import closing
 
 from steer_llm_sdk.observability import (
@@ -331,8 +332,7 @@ def _first(folder: str, streamed: bool) -> Any:
 def test_coexists_with_the_opentelemetry_openai_instrumentor(clean, order, server, clients):
     """OpenTelemetry's openai-v2 instrumentor and ours, in either order: each records the
     call once; uninstrument() removes only ours and leaves theirs working."""
-    pytest.importorskip("opentelemetry.instrumentation.openai_v2")
-    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    OpenAIInstrumentor = openai_v2_instrumentor().OpenAIInstrumentor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
