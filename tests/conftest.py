@@ -6,9 +6,32 @@ import time
 from typing import Callable, Iterator, List
 
 import pytest
+from sdk_clients import close_clients, open_clients
 
 from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
 from steer_llm_sdk.observability.models import BaseMetrics
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sdk_clients_closed(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the module that leaves an official SDK client open, and closes it.
+
+    A client left open fails, with ``ResourceWarning: unclosed socket``, only the test in
+    which a garbage collection happens to free it, and only when that collection
+    finalizes the socket before the client (see sdk_clients.py): looking for open clients
+    at the end of each module makes the failure certain and puts it in the module that
+    leaked."""
+    yield
+    left = open_clients()
+    if left:
+        kinds = ", ".join(sorted(type(client).__name__ for client in left))
+        close_clients(*left)
+        del left
+        pytest.fail(
+            f"{request.module.__name__} left official SDK clients open ({kinds}): "
+            "close each one it makes (tests/sdk_clients.py)",
+            pytrace=False,
+        )
 
 
 class RecordingSink:

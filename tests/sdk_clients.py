@@ -12,7 +12,8 @@ conftest.py therefore looks for clients left open at the end of each module
 import gc
 import sys
 from contextlib import contextmanager
-from typing import Any, Iterator, List, Tuple
+from itertools import compress
+from typing import Any, Iterator, List, Set
 
 
 def close_client(client: Any) -> None:
@@ -50,18 +51,25 @@ def closing(*clients: Any) -> Iterator[None]:
         close_clients(*clients)
 
 
-def _client_classes() -> Tuple[type, ...]:
-    """The SDKs' client base classes, of the SDKs imported so far (a client of an SDK
-    never imported cannot exist)."""
-    classes: List[type] = []
+def _client_classes() -> Set[type]:
+    """The SDKs' client classes, of the SDKs imported so far (a client of an SDK never
+    imported cannot exist): their base classes and every subclass (boto3 makes one per
+    service)."""
+    bases: List[type] = []
     for name in ("openai", "anthropic"):
         if name in sys.modules:
-            classes.append(sys.modules[f"{name}._base_client"].SyncAPIClient)
+            bases.append(sys.modules[f"{name}._base_client"].SyncAPIClient)
     if "google.genai" in sys.modules:
-        classes.append(sys.modules["google.genai"].Client)
+        bases.append(sys.modules["google.genai"].Client)
     if "botocore.client" in sys.modules:
-        classes.append(sys.modules["botocore.client"].BaseClient)
-    return tuple(classes)
+        bases.append(sys.modules["botocore.client"].BaseClient)
+    classes: Set[type] = set()
+    while bases:
+        cls = bases.pop()
+        if cls not in classes:
+            classes.add(cls)
+            bases.extend(cls.__subclasses__())
+    return classes
 
 
 def _is_open(client: Any) -> bool:
@@ -84,10 +92,9 @@ def open_clients() -> List[Any]:
     if not classes:
         return []
     everything = gc.get_objects()
-    # By type(): isinstance() would read __class__, which the openai module's lazy proxies
-    # answer by making the module's default client. The types first, as only modules that
-    # made clients have any left to look through.
-    kinds = {kind for kind in set(map(type, everything)) if issubclass(kind, classes)}
-    found = [obj for obj in everything if type(obj) in kinds] if kinds else []
+    # By type(), not isinstance(), which would read __class__, which the openai module's
+    # lazy proxies answer by making the module's default client; and in C, as this looks
+    # through every object at the end of every module.
+    found = list(compress(everything, map(classes.__contains__, map(type, everything))))
     del everything
     return [client for client in found if _is_open(client)]

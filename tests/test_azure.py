@@ -150,9 +150,11 @@ def test_content_filter_outcomes(server, where):
 
 def test_official_azure_client_accepts_the_servers_answers(server):
     openai = pytest.importorskip("openai")
-    client = openai.AzureOpenAI(azure_endpoint=server.url, api_key="k", api_version="2024-10-21")
-    completion = client.chat.completions.create(
-        model="prod-chat", messages=[{"role": "user", "content": "hi"}]
-    )
+    with openai.AzureOpenAI(
+        azure_endpoint=server.url, api_key="k", api_version="2024-10-21"
+    ) as client:
+        completion = client.chat.completions.create(
+            model="prod-chat", messages=[{"role": "user", "content": "hi"}]
+        )
     assert completion.model == server.azure_model and completion.choices[0].message.content
     assert server.requests[-1].headers["api-key"] == "k"
