@@ -48,6 +48,8 @@ DEV = (
         # A real uWSGI for the pre-fork tests (pip compiles it: gcc and Python headers).
         "uwsgi>=2.0.26",
         "waitress>=2.1",
+        # The layer and no-cycle contracts in pyproject.toml.
+        "import-linter>=2.1",
     ]
 )
 

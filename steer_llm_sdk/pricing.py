@@ -256,12 +256,10 @@ class Pricer:
         self.genai_prices = genai_prices and _genai_prices_available()
         self._lock = threading.Lock()
         self._genai: Dict[Tuple[str, str], Any] = {}
-        # Imported here: the observability package imports this module.
-        from .observability import lifecycle
 
-        lifecycle.on_fork(self, "_after_fork", lifecycle.SINKS)
-
-    def _after_fork(self) -> None:
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (another thread may have held it at the fork).
+        Called by the pipeline that owns the pricer, before its threads start again."""
         self._lock = threading.Lock()
 
     def cost(

@@ -120,17 +120,28 @@ def run_scenario(name, tmp_path, *args, timeout=60):
 
 # --------------------------------------------------------------------------- the pricer
 def test_pricer_lock_held_by_another_thread_at_fork():
+    # The pricer belongs to the collector's pipeline, which renews its lock in the child.
     pytest.importorskip("genai_prices")
-    from steer_llm_sdk.pricing import Pricer, PriceTable
+    from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
+    from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
 
-    pricer = Pricer(None, PriceTable.default(), genai_prices=True)
+    sink = InMemoryMetricsSink()
+    config = MetricsConfig(flush_on_exit=False, enable_cost_tracking=True)
+    collector = MetricsCollector(config, [sink])
+    pricer = collector._pipeline.enricher.prices  # the lock to hold is the pipeline's own
     assert pricer.cost("openai", "gpt-4o", 100, 20) is not None  # cached: the lock path
 
     def child():
-        return pricer.cost("openai", "gpt-4o", 100, 20)[1] == "genai-prices"
+        with collector.track_request("openai", "gpt-4o") as m:
+            m.prompt_tokens, m.completion_tokens = 100, 20
+        assert collector.flush(2)
+        return [r.cost_usd for r in sink.get_metrics()] != [None]
 
-    assert fork_while_held(pricer._lock, child) == 0, "the child hung on the pricer's lock"
-    assert pricer.cost("openai", "gpt-4o", 100, 20) is not None  # the parent's still works
+    try:
+        assert fork_while_held(pricer._lock, child) == 0, "the child hung on the pricer's lock"
+        assert pricer.cost("openai", "gpt-4o", 100, 20) is not None  # the parent's still works
+    finally:
+        collector.shutdown(5)
 
 
 # --------------------------------------------------------------------------- prometheus_client

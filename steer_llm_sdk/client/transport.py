@@ -9,7 +9,7 @@ from requests.adapters import HTTPAdapter
 
 from .._secrets import request_texts, url_secrets
 from ..errors import ProviderError
-from ..observability.lifecycle import CLIENTS, on_fork
+from ..observability.runtime import CLIENTS, on_fork
 from ..providers import PROTOCOLS, WireProtocol
 from ..providers._http import error_from_response, read_body, translate_requests_error
 

@@ -1,7 +1,7 @@
 """MetricsCollector: the entry point of records into the pipeline, and its accounting.
 
-The process-wide default collector, the exit drain and fork resets live in
-:mod:`.lifecycle`.
+It takes part in the exit drain and fork resets of :mod:`.runtime` through
+:class:`CollectorRuntime`; the process-wide default collector is made in :mod:`.lifecycle`.
 """
 
 import time
@@ -9,13 +9,14 @@ import weakref
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from ..pricing import load_pricing
-from . import lifecycle
+from . import runtime
 from ._signals import signal_exception
 from .config import MetricsConfig
+from .measure.track import Tracker
 from .models import BaseMetrics
 from .pipeline import Pipeline
 from .sampling import Sampler
-from .sinks.base import MetricsSink
+from .sink import MetricsSink
 
 
 class SinkStats:
@@ -172,11 +173,12 @@ class MetricsCollector:
             max_attribute_length=config.max_attribute_length,
             prices=load_pricing(config.pricing) if config.enable_cost_tracking else None,
             on_reset=_weakly(self._choose_admission),
-            on_fork_noticed=lifecycle.fork_noticed,
+            on_fork_noticed=runtime.fork_noticed,
             rollup_seconds=config.usage_rollup_seconds,
         )
         self._choose_admission()
-        lifecycle.register_collector(self)
+        self._runtime = CollectorRuntime(self)
+        runtime.register_collector(self._runtime, self._pipeline)
 
     def _choose_admission(self) -> None:
         """Pick the admission function for the current state (enabled, sampling, shut
@@ -248,8 +250,6 @@ class MetricsCollector:
 
         See :func:`steer_llm_sdk.observability.track_request` for the options.
         """
-        from .measure.track import Tracker
-
         return Tracker(self, provider, model, method, response_format, **options)
 
     # ------------------------------------------------------------------ sinks
@@ -360,6 +360,41 @@ class MetricsCollector:
     def __repr__(self) -> str:
         names = ", ".join(type(s).__name__ for s in self.sinks)
         return f"MetricsCollector(enabled={self._enabled}, sinks=[{names}])"
+
+
+class CollectorRuntime:
+    """A collector's side of the runtime registry (``runtime.exits.Drainable``): what the
+    exit drain and fork resets call, here and nowhere else. It holds the collector weakly
+    and the collector holds it, so it lives exactly as long as the collector. No method
+    raises."""
+
+    __slots__ = ("collector", "shutdown_timeout", "__weakref__")
+
+    def __init__(self, collector: "MetricsCollector") -> None:
+        self.collector = weakref.ref(collector)
+        self.shutdown_timeout = collector.config.shutdown_timeout_seconds
+
+    def forked(self) -> bool:
+        collector = self.collector()
+        return collector is not None and collector._forked()
+
+    def reset_after_fork(self) -> None:
+        collector = self.collector()
+        if collector is not None:
+            collector._after_fork()
+
+    def prepare_exit(self) -> None:
+        collector = self.collector()
+        try:
+            if collector is not None:
+                collector._prepare_exit()
+        except Exception:
+            pass
+
+    def drain_at_exit(self) -> None:
+        collector = self.collector()
+        if collector is not None:
+            collector._at_exit()
 
 
 def _weakly(method: Any) -> Any:

@@ -17,7 +17,7 @@ or it would delay every other sink.
 
 from typing import Protocol, runtime_checkable
 
-from ..models import BaseMetrics
+from .models import BaseMetrics
 
 
 @runtime_checkable

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 from ..._secrets import url_secrets
 from ..conventions import server_attributes
-from ..lifecycle import get_collector
 from ..measure.sdk import measure, measure_helper
+from ..runtime import get_collector
 
 #: The collector instrument() was given (None: the default one at the time of each call).
 _target: Dict[str, Any] = {"collector": None}

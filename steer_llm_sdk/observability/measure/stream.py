@@ -28,8 +28,8 @@ from ...streaming.json_stream import JsonObjectCounter
 from ...streaming.readers import READERS, StreamReader
 from .._signals import signal_exception
 from ..conventions import DURATION_BUCKETS
-from ..lifecycle import IDENTITY, at_exit_call, on_fork_call
 from ..models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics
+from ..runtime import IDENTITY, at_exit_call, on_fork_call
 from .call import (
     StreamOutcome,
     join_failure,

@@ -15,11 +15,13 @@ import inspect
 from contextvars import copy_context
 from time import perf_counter
 from types import GeneratorType
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
 
 from .._signals import signal_exception
-from ..collector import MetricsCollector
-from ..lifecycle import get_collector
+from ..runtime import get_collector
+
+if TYPE_CHECKING:
+    from ..collector import MetricsCollector
 from ..models import RequestMetrics
 from .call import end_call, new_request, record_failure
 from .scope import SCOPE, unscope
@@ -78,7 +80,7 @@ class Tracker:
 
     def __init__(
         self,
-        collector: Optional[MetricsCollector],
+        collector: Optional["MetricsCollector"],
         provider: str,
         model: Optional[str] = None,
         method: str = "generate",
@@ -370,7 +372,7 @@ class TrackedStream:
 
 
 def _stream_of(
-    collector: MetricsCollector, metrics: RequestMetrics, inner: Any, restart_clock: bool
+    collector: "MetricsCollector", metrics: RequestMetrics, inner: Any, restart_clock: bool
 ) -> Any:
     """The TrackedStream of a call whose result ``inner`` is a stream (``inner`` itself,
     unmeasured, if measuring fails). A generator (the body of a tracked generator function,

@@ -46,7 +46,7 @@ from .. import _native
 from .._log import describe, rate_limited
 from ..models import BaseMetrics
 from ..rollup import UsageRollup
-from ..sinks.base import MetricsSink, close
+from ..sink import MetricsSink, close
 from .accounting import Accounting, Drop
 from .admit import Admitter
 from .channels import (
@@ -487,6 +487,8 @@ class Pipeline:
 
     def reset_after_fork(self) -> None:
         """In a forked child: new locks, queues, counters; threads start on the next record."""
+        if self.enricher.prices is not None:
+            self.enricher.prices.after_fork()
         self._init_runtime()
         rate_limited.reset()
         if self._on_reset is not None:

@@ -15,7 +15,7 @@ from .. import _native
 from .._log import rate_limited
 from .._native import Empty, SimpleQueue
 from ..models import BaseMetrics
-from ..sinks.base import MetricsSink, close, sink_name
+from ..sink import MetricsSink, close, sink_name
 from .intake import Wake
 
 STOP = object()  # ends a delivery thread after the sink is closed

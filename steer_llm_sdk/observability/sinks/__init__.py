@@ -6,8 +6,8 @@ prometheus_client (extra ``[prometheus]``).
 
 from typing import Any
 
+from ..sink import MetricsSink
 from ..summary import MetricsSummary, ModelSummary
-from .base import MetricsSink
 from .in_memory import InMemoryMetricsSink
 from .structlog import StructlogMetricsSink
 

@@ -5,9 +5,9 @@ from collections import deque
 from typing import Callable, Deque, List, Optional, Sequence, Type, Union
 
 from .._native import allocate_lock
-from ..lifecycle import SINKS, on_fork
 from ..models import BaseMetrics, ReliabilityMetrics, RequestMetrics, UsageMetrics
 from ..rollup import UsageRollup
+from ..runtime import SINKS, on_fork
 from ..summary import MetricsSummary, summarize
 
 

@@ -93,8 +93,8 @@ from ..conventions import (
     TIME_PER_OUTPUT_CHUNK,
     TOKEN_BUCKETS,
 )
-from ..lifecycle import SINKS, on_fork
 from ..models import BaseMetrics
+from ..runtime import SINKS, on_fork
 from ._otel_env import ExportSettings
 from ._otel_hist import HistogramPoints
 

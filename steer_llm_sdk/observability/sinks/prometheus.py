@@ -62,7 +62,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
         "PrometheusMetricsSink needs prometheus_client: pip install 'steer-llm-sdk[prometheus]'"
     ) from exc
 
-from .. import lifecycle
+from .. import runtime
 from .._log import describe, logger, rate_limited
 from ..conventions import BREAKER_VALUES, DEFAULT_ALLOWLIST, FAMILIES, Family
 from ..models import BaseMetrics
@@ -105,7 +105,7 @@ def _after_fork() -> None:
             _prometheus_mp.renew_metric_locks(metric for metric, _ in families.values())
 
 
-lifecycle.on_fork_call(_after_fork, lifecycle.SINKS)
+runtime.on_fork_call(_after_fork, runtime.SINKS)
 
 
 def multiprocess_dir() -> Optional[str]:
