@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -195,13 +196,19 @@ def test_otlp_and_prometheus_are_exact_on_the_official_sdk(flags, tmp_path):
             "output": float(sum(a["output"] for a in answers)),
             "chunks": float(sum(a["chunks"] for a in answers)),
         }
-        assert receiver.wait_for(lambda r: _otlp_totals(r) == expected, 10), (
-            _otlp_totals(receiver),
-            expected,
-            {(a["pid"], a["reset_by"]) for a in answers},
-            {p["resource"].get("service.instance.id") for p in receiver.points()},
-            got["log"][-2000:],
-        )
+        exact = receiver.wait_for(lambda r: _otlp_totals(r) == expected, 10)
+        assert exact, {
+            "otlp": _otlp_totals(receiver),
+            "expected": expected,
+            "prometheus": _prometheus_totals(prometheus_dir),
+            "answers by worker": Counter((a["pid"], a["reset_by"]) for a in answers),
+            "requests by instance": {
+                instance: point["value"]
+                for (instance, name, _), point in receiver.latest().items()
+                if name == "llm.requests"
+            },
+            "log": got["log"][-1500:],
+        }
         instances = {
             point["resource"].get("service.instance.id")
             for point in receiver.points()
