@@ -55,8 +55,9 @@ def _serve(
     **env: str,
 ) -> Dict[str, Any]:
     """Serve ``app`` with 2 workers and ``flags``, make ``requests_count`` requests one after
-    another (with ``reload``, a graceful reload by SIGHUP half-way), stop uWSGI with SIGINT;
-    returns the JSON answers and how long stopping took."""
+    another (with ``reload``, a graceful reload by SIGHUP half-way), then stop uWSGI
+    gracefully (``q`` on its master FIFO: workers finish and run their exit handlers; SIGINT
+    would kill them at once); returns the JSON answers and how long stopping took."""
     assert UWSGI is not None, "CI must have uWSGI (the dev extra installs it)"
     port = _free_port()
     environ = dict(
@@ -65,10 +66,12 @@ def _serve(
         **env,
     )
     log_path = tmp_path / "uwsgi.log"
+    fifo = tmp_path / "master.fifo"
     log = log_path.open("w")
     server = spawn.popen(
         [UWSGI, "--http-socket", f"127.0.0.1:{port}", "--master", "--processes", "2",
-         "--wsgi-file", str(APPS / app), "--die-on-term", "--disable-logging", *flags],
+         "--wsgi-file", str(APPS / app), "--master-fifo", str(fifo), "--disable-logging",
+         *flags],
         env=environ,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -95,7 +98,8 @@ def _serve(
                     session.close()  # the old connection went with its worker
                 answers.append(session.get(f"http://127.0.0.1:{port}/", timeout=10).json())
         stopping = time.monotonic()
-        server.send_signal(signal.SIGINT)
+        with open(fifo, "wb", buffering=0) as control:
+            control.write(b"q")
         server.wait(timeout=20)
         stopped_in = time.monotonic() - stopping
     finally:

@@ -86,13 +86,12 @@ from opentelemetry.sdk.version import __version__ as sdk_version
 from .. import _native
 from .._log import logger
 from ..conventions import (
-    BREAKER_VALUES,
     DEFAULT_ALLOWLIST,
     DURATION_BUCKETS,
     FAMILIES,
-    TIME_PER_OUTPUT_CHUNK,
     TOKEN_BUCKETS,
 )
+from ..measurements import Bound, apply
 from ..models import BaseMetrics
 from ..runtime import SINKS, on_fork
 from ._otel_env import ExportSettings
@@ -435,6 +434,17 @@ class OTelMetricsSink:
                 views=self._views(),
             )
         self._failures_seen = 0
+        self._out = Bound(
+            genai=self.genai_instruments,
+            export_estimated=self.export_estimated_tokens,
+            attributes=self._attributes,
+            typed=self._typed,
+            categorised=self._categorised,
+            count=self._count,
+            observe=self._observe,
+            set=self._set,
+            gaps=self._gaps,
+        )
         meter = self.provider.get_meter(SCOPE)
         self.families = {}
         for family in FAMILIES:
@@ -608,124 +618,52 @@ class OTelMetricsSink:
         if not self._warned_others and time.monotonic() >= self._next_check:
             self._check_others()  # an instrumentor may have been switched on since
         sums: Dict[Tuple[Any, ...], list] = {}
+        self._sums = sums
+        out = self._out
         for metrics in batch:
-            kind = metrics.metric_type
-            if kind == "request":
-                self._request(metrics, sums)
-            elif kind == "streaming":
-                self._streaming(metrics, sums)
-            elif kind == "error":
-                self._error(metrics, sums)
-            elif kind == "reliability":
-                self._reliability(metrics, sums)
-            elif kind == "usage":
-                self._usage(metrics, sums)
+            apply(metrics, out)
         for (counter, _), (attrs, value) in sums.items():
             counter.add(value, attrs)
         if self._exports_itself and time.monotonic() >= self._next_export:
             self._next_export = time.monotonic() + self.export_interval_seconds
             self.provider.force_flush(int(self.export_timeout_seconds * 1000))
 
-    def _count(
-        self,
-        sums: Dict[Tuple[Any, ...], list],
-        key: str,
-        attrs: Dict[str, Any],
-        value: float,
-    ) -> None:
+    # ------------------------------------------------------------------ the primitives of
+    # measurements.apply (see _Out): counters summed per batch, histograms bounded.
+    def _count(self, key: str, attrs: Dict[str, Any], value: float) -> None:
         counter = getattr(self, key)
         attrs = self._bounded(self.families[key], attrs)
         slot = (counter, id(attrs)) if attrs is OVERFLOW else (counter, frozenset(attrs.items()))
+        sums = self._sums
         entry = sums.get(slot)
         if entry is None:
             sums[slot] = [attrs, value]
         else:
             entry[1] += value
 
-    def _request(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        error_type = None if m.success else (m.error_class or "_OTHER")
-        attrs = self._attributes(m, response_model=m.response_model, error_type=error_type)
-        self._count(sums, "requests", attrs, 1)
-        if m.cached_tokens:
-            self._count(sums, "cached_tokens", attrs, m.cached_tokens)
-        if m.time_to_first_token_ms is not None:
-            self._observe("time_to_first_token", attrs, m.time_to_first_token_ms / 1000.0)
-        genai = self.genai_instruments
-        if genai:
-            if m.duration_ms is not None:
-                self._observe("duration", attrs, m.duration_ms / 1000.0)
-            if m.time_to_first_chunk_ms is not None:
-                self._observe("time_to_first_chunk", attrs, m.time_to_first_chunk_ms / 1000.0)
-        estimated = m.tokens_estimated
-        if estimated and not self.export_estimated_tokens:
-            return  # the conventions: estimates are not usage unless asked for
-        if m.cost_usd:
-            cost_attrs = self._typed(attrs, None, True) if estimated else attrs
-            self._count(sums, "cost", cost_attrs, m.cost_usd)
-        if not genai:
-            return
-        for token_type, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
-            if value is not None:
-                self._observe("token_usage", self._typed(attrs, token_type, estimated), value)
+    def _categorised(self, attrs: Dict[str, Any], category: str) -> Dict[str, Any]:
+        return {**attrs, "error.category": category}
 
-    def _streaming(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        error_type = (m.error_class or "_OTHER") if m.status == "error" else None
-        attrs = self._attributes(m, response_model=m.response_model, error_type=error_type)
-        if m.total_chunks:
-            self._count(sums, "chunks", attrs, m.total_chunks)
-        if not self.genai_instruments:
-            return
-        # time_to_first_chunk comes from the RequestMetrics (first_chunk_latency_ms is the same
-        # value), so that it is exported with streaming metrics off too, and once.
-        gaps = m.chunk_gaps
-        if gaps is None or not gaps.gap_count:
-            return
-        bounded = self._bounded(TIME_PER_OUTPUT_CHUNK, attrs)
+    def _set(self, key: str, attrs: Dict[str, Any], value: float) -> None:
+        getattr(self, key).set(value, self._bounded(self.families[key], attrs))
+
+    def _gaps(self, key: str, attrs: Dict[str, Any], gaps: Any) -> None:
+        name = self.families[key]
+        bounded = self._bounded(name, attrs)
         histograms = self._histograms
         if histograms is not None:  # the whole stream at once
             histograms.record_bucketed(
-                TIME_PER_OUTPUT_CHUNK,
-                bounded,
-                gaps.counts,
-                gaps.gap_sum,
-                gaps.minimum,
-                gaps.maximum,
+                name, bounded, gaps.counts, gaps.gap_sum, gaps.minimum, gaps.maximum
             )
             return
         # The SDK's instrument takes one value per call: each bucket's mean, once per gap in
         # it, gives the exact bucket counts and the exact sum.
-        record = self.time_per_output_chunk.record  # type: ignore[attr-defined]
+        record = getattr(self, key).record
         for count, total in zip(gaps.counts, gaps.sums):
             if count:
                 mean = total / count
                 for _ in range(count):
                     record(mean, bounded)
-
-    def _error(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        attrs = {
-            **self._attributes(m, error_type=m.error_class or "_OTHER"),
-            "error.category": m.error_category or "unknown",
-        }
-        self._count(sums, "errors", attrs, 1)
-
-    def _reliability(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        if m.retry_attempts:
-            self._count(sums, "retries", self._attributes(m), m.retry_attempts)
-        state = BREAKER_VALUES.get(m.circuit_breaker_state)
-        if state is not None:
-            attrs = self._attributes(m, scoped=False)
-            self.breaker.set(state, self._bounded(self.families["breaker"], attrs))  # type: ignore[attr-defined]
-
-    def _usage(self, m: Any, sums: Dict[Tuple[Any, ...], list]) -> None:
-        attrs = self._attributes(m, scoped=False)
-        self._count(sums, "usage_requests", attrs, m.request_count)
-        if m.error_count:
-            self._count(sums, "usage_errors", attrs, m.error_count)
-        for kind, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
-            if value:
-                self._count(sums, "usage_tokens", self._typed(attrs, kind), value)
-        if m.cost_usd:
-            self._count(sums, "usage_cost", attrs, m.cost_usd)
 
     # ------------------------------------------------------------------ flush / close
     @property

@@ -64,7 +64,8 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from .. import runtime
 from .._log import describe, logger, rate_limited
-from ..conventions import BREAKER_VALUES, DEFAULT_ALLOWLIST, FAMILIES, Family
+from ..conventions import DEFAULT_ALLOWLIST, FAMILIES, Family
+from ..measurements import Bound, apply
 from ..models import BaseMetrics
 from . import _prometheus_mp
 
@@ -302,6 +303,17 @@ class PrometheusMetricsSink:
         self.write_failures = 0
         self._sets: Dict[str, set] = {}
         self._families = self._build()
+        self._out = Bound(
+            genai=True,
+            export_estimated=export_estimated_tokens,
+            attributes=self._labels,
+            typed=self._typed,
+            categorised=self._categorised,
+            count=self._count,
+            observe=self._observe,
+            set=self._set,
+            gaps=self._gaps,
+        )
 
     def _build(self) -> Dict[str, Any]:
         scoped = _BASE_LABELS + tuple(_label(k) for k in self.allowlist)
@@ -362,13 +374,24 @@ class PrometheusMetricsSink:
                 seen.add(row)
         return metric.labels(*row)
 
-    def _labels(self, m: Any, error_type: Optional[str] = None) -> Dict[str, Any]:
+    # ------------------------------------------------------------------ the primitives of
+    # measurements.apply: labels as dicts, each family keeping the labels it declares.
+    def _labels(
+        self,
+        m: Any,
+        *,
+        response_model: Optional[str] = None,
+        error_type: Optional[str] = None,
+        scoped: bool = True,
+    ) -> Dict[str, Any]:
+        # Process families declare only operation, provider and model: request labels
+        # given to them are not used, so ``scoped`` needs no work here.
         extra = m.attributes
         out = {
             "gen_ai_operation_name": getattr(m, "operation", "chat"),
             "gen_ai_provider_name": m.provider,
             "gen_ai_request_model": m.model,
-            "gen_ai_response_model": getattr(m, "response_model", None),
+            "gen_ai_response_model": response_model,
             "error_type": error_type,
             "server_address": extra.get("server.address"),
             "server_port": extra.get("server.port"),
@@ -378,6 +401,33 @@ class PrometheusMetricsSink:
                 out[_label(key)] = extra[key]
         return out
 
+    @staticmethod
+    def _typed(
+        labels: Dict[str, Any], token_type: Optional[str], estimated: bool = False
+    ) -> Dict[str, Any]:
+        typed = dict(labels)
+        if token_type is not None:
+            typed["gen_ai_token_type"] = token_type
+        if estimated:
+            typed["llm_usage_estimated"] = "true"
+        return typed
+
+    @staticmethod
+    def _categorised(labels: Dict[str, Any], category: str) -> Dict[str, Any]:
+        return {**labels, "error_category": category}
+
+    def _count(self, key: str, labels: Dict[str, Any], value: float) -> None:
+        self._child(key, labels).inc(value)
+
+    def _observe(self, key: str, labels: Dict[str, Any], value: float) -> None:
+        self._child(key, labels).observe(value)
+
+    def _set(self, key: str, labels: Dict[str, Any], value: float) -> None:
+        self._child(key, labels).set(value)
+
+    def _gaps(self, key: str, labels: Dict[str, Any], gaps: Any) -> None:
+        _observe_bucketed(self._child(key, labels), gaps)
+
     # ------------------------------------------------------------------ sink protocol
     def record(self, metrics: BaseMetrics) -> None:
         self.record_batch((metrics,))
@@ -385,24 +435,9 @@ class PrometheusMetricsSink:
     def record_batch(self, batch: Sequence[BaseMetrics]) -> None:
         for m in batch:
             try:
-                self._record(m)
+                apply(m, self._out)
             except OSError as exc:  # no space in the multiprocess directory: count, go on
                 self._write_failed(exc)
-
-    def _record(self, m: BaseMetrics) -> None:
-        kind = m.metric_type
-        if kind == "request":
-            self._request(m)
-        elif kind == "streaming":
-            self._streaming(m)
-        elif kind == "error":
-            labels = self._labels(m, m.error_class or _OTHER)  # type: ignore[attr-defined]
-            labels["error_category"] = m.error_category or "unknown"  # type: ignore[attr-defined]
-            self._child("errors", labels).inc()
-        elif kind == "reliability":
-            self._reliability(m)
-        elif kind == "usage":
-            self._usage(m)
 
     def _write_failed(self, exc: OSError) -> None:
         self.write_failures += 1
@@ -413,55 +448,6 @@ class PrometheusMetricsSink:
             error=describe(exc),
             write_failures=self.write_failures,
         )
-
-    def _request(self, m: Any) -> None:
-        labels = self._labels(m, None if m.success else (m.error_class or _OTHER))
-        self._child("requests", labels).inc()
-        if m.duration_ms is not None:
-            self._child("duration", labels).observe(m.duration_ms / 1000.0)
-        if m.time_to_first_token_ms is not None:
-            self._child("time_to_first_token", labels).observe(m.time_to_first_token_ms / 1000.0)
-        if m.time_to_first_chunk_ms is not None:
-            self._child("time_to_first_chunk", labels).observe(m.time_to_first_chunk_ms / 1000.0)
-        if m.cached_tokens:
-            self._child("cached_tokens", labels).inc(m.cached_tokens)
-        if m.tokens_estimated:
-            if not self.export_estimated_tokens:
-                return
-            labels["llm_usage_estimated"] = "true"
-        if m.cost_usd:
-            self._child("cost", labels).inc(m.cost_usd)
-        for token_type, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
-            if value is not None:
-                self._child("token_usage", {**labels, "gen_ai_token_type": token_type}).observe(
-                    value
-                )
-
-    def _streaming(self, m: Any) -> None:
-        labels = self._labels(m, (m.error_class or _OTHER) if m.status == "error" else None)
-        if m.total_chunks:
-            self._child("chunks", labels).inc(m.total_chunks)
-        gaps = m.chunk_gaps  # time_to_first_chunk: from the RequestMetrics, as in the OTLP sink
-        if gaps is not None and gaps.gap_count:
-            _observe_bucketed(self._child("time_per_output_chunk", labels), gaps)
-
-    def _reliability(self, m: Any) -> None:
-        if m.retry_attempts:
-            self._child("retries", self._labels(m)).inc(m.retry_attempts)
-        state = BREAKER_VALUES.get(m.circuit_breaker_state)
-        if state is not None:
-            self._child("breaker", self._labels(m)).set(state)
-
-    def _usage(self, m: Any) -> None:
-        labels = self._labels(m)
-        self._child("usage_requests", labels).inc(m.request_count)
-        if m.error_count:
-            self._child("usage_errors", labels).inc(m.error_count)
-        for kind, value in (("input", m.prompt_tokens), ("output", m.completion_tokens)):
-            if value:
-                self._child("usage_tokens", {**labels, "gen_ai_token_type": kind}).inc(value)
-        if m.cost_usd:
-            self._child("usage_cost", labels).inc(m.cost_usd)
 
     def flush(self) -> None:
         """Nothing to do: values are visible to the next scrape as soon as recorded."""
