@@ -7,6 +7,7 @@ reliability layer.
 from ._ids import new_request_id
 from .collector import CollectorStats, MetricsCollector, SinkStats
 from .config import MetricsConfig
+from .doctor import DoctorReport, Finding, doctor
 from .instrumentation import instrument, uninstrument
 from .lifecycle import (
     configure,
@@ -38,7 +39,9 @@ __all__ = [
     "AgentMetrics",
     "BaseMetrics",
     "CollectorStats",
+    "DoctorReport",
     "ErrorMetrics",
+    "Finding",
     "MetricsCollector",
     "MetricsConfig",
     "ReliabilityMetrics",
@@ -51,6 +54,7 @@ __all__ = [
     "configure",
     "current_attributes",
     "current_metrics",
+    "doctor",
     "flush",
     "get_collector",
     "instrument",

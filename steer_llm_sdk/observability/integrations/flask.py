@@ -11,7 +11,8 @@ when the view raises. Config keys (``app.config``):
 key                                    default    meaning
 =====================================  =========  ============================================
 STEER_LLM_METRICS_ENABLED              True       False: the extension does nothing
-STEER_LLM_METRICS_DEBUG_ENDPOINTS      False      serve ``<prefix>/debug`` and the dashboard
+STEER_LLM_METRICS_DEBUG_ENDPOINTS      False      serve ``<prefix>/debug``, the dashboard and
+                                                  ``<prefix>/debug/doctor``
 STEER_LLM_METRICS_URL_PREFIX           /_steer    where the debug endpoints live
 STEER_LLM_METRICS_AUTHORIZE            None       ``(request) -> bool``; default: ``app.debug``
 STEER_LLM_METRICS_WINDOW_SECONDS       300        the summary's window
@@ -21,7 +22,9 @@ STEER_LLM_METRICS_PROMETHEUS_TOKEN     None       if set, scrapes must send
 =====================================  =========  ============================================
 
 Without ``DEBUG_ENDPOINTS`` the debug endpoints answer 404; without authorisation, 403. The
-debug endpoints show this worker's in-memory data; ``<prefix>/metrics`` serves the
+debug endpoints show this worker's in-memory data; ``<prefix>/debug/doctor`` returns what
+:func:`~steer_llm_sdk.observability.doctor` finds in this worker, as JSON (HTTP 200 whatever
+the findings; the body's ``status`` says); ``<prefix>/metrics`` serves the
 :class:`~steer_llm_sdk.observability.sinks.PrometheusMetricsSink` families of the whole app
 (every worker's, in multiprocess mode), 404 unless enabled, 401 without the token when one
 is set.
@@ -37,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
         "pip install 'steer-llm-sdk[flask]'"
     ) from exc
 
-from .. import MetricsCollector, metrics_context
+from .. import MetricsCollector, doctor, metrics_context
 from ._auth import bearer_matches
 from .dashboard import render_dashboard, summary_payload
 
@@ -82,6 +85,7 @@ class SteerLLMMetrics:
         blueprint = Blueprint("steer_llm_metrics", __name__, url_prefix=prefix)
         blueprint.add_url_rule("/debug", "debug", _debug_json)
         blueprint.add_url_rule("/debug/dashboard", "dashboard", _debug_dashboard)
+        blueprint.add_url_rule("/debug/doctor", "doctor", _debug_doctor)
         blueprint.add_url_rule("/metrics", "prometheus", _prometheus)
         app.register_blueprint(blueprint)
 
@@ -132,6 +136,11 @@ def _debug_dashboard() -> Response:
             "style-src 'unsafe-inline'; img-src data:"
         },
     )
+
+
+def _debug_doctor() -> Response:
+    _guard()
+    return jsonify(doctor(_extension().collector).to_dict())
 
 
 def _prometheus() -> Response:

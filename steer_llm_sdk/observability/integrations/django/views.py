@@ -1,10 +1,12 @@
-"""Debug views: the summary as JSON and the dashboard page (off unless enabled, staff only
-unless ``STEER_LLM_METRICS["authorize"]`` says otherwise); the Prometheus view (off unless
-``prometheus_endpoint``; bearer token when ``prometheus_token`` is set)."""
+"""Debug views: the summary as JSON, the dashboard page and the ``doctor()`` findings as JSON
+(off unless enabled, staff only unless ``STEER_LLM_METRICS["authorize"]`` says otherwise);
+the Prometheus view (off unless ``prometheus_endpoint``; bearer token when
+``prometheus_token`` is set)."""
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
+from ... import doctor
 from .._auth import bearer_matches
 from ..dashboard import render_dashboard, summary_payload
 from .apps import metrics_settings
@@ -36,6 +38,13 @@ def debug_dashboard(request: HttpRequest) -> HttpResponse:
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
     )
     return response
+
+
+def debug_doctor(request: HttpRequest) -> JsonResponse:
+    """What :func:`~steer_llm_sdk.observability.doctor` finds in this worker (HTTP 200
+    whatever the findings; the body's ``status`` says)."""
+    _guard(request)
+    return JsonResponse(doctor().to_dict())
 
 
 def prometheus_metrics(request: HttpRequest) -> HttpResponse:
