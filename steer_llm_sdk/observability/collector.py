@@ -201,6 +201,17 @@ class MetricsCollector:
         self._enabled = bool(value)
         self._choose_admission()
 
+    @property
+    def sampling(self) -> Dict[str, float]:
+        """The sampling rates in force (``request_rate``, ``streaming_rate``,
+        ``error_rate``): the config's, or the last :meth:`set_sampling`'s."""
+        sampler = self._sampler
+        return {
+            "request_rate": sampler.request_rate,
+            "streaming_rate": sampler.streaming_rate,
+            "error_rate": sampler.error_rate,
+        }
+
     def set_sampling(
         self,
         request_rate: Optional[float] = None,

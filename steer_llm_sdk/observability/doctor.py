@@ -283,16 +283,7 @@ def _check_sinks(ctx: _Context) -> Iterable[Finding]:
 
 
 def _check_sampling(ctx: _Context) -> Iterable[Finding]:
-    collector = ctx.collector
-    # set_sampling() replaces the collector's sampler, not its config: read what is in
-    # force (the collector has no public accessor for it).
-    sampler = getattr(collector, "_sampler", None)
-    config = collector.config
-    rates = {
-        "request_rate": float(getattr(sampler, "request_rate", config.request_sampling_rate)),
-        "streaming_rate": float(getattr(sampler, "streaming_rate", config.streaming_sampling_rate)),
-        "error_rate": float(getattr(sampler, "error_rate", config.error_sampling_rate)),
-    }
+    rates = {name: float(rate) for name, rate in ctx.collector.sampling.items()}
     shown = ", ".join(f"{name}={rate:g}" for name, rate in rates.items())
     zero = [name for name, rate in rates.items() if rate == 0]
     if zero:
