@@ -9,6 +9,7 @@ PACKAGES = [
     "steer_llm_sdk.observability",
     "steer_llm_sdk.observability.sinks",
     "steer_llm_sdk.streaming",
+    "steer_llm_sdk.streaming.readers",
     "steer_llm_sdk.observability.instrumentation",
 ]
 

@@ -195,17 +195,17 @@ class StreamRun:
             self.meter.capture(self.current)
 
     def _result(self, text: str, outcome: StreamOutcome) -> StreamingResponseWithUsage:
-        usage = self.meter.usage
+        reader = self.meter.reader
         choices = self.assembler.choices()
         first = choices[0]
         return StreamingResponseWithUsage(
             text=text,
             usage=as_usage(outcome.usage),
             chunks=list(self.deltas),
-            finish_reason=first.finish_reason or usage.finish_reason,
+            finish_reason=first.finish_reason or reader.finish_reason,
             tool_calls=first.tool_calls,
             choices=choices,
-            model=usage.model or self.model,
+            model=reader.model or self.model,
             provider=self.provider,
             request_id=self.request_id,
             json_objects=json_values(text) if self.meter.json is not None else [],
@@ -219,7 +219,7 @@ class StreamRun:
         """Usage when the provider reported none (or only the prompt side), counted with
         the tokenizer of the model the stream says answered (an Azure deployment's name says
         nothing of its model), else of the model asked for."""
-        model = self.meter.usage.model or self.model
+        model = self.meter.reader.model or self.model
         completion = count_text(text, model)
         if reported is not None and reported.prompt_tokens is not None:
             prompt, cached = reported.prompt_tokens, reported.cached_tokens

@@ -60,7 +60,7 @@ class StreamMeter:
     Attributes (final once :meth:`measure`'s generator has ended):
         chunks, chars: items yielded, and characters of content among them.
         first, first_token: ``perf_counter()`` at the first item and the first content.
-        usage: what the stream reported about itself (a ``StreamReader``).
+        reader: what the stream reported about itself (a ``StreamReader``).
         gaps: the gaps between consecutive chunks, bucketed (:class:`~.models.ChunkGaps`).
         status, error: how it ended (``completed``/``error``/``cancelled``).
     """
@@ -71,7 +71,7 @@ class StreamMeter:
         "chars",
         "first",
         "first_token",
-        "usage",
+        "reader",
         "json",
         "status",
         "error",
@@ -89,7 +89,7 @@ class StreamMeter:
         self.chunks = self.chars = 0
         self.first: Optional[float] = None
         self.first_token: Optional[float] = None
-        self.usage = StreamReader()
+        self.reader = StreamReader()
         self.gaps = ChunkGaps()
         if self.json is not None:
             self.json = JsonObjectCounter()
@@ -120,7 +120,7 @@ class StreamMeter:
         ``inner`` (a source whose steps run elsewhere, in a context of their own).
         """
         on_start()
-        reader = self.usage
+        reader = self.reader
         readers = READERS
         gaps = self.gaps
         counts, sums = gaps.counts, gaps.sums
@@ -277,12 +277,12 @@ class StreamMeter:
             self.end = perf_counter()
         outcome = StreamOutcome()
         outcome.status, outcome.error, outcome.end = self.status, self.error, self.end
-        outcome.chunks, outcome.chars = self.chunks, self.chars + self.usage.extra_chars
+        outcome.chunks, outcome.chars = self.chunks, self.chars + self.reader.extra_chars
         outcome.first, outcome.first_token = self.first, self.first_token
-        outcome.usage = self.usage.usage()
-        outcome.response_model = self.usage.model
+        outcome.usage = self.reader.token_usage()
+        outcome.response_model = self.reader.model
         outcome.json_objects = 0 if self.json is None else self.json.count
-        outcome.read_errors = self.usage.errors
+        outcome.read_errors = self.reader.errors
         outcome.gaps = self.gaps
         if outcome.usage is not None:
             outcome.aggregation_method, outcome.aggregation_confidence = "provider", 1.0
