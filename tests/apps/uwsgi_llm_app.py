@@ -34,6 +34,8 @@ def chat(request):
             "input": answer.usage.prompt_tokens + usage.prompt_tokens,
             "output": answer.usage.completion_tokens + usage.completion_tokens,
             "chunks": chunks,
+            "call_input": answer.usage.prompt_tokens,
+            "call_output": answer.usage.completion_tokens,
             "reset_by": lifecycle.fork_state()["reset_by"],
         }
     )
@@ -57,6 +59,9 @@ settings.configure(
 )
 django.setup()
 instrument("openai")
+# A call made while the app loads: in the master (each worker with lazy-apps), before any
+# fork; it must be exported once, by the process that made it.
+client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
 
 from django.core.wsgi import get_wsgi_application  # noqa: E402 - after settings
 
