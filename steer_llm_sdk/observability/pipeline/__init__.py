@@ -54,6 +54,7 @@ from .channels import (
     Channel,
     FlushMarker,
     arrive,
+    flush_sink,
     join_thread,
     make_channels,
     thread_alive,
@@ -280,7 +281,7 @@ class Pipeline:
         lost; count them."""
         with self.lock:
             lost, self.accounting.in_flight = self.accounting.in_flight, 0
-            self.accounting.lost[Drop.INTERNAL_ERROR] += lost
+            self.accounting.lose(Drop.INTERNAL_ERROR, lost)
 
     def _post_stop(self) -> None:
         """Tell every channel to close its sink and end, once."""
@@ -353,8 +354,8 @@ class Pipeline:
             accounting.in_flight = 0
             accounting.sanitized += sanitized
             accounting.filtered += filtered
-            accounting.lost[Drop.FILTER_ERROR] += errors
-            accounting.lost[Drop.INVALID] += invalid
+            accounting.lose(Drop.FILTER_ERROR, errors)
+            accounting.lose(Drop.INVALID, invalid)
             rollup = self.rollup
             if rollup is not None:
                 requests = (r for r in kept if r.metric_type == "request")
@@ -364,7 +365,7 @@ class Pipeline:
             if kept:
                 channel.deliver(kept)
             for marker in markers:
-                if not channel.call(_flush):
+                if not channel.call(flush_sink):
                     marker.failed = True
         while markers:
             arrive(self.lock, markers.pop())
@@ -465,7 +466,7 @@ class Pipeline:
                     channel.deliver_backlog()
             for channel in self.channels:
                 channel.deliver_backlog()
-                channel.call(_flush)
+                channel.call(flush_sink)
         return True
 
     def _final_rollups(self, timeout: float) -> None:
@@ -490,7 +491,6 @@ class Pipeline:
         if self.enricher.prices is not None:
             self.enricher.prices.after_fork()
         self._init_runtime()
-        rate_limited.reset()
         if self._on_reset is not None:
             self._on_reset()
 
@@ -570,10 +570,6 @@ def _each(
             return
         except BaseException as exc:  # noqa: B036 - user code (usage extractors) too
             on_error(record, exc)
-
-
-def _flush(sink: MetricsSink) -> None:
-    sink.flush()
 
 
 __all__ = ["Drop", "Pipeline"]

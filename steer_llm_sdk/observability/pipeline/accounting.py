@@ -8,9 +8,12 @@ filter or sink runs.
 """
 
 import enum
-from typing import Any, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable
 
 from .. import _native
+
+#: Reports a failure of user code or of the pipeline: (log key, the component, the exception).
+OnFailure = Callable[[str, Any, BaseException], None]
 
 
 class Drop(enum.Enum):
@@ -44,6 +47,12 @@ class Accounting:
         """Count ``count`` records refused before they entered the queue."""
         with self.lock:
             self.dropped[reason] += count
+
+    def lose(self, reason: Drop, count: int) -> None:
+        """Count ``count`` records lost after the flush thread took them (already counted
+        as accepted, so kept apart from refusals until :meth:`snapshot` adds them up)."""
+        with self.lock:
+            self.lost[reason] += count
 
     def sample_out(self) -> None:
         with self.lock:

@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Sequence, Tuple
 from .._sanitize import sanitize
 from ..filters import as_callable
 from ..models import BaseMetrics
-from .enrich import OnFailure
+from .accounting import OnFailure
 
 
 class Admitter:

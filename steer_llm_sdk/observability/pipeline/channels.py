@@ -16,12 +16,10 @@ from .._log import rate_limited
 from .._native import Empty, SimpleQueue
 from ..models import BaseMetrics
 from ..sink import MetricsSink, close, sink_name
+from .accounting import OnFailure
 from .intake import Wake
 
 STOP = object()  # ends a delivery thread after the sink is closed
-
-#: Reports a sink's failure: (log key, the sink, the exception).
-OnFailure = Callable[[str, Any, BaseException], None]
 
 
 class FlushMarker:
@@ -182,7 +180,7 @@ class Channel:
             self.call(close)
             return False
         if type(item) is FlushMarker:
-            if not self.call(_flush):
+            if not self.call(flush_sink):
                 item.failed = True
             arrive(self.lock, item)
         else:
@@ -307,7 +305,8 @@ def make_channels(
     return channels
 
 
-def _flush(sink: MetricsSink) -> None:
+def flush_sink(sink: MetricsSink) -> None:
+    """``sink.flush()``, as the callable that ``Channel.call`` counts failures of."""
     sink.flush()
 
 
@@ -316,6 +315,7 @@ __all__ = [
     "Channel",
     "FlushMarker",
     "arrive",
+    "flush_sink",
     "close",
     "join_thread",
     "make_channels",

@@ -9,15 +9,15 @@ instrumented SDK call inside a tracked function) left their responses, or what t
 streams reported, in ``RequestMetrics._joined``: their usage, summed, is the call's.
 """
 
-from typing import Any, Callable, List, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 from ...pricing import Pricer
 from ...streaming.usage import TokenUsage, extract_model, extract_usage
 from .._log import rate_limited
 from ..models import BaseMetrics, Reported, RequestMetrics
+from .accounting import OnFailure
 
 #: Called with (component, exception) when user code (a usage extractor) fails.
-OnFailure = Callable[[str, Any, BaseException], None]
 
 
 class Enricher:
