@@ -101,6 +101,26 @@ class Bound:
         self.gaps = gaps
 
 
+class Primitives:
+    """Base of a sink that feeds :func:`apply`: it defines ``_attributes``, ``_typed``,
+    ``_categorised``, ``_count``, ``_observe``, ``_set`` and ``_gaps`` (see
+    :class:`Instruments`), and :meth:`_instruments` binds them once."""
+
+    def _instruments(self, genai: bool, export_estimated: bool) -> Bound:
+        me: Any = self
+        return Bound(
+            genai=genai,
+            export_estimated=export_estimated,
+            attributes=me._attributes,
+            typed=me._typed,
+            categorised=me._categorised,
+            count=me._count,
+            observe=me._observe,
+            set=me._set,
+            gaps=me._gaps,
+        )
+
+
 def apply(record: Any, out: Instruments) -> None:
     """Feed ``record`` to ``out``'s instruments; records of other kinds are ignored."""
     kind = record.metric_type
@@ -175,4 +195,4 @@ def _usage(m: Any, out: Instruments) -> None:
         out.count("usage_cost", attrs, m.cost_usd)
 
 
-__all__ = ["OTHER", "Bound", "Instruments", "apply"]
+__all__ = ["OTHER", "Bound", "Instruments", "Primitives", "apply"]

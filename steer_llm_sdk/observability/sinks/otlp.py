@@ -91,7 +91,7 @@ from ..conventions import (
     FAMILIES,
     TOKEN_BUCKETS,
 )
-from ..measurements import Bound, apply
+from ..measurements import Primitives, apply
 from ..models import BaseMetrics
 from ..runtime import SINKS, on_fork
 from ._otel_env import ExportSettings
@@ -204,7 +204,7 @@ def _temporality(name: str) -> Dict[type, AggregationTemporality]:
     }
 
 
-class OTelMetricsSink:
+class OTelMetricsSink(Primitives):
     """A sink exporting OpenTelemetry metrics over OTLP; see the module docstring.
 
     Every setting left None is read from the standard variables (the specific
@@ -434,17 +434,7 @@ class OTelMetricsSink:
                 views=self._views(),
             )
         self._failures_seen = 0
-        self._out = Bound(
-            genai=self.genai_instruments,
-            export_estimated=self.export_estimated_tokens,
-            attributes=self._attributes,
-            typed=self._typed,
-            categorised=self._categorised,
-            count=self._count,
-            observe=self._observe,
-            set=self._set,
-            gaps=self._gaps,
-        )
+        self._out = self._instruments(self.genai_instruments, self.export_estimated_tokens)
         meter = self.provider.get_meter(SCOPE)
         self.families = {}
         for family in FAMILIES:

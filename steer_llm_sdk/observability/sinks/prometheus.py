@@ -65,7 +65,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 from .. import runtime
 from .._log import describe, logger, rate_limited
 from ..conventions import DEFAULT_ALLOWLIST, FAMILIES, Family
-from ..measurements import Bound, apply
+from ..measurements import Primitives, apply
 from ..models import BaseMetrics
 from . import _prometheus_mp
 
@@ -244,7 +244,7 @@ def _label(key: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in key)
 
 
-class PrometheusMetricsSink:
+class PrometheusMetricsSink(Primitives):
     """A sink updating prometheus_client families; see the module docstring.
 
     Args:
@@ -303,17 +303,7 @@ class PrometheusMetricsSink:
         self.write_failures = 0
         self._sets: Dict[str, set] = {}
         self._families = self._build()
-        self._out = Bound(
-            genai=True,
-            export_estimated=export_estimated_tokens,
-            attributes=self._labels,
-            typed=self._typed,
-            categorised=self._categorised,
-            count=self._count,
-            observe=self._observe,
-            set=self._set,
-            gaps=self._gaps,
-        )
+        self._out = self._instruments(genai=True, export_estimated=export_estimated_tokens)
 
     def _build(self) -> Dict[str, Any]:
         scoped = _BASE_LABELS + tuple(_label(k) for k in self.allowlist)
@@ -376,7 +366,7 @@ class PrometheusMetricsSink:
 
     # ------------------------------------------------------------------ the primitives of
     # measurements.apply: labels as dicts, each family keeping the labels it declares.
-    def _labels(
+    def _attributes(
         self,
         m: Any,
         *,
