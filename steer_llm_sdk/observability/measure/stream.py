@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Generator, List, Optional
 
 from ...streaming.json_stream import JsonObjectCounter
 from ...streaming.readers import READERS, StreamReader
+from .._log import logger
 from .._signals import signal_exception
 from ..conventions import DURATION_BUCKETS
 from ..models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics
@@ -435,6 +436,22 @@ def _forget_inherited_streams() -> None:
     _OPEN.clear()
 
 
+_hinted = False
+
+
+def _hint_missing_usage(provider: Optional[str]) -> None:
+    """Say once per process why a stream's tokens are missing, naming the option."""
+    global _hinted
+    _hinted = True
+    logger.warning(
+        "steer_llm_sdk: a %s stream ended without the provider's token usage, so its "
+        "tokens and cost are unknown. For OpenAI-compatible chat completions pass "
+        "stream_options={'include_usage': True} (the SDK then sends usage in the last "
+        "chunk); this is said once per process",
+        provider or "LLM",
+    )
+
+
 def record_stream(
     collector: Any, metrics: RequestMetrics, outcome: StreamOutcome, sensitive: Any = None
 ) -> None:
@@ -456,6 +473,8 @@ def record_stream(
             metrics.set_usage(*outcome.usage)
             if outcome.aggregation_method not in ("provider", "none"):
                 metrics.tokens_estimated = True
+        elif not _hinted and not metrics._joined and outcome.status == "completed":
+            _hint_missing_usage(metrics.provider)
         if outcome.response_model is not None:
             metrics.response_model = outcome.response_model
         if outcome.error is not None:
