@@ -15,18 +15,12 @@ import time
 from typing import Any, Callable, Dict
 
 import pytest
-from conftest import RecordingSink, wait_until
+from support.sinks import RecordingSink
+from support.waiting import wait_until
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
 from steer_llm_sdk.observability._ids import new_request_id
-from steer_llm_sdk.testing import LocalLLMServer
-
-
-@pytest.fixture(scope="module")
-def server():
-    with LocalLLMServer() as srv:
-        yield srv
 
 
 def _record(collector: MetricsCollector, server: Any) -> None:
@@ -138,7 +132,7 @@ CONDITIONS = {
 
 @pytest.mark.parametrize("entry", list(ENTRIES))
 @pytest.mark.parametrize("condition", list(CONDITIONS))
-def test_every_entry_is_admitted_alike(entry, condition, server):
+def test_every_entry_is_admitted_alike(entry, condition, module_server):
     config = dict(_QUIET)
     if condition == "sampled_out":
         config.update(request_sampling_rate=0.0, streaming_sampling_rate=0.0)
@@ -151,13 +145,13 @@ def test_every_entry_is_admitted_alike(entry, condition, server):
     try:
         if condition == "after_shutdown":
             collector.shutdown(5)
-        assert _run(collector, entry, server) == CONDITIONS[condition]
+        assert _run(collector, entry, module_server) == CONDITIONS[condition]
     finally:
         collector.shutdown(5)
 
 
 @pytest.mark.parametrize("entry", list(ENTRIES))
-def test_every_entry_counts_a_full_queue(entry, server):
+def test_every_entry_counts_a_full_queue(entry, module_server):
     entered, release = threading.Event(), threading.Event()
 
     def plug(record: Any) -> Any:  # holds the flush thread while the queue fills
@@ -170,11 +164,11 @@ def test_every_entry_counts_a_full_queue(entry, server):
         MetricsConfig(**{**_QUIET, "max_queue_size": 1, "filters": [plug]}), [sink]
     )
     try:
-        _record(collector, server)  # taken by the flush thread, which then waits in plug
+        _record(collector, module_server)  # taken by the flush thread, which then waits in plug
         assert entered.wait(5)
-        _record(collector, server)  # fills the queue (max 1)
+        _record(collector, module_server)  # fills the queue (max 1)
         before = collector.stats().to_dict()
-        ENTRIES[entry](collector, server)
+        ENTRIES[entry](collector, module_server)
         after = collector.stats().to_dict()
         assert _delta(before, after) == {"recorded": 1, "dropped.queue_full": 1}
     finally:
@@ -187,18 +181,18 @@ def test_every_entry_counts_a_full_queue(entry, server):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("entry", list(ENTRIES))
-def test_every_entry_is_admitted_alike_after_fork(entry, server):
+def test_every_entry_is_admitted_alike_after_fork(entry, module_server):
     sink = RecordingSink()
     collector = MetricsCollector(MetricsConfig(**_QUIET), [sink])
     try:
-        ENTRIES["record"](collector, server)  # the parent's threads are running
+        ENTRIES["record"](collector, module_server)  # the parent's threads are running
         assert collector.flush(5)
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: its own threads, queue and counters
             code = 1
             try:
-                delta = _run(collector, entry, server)
+                delta = _run(collector, entry, module_server)
                 os.write(write, json.dumps(delta).encode())
                 code = 0
             finally:
@@ -267,19 +261,19 @@ def test_explicit_none_model_means_not_given(kind):
         collector.shutdown(5)
 
 
-def test_state_changes_at_run_time_choose_a_new_admission(server):
+def test_state_changes_at_run_time_choose_a_new_admission(module_server):
     sink = RecordingSink()
     collector = MetricsCollector(MetricsConfig(**_QUIET), [sink])
     try:
-        assert _run(collector, "decorator", server) == CONDITIONS["sampled_in"]
+        assert _run(collector, "decorator", module_server) == CONDITIONS["sampled_in"]
         collector.set_sampling(request_rate=0.0, streaming_rate=0.0)
-        assert _run(collector, "decorator", server) == CONDITIONS["sampled_out"]
-        assert _run(collector, "client_stream", server) == CONDITIONS["sampled_out"]
+        assert _run(collector, "decorator", module_server) == CONDITIONS["sampled_out"]
+        assert _run(collector, "client_stream", module_server) == CONDITIONS["sampled_out"]
         collector.enabled = False
-        assert _run(collector, "record", server) == CONDITIONS["disabled"]
+        assert _run(collector, "record", module_server) == CONDITIONS["disabled"]
         collector.enabled = True
         collector.set_sampling(request_rate=1.0, streaming_rate=1.0)
-        assert _run(collector, "context_manager", server) == CONDITIONS["sampled_in"]
+        assert _run(collector, "context_manager", module_server) == CONDITIONS["sampled_in"]
         with pytest.raises(ValueError, match="request_rate"):
             collector.set_sampling(request_rate=1.5)
     finally:

@@ -4,20 +4,14 @@ its api-version, the api-key header or a token provider, the provider recorded a
 and the official ``openai.AzureOpenAI`` client accepts the server's answers."""
 
 import pytest
-from local import CONFIG, recorded
+from support.local import CONFIG, recorded
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import ContentFilterError, ProviderError
 from steer_llm_sdk.streaming.tokens import STAND_IN_CONFIDENCE, TOKENIZER_CONFIDENCE
 from steer_llm_sdk.testing import Fault, LocalLLMServer
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def server():
-    with LocalLLMServer(reply_words=6) as llm:
-        yield llm
+pytestmark = [pytest.mark.timeout(60), pytest.mark.llm_server(reply_words=6)]
 
 
 def test_deployment_url_key_header_and_records(server):

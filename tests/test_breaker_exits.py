@@ -16,8 +16,9 @@ from typing import Any, Callable, List
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
-from conftest import wait_until
-from local import local_client, recorded
+from support.clocks import Clock
+from support.local import local_client, recorded
+from support.waiting import wait_until
 
 from steer_llm_sdk.errors import CircuitOpenError, ProviderError, ServerError
 from steer_llm_sdk.reliability import CircuitBreaker, CircuitState, RetryPolicy
@@ -27,6 +28,8 @@ CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.H
 RECOVERY = 10.0
 STALL = 20.0  # the server holds a probe this long (released when the server stops)
 
+pytestmark = pytest.mark.llm_server(reply_words=4)
+
 
 class Timeout(BaseException):
     """Stands in for ``gevent.Timeout`` (not installed): a BaseException whose class name
@@ -34,20 +37,6 @@ class Timeout(BaseException):
 
 
 FOREIGN = [KeyboardInterrupt, SystemExit, SoftTimeLimitExceeded, Timeout]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def server():
-    with LocalLLMServer(reply_words=4) as local:
-        yield local
 
 
 @pytest.fixture

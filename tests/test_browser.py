@@ -8,14 +8,13 @@ import shutil
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
+from support.paths import FLASK_APP
 from werkzeug.serving import make_server
 
 from steer_llm_sdk.testing import LocalLLMServer
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
     "--headless",
@@ -47,7 +46,7 @@ def dashboard(monkeypatch):
         monkeypatch.setenv("STEER_LLM_BASE_URL", llm.url)
         monkeypatch.setenv("STEER_DEBUG_ENDPOINTS", "1")
         monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
-        sys.path.insert(0, str(ROOT / "examples" / "flask_app"))
+        sys.path.insert(0, str(FLASK_APP))
         try:
             from app import create_app
         finally:

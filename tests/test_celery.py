@@ -6,19 +6,18 @@ records were delivered, from the worker children's own pids."""
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import pytest
+from support.network import free_port
+from support.paths import ROOT
+from support.waiting import wait_for
 
 celery = pytest.importorskip("celery")
 redis = pytest.importorskip("redis")
 
-ROOT = Path(__file__).resolve().parent.parent
 REDIS = shutil.which("redis-server")
 if REDIS is None and os.environ.get("CI") == "true":
     raise RuntimeError("redis-server is missing: .ci/run installs it")
@@ -54,12 +53,6 @@ APP = textwrap.dedent("""
 """)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def broker(tmp_path):
     if REDIS is None:
@@ -83,16 +76,11 @@ def broker(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)  # bounded by the deadline above: redis is starting
+    try:
+        wait_for(client.ping, 10, "redis-server", errors=(redis.exceptions.ConnectionError,))
+    except AssertionError:
+        proc.kill()
+        raise
     yield port
     proc.terminate()
     proc.wait(10)

@@ -19,17 +19,13 @@ from steer_llm_sdk.errors import (
 from steer_llm_sdk.observability import MetricsConfig, metrics_context
 from steer_llm_sdk.reliability import RetryPolicy
 from steer_llm_sdk.streaming.tokens import count_messages, count_text
-from steer_llm_sdk.testing import Fault, LocalLLMServer
+from steer_llm_sdk.testing import Fault
 
 KEY = "sk-test-key-that-must-never-leak-1234"
 NO_RETRIES = RetryPolicy(max_attempts=1)
 MODELS = ["gpt-4o-mini", "claude-3-5-haiku-20241022"]
 
-
-@pytest.fixture
-def server():
-    with LocalLLMServer(reply_words=8) as local:
-        yield local
+pytestmark = pytest.mark.llm_server(reply_words=8)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import json
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
-from corpus import (
+from support.corpus import (
     Exchange,
     _anthropic_usage,
     _openai_usage,
@@ -20,7 +20,7 @@ from corpus import (
     corpus_required,
     exchanges,
 )
-from local import local_client
+from support.local import local_client
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import SteerLLMError

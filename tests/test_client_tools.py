@@ -5,7 +5,7 @@ for Anthropic, and content-filter outcomes. The official SDKs accept the server'
 import base64
 
 import pytest
-from local import local_client, recorded
+from support.local import local_client, recorded
 
 from steer_llm_sdk.errors import ContentFilterError
 from steer_llm_sdk.testing import Fault, LocalLLMServer

@@ -4,9 +4,11 @@ import threading
 import time
 
 import pytest
-from conftest import FailingSink, HangingSink, RecordingSink, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.records import request_record
+from support.sinks import FailingSink, HangingSink, RecordingSink
+from support.waiting import wait_until
 
 from steer_llm_sdk.observability import (
     MetricsCollector,
@@ -20,10 +22,6 @@ from steer_llm_sdk.observability import (
 from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
 
 
-def request(i: int = 0, **fields) -> RequestMetrics:
-    return RequestMetrics(time.time(), f"req-{i}", "openai", "gpt-4o-mini", **fields)
-
-
 def assert_balanced(collector: MetricsCollector) -> None:
     stats = collector.stats()
     for name in stats.sinks:
@@ -32,9 +30,9 @@ def assert_balanced(collector: MetricsCollector) -> None:
 
 def test_records_reach_sink_on_background_thread(make_collector, sink):
     collector = make_collector([sink])
-    assert collector.record(request(1)) is True
+    assert collector.record(request_record(1)) is True
     assert collector.flush(5)
-    assert [r.request_id for r in sink.records] == ["req-1"]
+    assert [r.request_id for r in sink.records] == ["r1"]
     assert threading.get_ident() not in sink.threads
     assert sink.flushes == 1
     stats = collector.stats()
@@ -45,14 +43,14 @@ def test_records_reach_sink_on_background_thread(make_collector, sink):
 
 def test_batch_timeout_delivers_without_flush(make_collector, sink):
     collector = make_collector([sink], batch_size=1000, batch_timeout_seconds=0.05)
-    collector.record(request())
+    collector.record(request_record())
     assert sink.wait_for(1, timeout=5)
 
 
 def test_full_batch_is_dispatched_before_timeout(make_collector, sink):
     collector = make_collector([sink], batch_size=10, batch_timeout_seconds=60)
     for i in range(10):
-        collector.record(request(i))
+        collector.record(request_record(i))
     assert sink.wait_for(10, timeout=5)
 
 
@@ -66,7 +64,7 @@ def test_record_refuses_non_records_and_counts_them(make_collector, sink):
 def test_disabled_collector_accepts_nothing_and_starts_no_thread(make_collector, sink):
     collector = make_collector([sink], enabled=False)
     before = threading.active_count()
-    assert collector.record(request()) is False
+    assert collector.record(request_record()) is False
     assert threading.active_count() == before
     assert collector.stats().recorded == 0
 
@@ -75,7 +73,7 @@ def test_failing_sink_is_isolated_and_counted(make_collector, sink):
     failing = FailingSink()
     collector = make_collector([failing, sink])
     for i in range(25):
-        collector.record(request(i))
+        collector.record(request_record(i))
     collector.flush(5)
     assert len(sink.records) == 25
     stats = collector.stats()
@@ -89,7 +87,7 @@ def test_hanging_sink_does_not_delay_others_and_flush_meets_deadline(make_collec
     hanging = HangingSink()
     collector = make_collector([hanging, sink], batch_timeout_seconds=0.02)
     for i in range(5):
-        collector.record(request(i))
+        collector.record(request_record(i))
     assert hanging.entered.wait(5)
     assert sink.wait_for(5, timeout=1.0)  # within a batch timeout or so, not blocked
     started = time.monotonic()
@@ -107,7 +105,7 @@ def test_hanging_sink_does_not_delay_others_and_flush_meets_deadline(make_collec
 def test_shutdown_meets_deadline_with_hanging_sink(make_collector):
     hanging = HangingSink()
     collector = make_collector([hanging])
-    collector.record(request())
+    collector.record(request_record())
     assert hanging.entered.wait(5)
     started = time.monotonic()
     assert collector.shutdown(0.3) is False
@@ -119,7 +117,7 @@ def test_overload_main_queue_drops_exact_counts(make_collector, sink):
     gate = threading.Event()
 
     def hold(metrics):  # keeps the flush thread busy while the queue fills
-        if metrics.request_id == "req-0":
+        if metrics.request_id == "r0":
             gate.wait(10)
         return metrics
 
@@ -131,9 +129,9 @@ def test_overload_main_queue_drops_exact_counts(make_collector, sink):
         batch_timeout_seconds=0.01,
         filters=[hold],
     )
-    collector.record(request(0))
+    collector.record(request_record(0))
     assert wait_until(lambda: len(collector._pipeline.queue) == 0)  # taken, held in filter
-    accepted = [collector.record(request(i)) for i in range(1, 81)]
+    accepted = [collector.record(request_record(i)) for i in range(1, 81)]
     assert accepted == [True] * 50 + [False] * 30
     assert collector.stats().dropped["queue_full"] == 30
     gate.set()
@@ -147,10 +145,10 @@ def test_overload_sink_backlog_drops_exact_counts(make_collector):
     collector = make_collector(
         [hanging], batch_size=1, batch_timeout_seconds=0.01, sink_queue_size=10
     )
-    collector.record(request(0))
+    collector.record(request_record(0))
     assert hanging.entered.wait(5)  # the sink is stuck on record 0, which stays pending
     for i in range(1, 16):
-        collector.record(request(i))
+        collector.record(request_record(i))
     assert wait_until(lambda: collector.stats().queued == 0)
     stats = collector.stats().sinks["hanging"]
     assert (stats.pending, stats.dropped, stats.received) == (10, 6, 16)
@@ -162,12 +160,12 @@ def test_overload_sink_backlog_drops_exact_counts(make_collector):
 
 def test_after_shutdown_records_are_counted(make_collector, sink):
     collector = make_collector([sink])
-    collector.record(request(1))
+    collector.record(request_record(1))
     assert collector.shutdown(5)
-    assert collector.record(request(2)) is False
+    assert collector.record(request_record(2)) is False
     stats = collector.stats()
     assert stats.dropped["after_shutdown"] == 1
-    assert [r.request_id for r in sink.records] == ["req-1"]
+    assert [r.request_id for r in sink.records] == ["r1"]
     assert sink.closes == 1
     assert_balanced(collector)
     assert collector.shutdown(1)  # idempotent
@@ -179,13 +177,13 @@ def test_flush_from_inside_sink_returns_without_deadlock(make_collector):
     class ReentrantSink(RecordingSink):
         def record(self, metrics):
             super().record(metrics)
-            if metrics.request_id == "req-0":
-                collector.record(request(99))  # record from inside a sink
+            if metrics.request_id == "r0":
+                collector.record(request_record(99))  # record from inside a sink
                 results.append(collector.flush(10))  # must not wait for itself
 
     reentrant = ReentrantSink()
     collector = make_collector([reentrant])
-    collector.record(request(0))
+    collector.record(request_record(0))
     assert reentrant.wait_for(2, timeout=5)
     assert results == [False]
     assert collector.flush(5)
@@ -196,13 +194,13 @@ def test_flush_and_record_from_inside_filter(make_collector, sink):
     results = []
 
     def reentrant_filter(metrics):
-        if metrics.request_id == "req-0":
-            collector.record(request(5))
+        if metrics.request_id == "r0":
+            collector.record(request_record(5))
             results.append(collector.flush(10))
         return metrics
 
     collector = make_collector([sink], filters=[reentrant_filter])
-    collector.record(request(0))
+    collector.record(request_record(0))
     assert collector.flush(5)
     assert sink.wait_for(2)
     assert results == [False]
@@ -214,7 +212,7 @@ def test_flush_from_tracked_function(make_collector, sink):
 
     @collector.track_request("openai", model="gpt-4o")
     def call():
-        collector.record(request(1))
+        collector.record(request_record(1))
         return collector.flush(5)
 
     assert call() is True
@@ -226,12 +224,12 @@ def test_add_and_remove_sink(make_collector, sink):
     collector = make_collector([sink])
     second = RecordingSink("second")
     collector.add_sink(second)
-    collector.record(request(1))
+    collector.record(request_record(1))
     collector.flush(5)
     assert len(second.records) == 1
     assert collector.remove_sink(second, timeout=5)
     assert second.closes == 1
-    collector.record(request(2))
+    collector.record(request_record(2))
     collector.flush(5)
     assert len(second.records) == 1 and len(sink.records) == 2
     assert set(collector.stats().sinks) == {"recording"}
@@ -263,12 +261,12 @@ def test_record_never_raises_even_when_internals_fail(make_collector, sink):
     collector2 = make_collector([sink], request_sampling_rate=0.5)
     assert collector2.record(Hostile(time.time(), "x", "openai")) is False
     assert collector2.stats().internal_errors == 1
-    assert collector.record(request()) is True
+    assert collector.record(request_record()) is True
 
 
 def test_sanitized_values_are_counted_and_clamped(make_collector, sink):
     collector = make_collector([sink], max_attributes=2, max_attribute_length=8)
-    bad = request(1, prompt_tokens=-5, duration_ms=float("nan"))
+    bad = request_record(1, prompt_tokens=-5, duration_ms=float("nan"))
     bad.attributes = {"a": "x" * 20, "b": [1, 2], "c": 3}
     bad.model = "m" * 50
     collector.record(bad)
@@ -288,7 +286,7 @@ def test_default_collector_helpers():
         assert previous.is_shutdown
         (memory,) = collector.sinks
         assert isinstance(memory, InMemoryMetricsSink)
-        collector.record(request(1))
+        collector.record(request_record(1))
         assert flush(5)
         assert len(memory) == 1
     finally:
@@ -320,7 +318,7 @@ def test_accounting_invariant_under_random_interleavings(ops, rate, queue, filte
     whatever mix of successes, failures, filters, bursts and flushes happened."""
 
     def flt(metrics):
-        number = int(metrics.request_id.split("-")[1])
+        number = int(metrics.request_id[1:])
         if number % (filter_mod * 7) == 0:
             raise ValueError("filter broke")
         return None if number % filter_mod == 0 else metrics
@@ -346,7 +344,9 @@ def test_accounting_invariant_under_random_interleavings(ops, rate, queue, filte
                 continue
             for _ in range(arg if op == "burst" else 1):
                 counter += 1
-                collector.record(request(counter, success=bool(arg) if op == "record" else True))
+                collector.record(
+                    request_record(counter, success=bool(arg) if op == "record" else True)
+                )
         # The failing sink's flush() raises too, so flush() reports False; it still waits
         # until everything went through.
         assert collector.flush(10) is False
@@ -368,7 +368,7 @@ def test_accounting_holds_with_eight_producer_threads(make_collector, sink):
     def produce(base):
         go.wait()
         for i in range(2000):
-            collector.record(request(base + i))
+            collector.record(request_record(base + i))
 
     threads = [threading.Thread(target=produce, args=(n * 10_000,)) for n in range(8)]
     for t in threads:
@@ -398,7 +398,7 @@ def test_nonblocking_sinks_run_on_the_flush_thread_and_are_isolated(make_collect
     inline, failing, threaded = InlineSink("inline"), InlineFailingSink(), RecordingSink()
     collector = make_collector([inline, failing, threaded])
     for i in range(30):
-        collector.record(request(i))
+        collector.record(request_record(i))
     assert collector.flush(5) is False  # the failing sink's flush() raised: reported
     assert len(inline.records) == 30 == len(threaded.records)
     assert inline.flushes == 1 and threaded.flushes == 1

@@ -21,7 +21,6 @@ from steer_llm_sdk.observability import (
     metrics_context,
     uninstrument,
 )
-from steer_llm_sdk.testing import LocalLLMServer
 
 openai = pytest.importorskip("openai")
 
@@ -33,23 +32,17 @@ USER = [{"role": "user", "content": "hi"}]
 # ---------------------------------------------------------------------- fixtures and helpers
 
 
-@pytest.fixture(scope="module")
-def server():
-    with LocalLLMServer() as srv:
-        yield srv
-
-
 @pytest.fixture
 def collector(make_collector, sink):
     return make_collector([sink], enable_cost_tracking=False)
 
 
 @pytest.fixture
-def client(server, collector):
+def client(module_server, collector):
     """An official openai client pointed at the local server, its SDK instrumented into
     ``collector`` for the test."""
     instrument("openai", collector=collector)
-    sdk = openai.OpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0)
+    sdk = openai.OpenAI(base_url=module_server.openai_base_url, api_key="test", max_retries=0)
     try:
         yield sdk
     finally:

@@ -11,7 +11,7 @@ import time
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from peers import openai_v2_instrumentor
+from support.peers import openai_v2_instrumentor
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import StreamError

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
-import spawn
 import yaml
 from prometheus_client import CollectorRegistry
-from support_prometheus import (
+from support import spawn
+from support.clocks import Clock
+from support.paths import ROOT
+from support.prometheus import (
     PROMTOOL,
     api,
     binary,
@@ -47,7 +49,6 @@ from steer_llm_sdk.reliability import CircuitBreaker, CircuitState, RetryPolicy
 from steer_llm_sdk.testing import LocalLLMServer
 from steer_llm_sdk.testing.server import Fault
 
-ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "docs" / "grafana" / "steer-llm-sdk.json"
 RULES = ROOT / "docs" / "prometheus" / "steer-llm-sdk-rules.yml"
 RULE_TESTS = ROOT / "docs" / "prometheus" / "steer-llm-sdk-rules.test.yml"
@@ -330,16 +331,6 @@ def test_rules_pass_their_unit_tests():
 
 
 # --------------------------------------------------------------------------- end to end
-class Clock:
-    """The circuit breaker's clock, moved by hand: circuits recover without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class RefusingSink:
     """A sink whose backend is down: every delivery raises, as an exporter's would."""
 
@@ -364,7 +355,7 @@ class MeasuredApp:
 
     def __init__(self, collector: Any, sink: PrometheusMetricsSink, llm: LocalLLMServer, **breaker):
         self.collector, self.sink, self.llm = collector, sink, llm
-        self.clock = Clock()
+        self.clock = Clock(0.0)  # the breaker's: circuits recover without waiting
         self.client = SteerLLMClient(
             metrics_collector=collector,
             openai_base_url=llm.openai_base_url,

@@ -2,11 +2,11 @@
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
+from support.paths import EXAMPLES
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "django_project"
+EXAMPLE = EXAMPLES / "django_project"
 sys.path.insert(0, str(EXAMPLE))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 

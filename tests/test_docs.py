@@ -3,12 +3,10 @@
 import os
 import re
 import sys
-from pathlib import Path
 
 import pytest
-import spawn
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import spawn
+from support.paths import ROOT
 
 
 def snippets(name: str) -> list:

@@ -11,7 +11,6 @@ import importlib.metadata
 import json
 import os
 import signal
-import socket
 import sys
 import textwrap
 import threading
@@ -20,10 +19,12 @@ import uuid
 from typing import Any, Dict, List
 
 import pytest
-import spawn
-from conftest import HangingSink, RecordingSink, wait_until
-from corpus import SDK_WARNINGS
-from sdk_clients import closing
+from support import spawn
+from support.corpus import SDK_WARNINGS
+from support.network import free_port
+from support.sdk_clients import closing
+from support.sinks import HangingSink, RecordingSink
+from support.waiting import wait_until
 
 from steer_llm_sdk.observability import (
     DoctorReport,
@@ -273,9 +274,7 @@ def test_drops_are_reported_by_reason(make_collector):
 
 # --------------------------------------------------------------------------- OTLP
 def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()  # bound once and released: nothing listens there
 
 
 @pytest.mark.timeout(30)

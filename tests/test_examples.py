@@ -5,9 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import spawn
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from support import spawn
+from support.paths import EXAMPLES
 
 
 def run(name):

@@ -1,29 +1,14 @@
 """Real interpreter exits: pending records are delivered by the exit handler, including after a
 burst from 8 threads and when no thread may be started (Python 3.12+)."""
 
-import glob
 import os
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-import spawn
-import structlog
+from support import spawn
 
-import steer_llm_sdk
-
-ROOT = Path(steer_llm_sdk.__file__).resolve().parent.parent
-# The metrics core needs only structlog (pure Python), so other interpreters can run it from
-# the source tree without an install.
-PYTHONPATH = os.pathsep.join([str(ROOT), str(Path(structlog.__file__).resolve().parent.parent)])
-
-
-def interpreters():
-    found = {sys.executable: f"{sys.version_info.major}.{sys.version_info.minor}"}
-    for path in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python3"))):
-        found.setdefault(path, Path(path).parent.parent.name)
-    return [pytest.param(path, id=version) for path, version in found.items()]
+#: This interpreter, and the installed ones on which no thread may be started at exit.
+INTERPRETERS = spawn.interpreters(oldest=12)
 
 
 PRELUDE = textwrap.dedent("""
@@ -51,7 +36,7 @@ PRELUDE = textwrap.dedent("""
 
 def run(script, python, tmp_path):
     out = tmp_path / "records.txt"
-    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
+    env = dict(os.environ, PYTHONPATH=spawn.core_pythonpath())
     proc = spawn.run(
         [python, "-c", PRELUDE + textwrap.dedent(script), str(out)],
         env=env,
@@ -63,7 +48,7 @@ def run(script, python, tmp_path):
     return out.read_text().split() if out.exists() else [], proc
 
 
-@pytest.mark.parametrize("python", interpreters())
+@pytest.mark.parametrize("python", INTERPRETERS)
 def test_normal_exit_without_flush_delivers(python, tmp_path):
     got, _ = run(
         """
@@ -78,7 +63,7 @@ def test_normal_exit_without_flush_delivers(python, tmp_path):
 
 
 @pytest.mark.parametrize("cycle", [False, True], ids=["freed", "in-a-cycle"])
-@pytest.mark.parametrize("python", interpreters())
+@pytest.mark.parametrize("python", INTERPRETERS)
 def test_collector_dropped_without_shutdown_delivers_everything_at_exit(python, cycle, tmp_path):
     # Freed: the collector is gone when make() returns, and its pipeline is still delivering
     # at exit, with no collector left to say how long to wait for it. In a cycle: it lives
@@ -110,7 +95,7 @@ def test_collector_dropped_without_shutdown_delivers_everything_at_exit(python, 
     assert len(got) == len(set(got)) == 50
 
 
-@pytest.mark.parametrize("python", interpreters())
+@pytest.mark.parametrize("python", INTERPRETERS)
 def test_exit_right_after_burst_from_eight_threads(python, tmp_path):
     got, _ = run(
         """
@@ -127,7 +112,7 @@ def test_exit_right_after_burst_from_eight_threads(python, tmp_path):
     assert sorted(got) == sorted(f"r{n * 1000 + i}" for n in range(8) for i in range(500))
 
 
-@pytest.mark.parametrize("python", interpreters())
+@pytest.mark.parametrize("python", INTERPRETERS)
 def test_records_made_inside_atexit_are_delivered(python, tmp_path):
     # atexit runs handlers last-registered first, so this one runs before the SDK's own.
     got, _ = run(
@@ -144,7 +129,7 @@ def test_records_made_inside_atexit_are_delivered(python, tmp_path):
     assert got == [f"r{i}" for i in range(10)]
 
 
-@pytest.mark.parametrize("python", interpreters())
+@pytest.mark.parametrize("python", INTERPRETERS)
 def test_exit_when_no_thread_can_start_drains_on_the_exiting_thread(python, tmp_path):
     # Late in interpreter shutdown Python 3.12+ refuses new threads with this RuntimeError.
     # The script makes thread starts fail that way from the first record on, so the
@@ -166,7 +151,7 @@ def test_exit_when_no_thread_can_start_drains_on_the_exiting_thread(python, tmp_
     assert got == [f"r{i}" for i in range(300)]
 
 
-@pytest.mark.parametrize("python", interpreters()[:1])
+@pytest.mark.parametrize("python", INTERPRETERS[:1])
 def test_flush_on_exit_can_be_disabled(python, tmp_path):
     got, _ = run(
         """
@@ -180,7 +165,7 @@ def test_flush_on_exit_can_be_disabled(python, tmp_path):
     assert got == []
 
 
-@pytest.mark.parametrize("python", interpreters()[:1])
+@pytest.mark.parametrize("python", INTERPRETERS[:1])
 def test_os_exit_skips_the_handler_as_documented(python, tmp_path):
     got, _ = run(
         """
@@ -193,7 +178,7 @@ def test_os_exit_skips_the_handler_as_documented(python, tmp_path):
     assert got == []
 
 
-@pytest.mark.parametrize("python", interpreters())
+@pytest.mark.parametrize("python", INTERPRETERS)
 def test_streams_still_open_at_exit_are_recorded_as_cancelled(python, tmp_path):
     # One stream half read, one never started, both still referenced when the process ends:
     # the exit drain ends them (the half-read one with what it measured) before delivering.

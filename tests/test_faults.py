@@ -5,7 +5,6 @@ behaviour depends on it), real multiprocessing, an OTLP receiver that refuses th
 the local LLM server.
 """
 
-import glob
 import json
 import logging
 import multiprocessing
@@ -15,14 +14,16 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
-from typing import Any, List
+from functools import partial
+from typing import Any
 
 import pytest
-import spawn
-from conftest import RecordingSink, wait_until
+from support import spawn
+from support.collectors import new_collector
+from support.records import request_record
+from support.sinks import LinesSink, RecordingSink, written_lines
+from support.waiting import wait_until
 
-import steer_llm_sdk
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import SteerLLMError
 from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
@@ -30,17 +31,8 @@ from steer_llm_sdk.observability.sinks import InMemoryMetricsSink, OTelMetricsSi
 from steer_llm_sdk.reliability import RetryPolicy
 from steer_llm_sdk.testing import Fault, LocalLLMServer, OTLPReceiver
 
-ROOT = Path(steer_llm_sdk.__file__).resolve().parent.parent
-
-
-def request(i: int, **fields: Any) -> RequestMetrics:
-    return RequestMetrics(time.time(), f"req-{i}", "openai", "gpt-4o-mini", **fields)
-
-
-def collector_of(sinks: List[Any], **config: Any) -> MetricsCollector:
-    config.setdefault("batch_timeout_seconds", 0.02)
-    config.setdefault("flush_on_exit", False)
-    return MetricsCollector(MetricsConfig(**config), sinks)
+#: A collector the test shuts down itself, batching faster than the shared default.
+collector_of = partial(new_collector, batch_timeout_seconds=0.02)
 
 
 def balanced(collector: MetricsCollector) -> bool:
@@ -106,7 +98,7 @@ def test_no_exception_of_user_code_stops_a_background_thread(fault, where):
         tracked()
         collector.flush(5)
         for i in range(20):  # the threads still deliver after the fault
-            collector.record(request(i))
+            collector.record(request_record(i))
         tracked()
         assert wait_until(lambda: len(good.records) >= 21 - (where == "filter"))
         assert collector._pipeline.running
@@ -121,14 +113,14 @@ def test_a_background_thread_that_died_is_restarted_on_the_next_record():
     sink = RecordingSink()
     collector = collector_of([sink])
     try:
-        collector.record(request(0))
+        collector.record(request_record(0))
         assert collector.flush(5)
         dead = threading.Thread(target=lambda: None)
         dead.start()
         dead.join()
         collector._pipeline.worker = dead  # as if the flush thread had died
         for i in range(1, 6):
-            collector.record(request(i))
+            collector.record(request_record(i))
         assert collector.flush(5)
         assert len(sink.records) == 6
         assert collector._pipeline.internal_restarts == 1
@@ -159,7 +151,7 @@ def test_flush_and_shutdown_keep_their_deadline_in_every_state(state):
     collector = collector_of([sink])
     try:
         if state == "running":
-            collector.record(request(1))
+            collector.record(request_record(1))
         if state == "after_shutdown":
             start = time.monotonic()
             collector.shutdown(0.3)
@@ -172,17 +164,6 @@ def test_flush_and_shutdown_keep_their_deadline_in_every_state(state):
         assert time.monotonic() - start < 0.8
     finally:
         sink.release.set()
-
-
-def interpreters() -> List[Any]:
-    found = {sys.executable: f"{sys.version_info.major}.{sys.version_info.minor}"}
-    pattern = os.path.expanduser("~/.pyenv/versions/3.*/bin/python3")
-    for path in sorted(glob.glob(pattern)):
-        minor = Path(path).parent.parent.name.split(".")[1]
-        if not minor.isdigit() or not 9 <= int(minor) <= 13:  # the supported Pythons
-            continue
-        found.setdefault(path, Path(path).parent.parent.name)
-    return [pytest.param(path, id=version) for path, version in found.items()]
 
 
 EXIT_PRELUDE = textwrap.dedent("""
@@ -199,23 +180,8 @@ EXIT_PRELUDE = textwrap.dedent("""
 """)
 
 
-# The metrics core needs only pure-Python packages beside it, so every installed interpreter
-# can run it from the source tree.
-def _site_of(module: Any) -> str:
-    return str(Path(module.__file__).resolve().parent.parent)
-
-
-def _pythonpath() -> str:
-    import structlog
-    import typing_extensions
-
-    return os.pathsep.join(
-        [str(ROOT), _site_of(structlog), str(Path(typing_extensions.__file__).parent)]
-    )
-
-
 def run_exit(python: str, script: str, timeout: float = 20.0) -> "subprocess.CompletedProcess":
-    env = dict(os.environ, PYTHONPATH=_pythonpath())
+    env = dict(os.environ, PYTHONPATH=spawn.core_pythonpath())
     return spawn.run(
         [python, "-c", EXIT_PRELUDE + textwrap.dedent(script)],
         env=env,
@@ -238,7 +204,7 @@ def _importable(python: str) -> bool:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("python", interpreters())
+@pytest.mark.parametrize("python", spawn.interpreters())
 @pytest.mark.parametrize("case", ["nothing_recorded", "recorded_in_atexit", "recorded"])
 def test_the_exit_drain_keeps_its_deadline(python, case):
     if not _importable(python):
@@ -273,18 +239,6 @@ def _child(path: str) -> None:
         collector.record(RequestMetrics(time.time(), f"c{i}", "openai", "gpt"))
 
 
-class FileSink:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def record(self, metrics: Any) -> None:
-        with open(self.path, "a") as out:
-            out.write(f"{os.getpid()} {metrics.request_id}\n")
-
-    def flush(self) -> None:
-        pass
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
 @pytest.mark.timeout(60)
 def test_a_multiprocessing_child_delivers_everything(tmp_path):
@@ -293,7 +247,7 @@ def test_a_multiprocessing_child_delivers_everything(tmp_path):
     path = str(tmp_path / "records.txt")
     previous = configure(
         MetricsConfig(batch_size=1000, batch_timeout_seconds=60, flush_on_exit=True),
-        [FileSink(path)],
+        [LinesSink(path)],
     )
     try:
         context = multiprocessing.get_context("fork")
@@ -301,8 +255,8 @@ def test_a_multiprocessing_child_delivers_everything(tmp_path):
         process.start()
         process.join(30)
         assert process.exitcode == 0
-        lines = Path(path).read_text().split("\n") if Path(path).exists() else []
-        assert len([line for line in lines if line.startswith(f"{process.pid} ")]) == 25
+        pids = [pid for pid, _ in written_lines(path)]
+        assert pids.count(str(process.pid)) == 25
     finally:
         previous.shutdown(2)
 
@@ -315,7 +269,7 @@ def test_dropped_collectors_deliver_and_leak_no_threads():
     before = threading.active_count()
     for i in range(60):
         collector = collector_of([sink])
-        collector.record(request(i))
+        collector.record(request_record(i))
         del collector
     gc.collect()
     assert wait_until(lambda: len(sink.records) == 60, 10)
@@ -368,7 +322,7 @@ def test_values_that_pass_validation_cannot_break_summaries_or_json():
     memory = InMemoryMetricsSink()
     collector = collector_of([memory])
     try:
-        record = request(1, duration_ms=10**400, prompt_tokens=10**400)
+        record = request_record(1, duration_ms=10**400, prompt_tokens=10**400)
         record.attributes = {"huge": 10**5000, BadKey(): "v"}
         assert collector.record(record)
         assert collector.flush(5)
@@ -467,12 +421,12 @@ def test_flush_reports_a_failed_export_and_totals_recover():
         )
         collector = collector_of([sink])
         receiver.fail_next(100, 503)
-        collector.record(request(1))
+        collector.record(request_record(1))
         assert collector.flush(10) is False
         assert collector.stats().sinks["otlp"].errors >= 1
         with receiver._lock:
             receiver._faults.clear()
-        collector.record(request(2))
+        collector.record(request_record(2))
         assert collector.flush(10) is True
         assert receiver.total("llm.requests") == 2  # cumulative: the lost export recovered
         collector.shutdown(5)
@@ -487,10 +441,10 @@ def test_the_librarys_warnings_go_through_logging_only(capsys, caplog):
     try:
         entered, release = threading.Event(), threading.Event()
         collector._pipeline.admitter.filters = (lambda r: (entered.set(), release.wait(5), r)[2],)
-        collector.record(request(0))
+        collector.record(request_record(0))
         entered.wait(5)
         for i in range(5):
-            collector.record(request(i))  # the queue is full: a warning
+            collector.record(request_record(i))  # the queue is full: a warning
         release.set()
         collector.flush(5)
     finally:

@@ -1,30 +1,31 @@
 """Filters: built-ins, callables, objects, failures fail closed, background thread only."""
 
 import threading
-import time
 
-from steer_llm_sdk.observability import RequestMetrics
+from support.records import request_record
+
 from steer_llm_sdk.observability.filters import AttributeFilter, OnlyProductionFilter
 
 
-def rec(i=0, **attrs):
-    return RequestMetrics(time.time(), f"r{i}", "openai", "gpt", dict(attrs))
-
-
 def test_only_production_filter_reads_environment_once():
-    assert OnlyProductionFilter(environ={"ENVIRONMENT": "Production"}).filter(rec()) is not None
-    assert OnlyProductionFilter(environ={"ENVIRONMENT": "staging"}).filter(rec()) is None
-    assert OnlyProductionFilter(environ={}).filter(rec()) is None
+    assert (
+        OnlyProductionFilter(environ={"ENVIRONMENT": "Production"}).filter(request_record())
+        is not None
+    )
+    assert OnlyProductionFilter(environ={"ENVIRONMENT": "staging"}).filter(request_record()) is None
+    assert OnlyProductionFilter(environ={}).filter(request_record()) is None
     first_wins = OnlyProductionFilter(environ={"STEER_ENVIRONMENT": "dev", "ENV": "prod"})
-    assert first_wins.filter(rec()) is None
+    assert first_wins.filter(request_record()) is None
 
 
 def test_attribute_filter_add_remove_keep():
     m = AttributeFilter(add={"service.version": "1.2"}, remove=["user"]).filter(
-        rec(user="alice", route="/x")
+        request_record(attributes={"user": "alice", "route": "/x"})
     )
     assert m.attributes == {"route": "/x", "service.version": "1.2"}
-    m = AttributeFilter(keep=["route"]).filter(rec(user="alice", route="/x"))
+    m = AttributeFilter(keep=["route"]).filter(
+        request_record(attributes={"user": "alice", "route": "/x"})
+    )
     assert m.attributes == {"route": "/x"}
 
 
@@ -50,7 +51,7 @@ def test_filters_run_on_background_thread_and_count(make_collector, sink):
         filters=[callable_filter, Broken(), WrongType(), AttributeFilter(add={"env": "test"})],
     )
     for i in range(5):
-        collector.record(rec(i))
+        collector.record(request_record(i))
     assert collector.flush(5)
     assert threading.get_ident() not in threads and threads
     assert [m.request_id for m in sink.records] == ["r0", "r4"]

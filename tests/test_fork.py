@@ -4,12 +4,13 @@ the child."""
 
 import os
 import threading
-import time
 
 import pytest
-from conftest import wait_until
+from support.records import request_record
+from support.sinks import LinesSink, written_lines
+from support.waiting import reap, wait_until
 
-from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
+from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -18,12 +19,13 @@ pytestmark = [
 ]
 
 
-class FileSink:
-    """Appends "<pid> <request_id>" lines to a file: survives the process that wrote it."""
+class GatedSink(LinesSink):
+    """A LinesSink whose batches wait at a gate (open unless the test closes it)."""
+
+    name = "gated"
 
     def __init__(self, path):
-        self.path = path
-        self.lock = threading.Lock()
+        super().__init__(path)
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
@@ -31,22 +33,7 @@ class FileSink:
     def record_batch(self, batch):
         self.entered.set()
         self.gate.wait(10)
-        with self.lock, open(self.path, "a") as out:
-            for m in batch:
-                out.write(f"{os.getpid()} {m.request_id}\n")
-
-    def record(self, metrics):
-        self.record_batch([metrics])
-
-    def flush(self):
-        pass
-
-
-def lines(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [line.split() for line in f.read().splitlines()]
+        super().record_batch(batch)
 
 
 def run_child(body, timeout=20.0):
@@ -58,42 +45,33 @@ def run_child(body, timeout=20.0):
             code = 0 if body() else 3
         finally:
             os._exit(code)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        threading.Event().wait(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail("child did not finish: deadlock after fork?")
-
-
-def req(i):
-    return RequestMetrics(time.time(), f"r{i}", "openai", "gpt")
+    code = reap(pid, timeout)
+    if code is None:
+        pytest.fail("child did not finish: deadlock after fork?")
+    return code
 
 
 def test_queued_records_are_exported_once_by_the_parent(tmp_path):
     path = str(tmp_path / "out.txt")
-    sink = FileSink(path)
+    sink = GatedSink(path)
     collector = MetricsCollector(
         MetricsConfig(batch_size=1000, batch_timeout_seconds=3600, flush_on_exit=False), [sink]
     )
     try:
         for i in range(5):
-            collector.record(req(i))  # queued, not yet delivered: the timeout is an hour
+            collector.record(request_record(i))  # queued, not yet delivered: the timeout is an hour
         assert collector.stats().queued == 5
 
         def child():
             for i in range(100, 103):
-                collector.record(req(i))
+                collector.record(request_record(i))
             ok = collector.flush(5)
             stats = collector.stats()
-            return ok and stats.recorded == 3 and stats.sinks["FileSink"].delivered == 3
+            return ok and stats.recorded == 3 and stats.sinks["gated"].delivered == 3
 
         assert run_child(child) == 0
         assert collector.flush(5)
-        got = lines(path)
+        got = written_lines(path)
         parent = [rid for pid, rid in got if int(pid) == os.getpid()]
         children = [rid for pid, rid in got if int(pid) != os.getpid()]
         assert parent == ["r0", "r1", "r2", "r3", "r4"]
@@ -104,13 +82,13 @@ def test_queued_records_are_exported_once_by_the_parent(tmp_path):
 
 def test_fork_while_background_threads_are_busy(tmp_path):
     path = str(tmp_path / "busy.txt")
-    sink = FileSink(path)
+    sink = GatedSink(path)
     sink.gate.clear()  # the delivery thread will sit inside record_batch
     collector = MetricsCollector(
         MetricsConfig(batch_size=1, batch_timeout_seconds=0.01, flush_on_exit=False), [sink]
     )
     try:
-        collector.record(req(0))
+        collector.record(request_record(0))
         assert sink.entered.wait(5)
 
         # Keep the flush thread cycling (it takes the pipeline lock) while we fork.
@@ -119,7 +97,7 @@ def test_fork_while_background_threads_are_busy(tmp_path):
         def churn():
             i = 1
             while not stop.is_set():
-                collector.record(req(i))
+                collector.record(request_record(i))
                 i += 1
                 stop.wait(0.0005)
 
@@ -129,7 +107,7 @@ def test_fork_while_background_threads_are_busy(tmp_path):
 
             def child():
                 sink.gate.set()  # the child's copy of the sink must not block its new thread
-                collector.record(req(9999))
+                collector.record(request_record(9999))
                 return collector.flush(5) and collector.stats().recorded == 1
 
             for _ in range(5):
@@ -139,10 +117,10 @@ def test_fork_while_background_threads_are_busy(tmp_path):
             churner.join(5)
         sink.gate.set()
         assert collector.flush(10)
-        children = [rid for pid, rid in lines(path) if int(pid) != os.getpid()]
+        children = [rid for pid, rid in written_lines(path) if int(pid) != os.getpid()]
         assert children == ["r9999"] * 5
         stats = collector.stats()
-        assert stats.unaccounted("FileSink") == 0
+        assert stats.unaccounted("gated") == 0
     finally:
         sink.gate.set()
         collector.shutdown(2)
@@ -152,10 +130,10 @@ def test_in_memory_sink_starts_empty_in_child():
     from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
 
     memory = InMemoryMetricsSink()
-    memory.record(req(1))
+    memory.record(request_record(1))
 
     def child():
-        memory.record(req(2))
+        memory.record(request_record(2))
         return [m.request_id for m in memory.get_metrics()] == ["r2"]
 
     assert run_child(child) == 0
@@ -168,7 +146,7 @@ def test_streams_open_at_a_fork_are_recorded_by_the_parent_only(tmp_path):
     from steer_llm_sdk.observability.measure.stream import end_open_streams
 
     path = str(tmp_path / "out.txt")
-    collector = MetricsCollector(MetricsConfig(flush_on_exit=False), [FileSink(path)])
+    collector = MetricsCollector(MetricsConfig(flush_on_exit=False), [GatedSink(path)])
 
     @collector.track_request("openai", model="m")
     def chunks():
@@ -192,7 +170,7 @@ def test_streams_open_at_a_fork_are_recorded_by_the_parent_only(tmp_path):
         streams.clear()
         gc.collect()
         assert collector.flush(5)
-        got = lines(path)
+        got = written_lines(path)
         assert {int(pid) for pid, _ in got} == {os.getpid()}
         assert collector.stats().recorded == 4  # two streams: a request and a stream record each
     finally:

@@ -6,7 +6,7 @@ Each child works on a thread of its own and exits with ``os._exit()`` after a bo
 (0 done, 3 hung), and the parent kills a child that outlives its bound: a hang fails the test
 in seconds instead of stalling it. prometheus_client's multiprocess mode must be chosen
 before it is imported, so those scenarios run in a fresh interpreter (this file run as a
-script, through ``tests/spawn.py``) and report in JSON.
+script, through ``tests/support/spawn.py``) and report in JSON.
 """
 
 import json
@@ -15,8 +15,12 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 
 import pytest
+from support.records import request_record
+from support.sinks import LinesSink, written_lines
+from support.waiting import reap
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
@@ -30,12 +34,8 @@ FORKS = 40
 
 
 # --------------------------------------------------------------------------- helpers
-def req(request_id, model="gpt-4o"):
-    from steer_llm_sdk.observability import RequestMetrics
-
-    m = RequestMetrics(time.time(), request_id, "openai", model, {}, 1.0, None, 250.0)
-    m.set_usage(100, 20)
-    return m
+#: A priced call: the pricer and the Prometheus sink have work on every record.
+req = partial(request_record, model="gpt-4o", duration_ms=250.0, usage=(100, 20))
 
 
 def child_exit(body, wait):
@@ -56,18 +56,11 @@ def child_exit(body, wait):
     os._exit(code)
 
 
-def reap(pid, bound):
-    """The exit code of child ``pid``; killed (and reported hung) past ``bound`` seconds."""
-    deadline = time.monotonic() + bound
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        pause.wait(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return HUNG
+def exit_code(pid, bound):
+    """The exit code of child ``pid``; killed (and reported :data:`HUNG`) past ``bound``
+    seconds."""
+    code = reap(pid, bound)
+    return HUNG if code is None else code
 
 
 def fork_while_held(lock, body, wait=2.0):
@@ -87,7 +80,7 @@ def fork_while_held(lock, body, wait=2.0):
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             child_exit(body, wait)
-        return reap(pid, wait + 5)
+        return exit_code(pid, wait + 5)
     finally:
         release.set()
         holder.join(5)
@@ -95,7 +88,7 @@ def fork_while_held(lock, body, wait=2.0):
 
 def run_scenario(name, tmp_path, *args, timeout=60):
     """Run ``name`` in a fresh interpreter with ``PROMETHEUS_MULTIPROC_DIR`` set; its JSON."""
-    import spawn
+    from support import spawn
 
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
@@ -249,30 +242,6 @@ def test_forks_from_a_worker_thread_under_load(tmp_path):
 
 
 # --------------------------------------------------------------------------- scenarios
-class LineSink:
-    """Appends "<pid> <request_id>" lines with one ``os.write`` per batch: no lock of its
-    own, so nothing in it can be inherited locked."""
-
-    name = "lines"
-
-    def __init__(self, path):
-        self.path = path
-
-    def record_batch(self, batch):
-        text = "".join(f"{os.getpid()} {m.request_id}\n" for m in batch).encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, text)
-        finally:
-            os.close(fd)
-
-    def record(self, metrics):
-        self.record_batch([metrics])
-
-    def flush(self):
-        pass
-
-
 def _prometheus_requests(pid):
     """``llm_requests_total`` summed over the multiprocess file of process ``pid``."""
     from prometheus_client.mmap_dict import MmapedDict
@@ -331,7 +300,7 @@ def scenario_load(work_dir, forks):
     config = MetricsConfig(
         batch_size=8, batch_timeout_seconds=0.002, enable_cost_tracking=True, flush_on_exit=False
     )
-    collector = MetricsCollector(config, [LineSink(path), PrometheusMetricsSink()])
+    collector = MetricsCollector(config, [LinesSink(path), PrometheusMetricsSink()])
     assert collector._pipeline is not None
     stop = threading.Event()
 
@@ -367,7 +336,7 @@ def scenario_load(work_dir, forks):
     forking = threading.Thread(target=forker)
     forking.start()
     forking.join()
-    codes = {pid: reap(pid, 10) for _, pid in pids}
+    codes = {pid: exit_code(pid, 10) for _, pid in pids}
     stop.set()
     for thread in loaders:
         thread.join()
@@ -375,10 +344,8 @@ def scenario_load(work_dir, forks):
     collector.shutdown(5)
 
     by_pid = {}
-    with open(path) as lines:
-        for line in lines:
-            pid, request_id = line.split()
-            by_pid.setdefault(int(pid), []).append(request_id)
+    for pid, request_id in written_lines(path):
+        by_pid.setdefault(int(pid), []).append(request_id)
     mine = by_pid.get(os.getpid(), [])
     return {
         "children": [

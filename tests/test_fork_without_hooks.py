@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-import spawn
+from support import spawn
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="libc fork through ctypes")
 

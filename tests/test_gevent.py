@@ -11,7 +11,7 @@ import textwrap
 from typing import Any, Dict
 
 import pytest
-import spawn
+from support import spawn
 
 from steer_llm_sdk.testing import OTLPReceiver
 

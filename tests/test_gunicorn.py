@@ -6,15 +6,14 @@ nothing duplicated and nothing lost, after a graceful SIGTERM of the master."""
 
 import os
 import signal
-import socket
 import subprocess
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import spawn
+from support import spawn
+from support.network import free_port, wait_serving
 
 from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
 
@@ -22,27 +21,6 @@ pytestmark = [
     pytest.mark.skipif(not spawn.GUNICORN.exists(), reason="gunicorn is not installed"),
     pytest.mark.timeout(120),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url, proc, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited early: {proc.stdout.read()}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        pause.wait(0.1)
-    raise AssertionError("gunicorn did not come up")
 
 
 @pytest.mark.parametrize(
@@ -75,7 +53,7 @@ def test_preforked_workers_export_every_request_exactly_once(settings):
         proc = spawn.gunicorn(env)
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_healthy(base + "/healthz", proc)
+            wait_serving(base + "/healthz", proc)
             local = threading.local()
 
             def call(n):

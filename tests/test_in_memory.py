@@ -1,27 +1,19 @@
 """InMemoryMetricsSink: ring buffer, TTL, queries, summaries, thread-safety."""
 
 import threading
+from functools import partial
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.clocks import Clock
+from support.records import request_record
 
-from steer_llm_sdk.observability import ErrorMetrics, RequestMetrics, StreamingMetrics
+from steer_llm_sdk.observability import ErrorMetrics, StreamingMetrics
 from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
 
-
-class Clock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-def rec(ts, i=0, provider="openai", model="gpt", method="generate", duration=10.0):
-    m = RequestMetrics(ts, f"r{i}", provider, model, None, 1.0, None, duration)
-    m.method = method
-    return m
+#: ``rec(i, timestamp=...)``: a call of 10 ms to the model "gpt"; fields override.
+rec = partial(request_record, model="gpt", duration_ms=10.0)
 
 
 @given(st.integers(1, 50), st.lists(st.integers(1, 30), max_size=30))
@@ -30,7 +22,7 @@ def test_ring_buffer_keeps_the_newest_max_size(max_size, batches):
     sink = InMemoryMetricsSink(max_size=max_size, clock=clock)
     counter = 0
     for size in batches:
-        sink.record_batch([rec(clock.now, counter + k) for k in range(size)])
+        sink.record_batch([rec(counter + k, timestamp=clock.now) for k in range(size)])
         counter += size
     assert len(sink) == min(counter, max_size)
     kept = [m.request_id for m in sink.get_metrics()]
@@ -41,12 +33,12 @@ def test_ring_buffer_keeps_the_newest_max_size(max_size, batches):
 def test_ttl_evicts_and_hides_old_records():
     clock = Clock()
     sink = InMemoryMetricsSink(ttl_seconds=60, clock=clock)
-    sink.record(rec(clock.now - 120, 1))
-    sink.record(rec(clock.now - 30, 2))
+    sink.record(rec(1, timestamp=clock.now - 120))
+    sink.record(rec(2, timestamp=clock.now - 30))
     assert [m.request_id for m in sink.get_metrics()] == ["r2"]
     clock.now += 40
     assert sink.get_metrics() == []
-    sink.record(rec(clock.now, 3))
+    sink.record(rec(3, timestamp=clock.now))
     assert len(sink) == 1
 
 
@@ -55,9 +47,9 @@ def test_queries_filter_on_every_criterion():
     sink = InMemoryMetricsSink(clock=clock)
     sink.record_batch(
         [
-            rec(990, 1, "openai", "gpt", "generate"),
-            rec(995, 2, "anthropic", "claude", "stream"),
-            rec(999, 3, "openai", "gpt", "stream"),
+            rec(1, timestamp=990),
+            rec(2, timestamp=995, provider="anthropic", model="claude", method="stream"),
+            rec(3, timestamp=999, method="stream"),
             StreamingMetrics(timestamp=999, request_id="r3", provider="openai", model="gpt"),
             ErrorMetrics(timestamp=999, request_id="r4", provider="openai", model="gpt"),
         ]
@@ -77,9 +69,9 @@ def test_summary_window_and_filters():
     clock = Clock()
     sink = InMemoryMetricsSink(clock=clock)
     sink.record_batch(
-        [rec(clock.now - 500, 1, duration=1000.0)]
-        + [rec(clock.now - 10, i, duration=float(i)) for i in range(2, 12)]
-        + [rec(clock.now - 10, 99, provider="anthropic", duration=5.0)]
+        [rec(1, timestamp=clock.now - 500, duration_ms=1000.0)]
+        + [rec(i, timestamp=clock.now - 10, duration_ms=float(i)) for i in range(2, 12)]
+        + [rec(99, timestamp=clock.now - 10, provider="anthropic", duration_ms=5.0)]
     )
     summary = sink.get_summary(window_seconds=300)
     assert summary.total_requests == 11
@@ -91,7 +83,7 @@ def test_summary_window_and_filters():
 
 def test_clear_and_validation():
     sink = InMemoryMetricsSink()
-    sink.record(rec(1e12))
+    sink.record(rec(timestamp=1e12))
     sink.clear()
     assert len(sink) == 0
     with pytest.raises(ValueError):
@@ -107,7 +99,7 @@ def test_concurrent_writers_and_readers():
 
     def write(base):
         for i in range(500):
-            sink.record(rec(clock.now, base + i))
+            sink.record(rec(base + i, timestamp=clock.now))
 
     def read():
         try:

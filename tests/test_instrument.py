@@ -10,9 +10,9 @@ to first token when the stream had content.
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from corpus import SDK_WARNINGS, Exchange, cassettes, corpus_required, exchanges
-from peers import openai_v2_instrumentor
-from sdk_clients import closing
+from support.corpus import SDK_WARNINGS, Exchange, cassettes, corpus_required, exchanges
+from support.peers import openai_v2_instrumentor
+from support.sdk_clients import closing, local_sdk_clients
 
 from steer_llm_sdk.observability import (
     MetricsConfig,
@@ -22,7 +22,7 @@ from steer_llm_sdk.observability import (
     uninstrument,
 )
 from steer_llm_sdk.observability.instrumentation import instrumented
-from steer_llm_sdk.testing import LocalLLMServer, capture_metrics
+from steer_llm_sdk.testing import capture_metrics
 
 pytestmark = SDK_WARNINGS
 
@@ -45,32 +45,8 @@ _FAMILIES = {
 
 
 @pytest.fixture(scope="module")
-def server():
-    with LocalLLMServer() as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def clients(server):
-    from botocore.config import Config
-    from google.genai import types
-
-    made = {
-        "openai": openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0),
-        "anthropic": anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0),
-        "gemini": genai.Client(
-            api_key="test",
-            http_options=types.HttpOptions(base_url=server.url + "/", api_version="v1beta"),
-        ),
-        "bedrock": boto3.client(
-            "bedrock-runtime",
-            region_name="us-east-1",
-            endpoint_url=server.url,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-        ),
-    }
+def clients(module_server):
+    made = local_sdk_clients(module_server.url)
     with closing(*made.values()):
         yield made
 
@@ -184,20 +160,20 @@ if not ALL and corpus_required():
 
 @pytest.mark.parametrize("mode", ["instrument", "decorator"])
 @pytest.mark.parametrize("cassette", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_recorded_exchange(cassette, mode, server, clients):
+def test_recorded_exchange(cassette, mode, module_server, clients):
     covered = _covered(cassette)
     if not covered:
         pytest.skip("no interaction of an API shape instrument() covers")
     if mode == "instrument":
         instrument()
     try:
-        server.replay(str(cassette))
+        module_server.replay(str(cassette))
         for exchange in covered:
             record, streaming = _run(exchange, clients, mode)
             _check(exchange, record, streaming)
     finally:
         uninstrument()
-        server._replays.clear()
+        module_server._replays.clear()
 
 
 # ---------------------------------------------------------------------- behaviour
@@ -223,9 +199,9 @@ def test_instrument_is_idempotent_and_reversible(clean, clients):
         instrument("cohere")
 
 
-def test_streams_keep_the_sdks_types_and_attributes(clean, server, clients):
+def test_streams_keep_the_sdks_types_and_attributes(clean, module_server, clients):
     instrument("openai")
-    server.replay(str(_first("test_openai", streamed=True)))
+    module_server.replay(str(_first("test_openai", streamed=True)))
     with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
         stream = clients["openai"].chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
@@ -234,14 +210,14 @@ def test_streams_keep_the_sdks_types_and_attributes(clean, server, clients):
         assert stream.response.status_code == 200
         with stream:
             next(iter(stream))  # one chunk, then leave: recorded as cancelled
-    server._replays.clear()
+    module_server._replays.clear()
     (streaming,) = sink.get_metrics(metric_type="streaming")
     assert streaming.status == "cancelled" and streaming.total_chunks == 1
 
 
-def test_a_call_inside_track_request_is_measured_once(clean, server, clients):
+def test_a_call_inside_track_request_is_measured_once(clean, module_server, clients):
     instrument("openai")
-    server.replay(str(_first("test_openai", streamed=False)))
+    module_server.replay(str(_first("test_openai", streamed=False)))
     with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
 
         @track_request("openai", model="gpt-4o")
@@ -251,45 +227,49 @@ def test_a_call_inside_track_request_is_measured_once(clean, server, clients):
             )
 
         ask()
-    server._replays.clear()
+    module_server._replays.clear()
     assert len(sink.get_metrics(metric_type="request")) == 1
 
 
-def test_records_name_provider_operation_and_server(clean, server, clients):
+def test_records_name_provider_operation_and_server(clean, module_server, clients):
     instrument("openai")
-    server.replay(str(_first("test_openai", streamed=False)))
+    module_server.replay(str(_first("test_openai", streamed=False)))
     with capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
         clients["openai"].chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
         )
-    server._replays.clear()
+    module_server._replays.clear()
     (record,) = sink.get_metrics(metric_type="request")
     assert (record.provider, record.operation, record.method) == ("openai", "chat", "generate")
     assert record.attributes["server.address"] == "127.0.0.1"
     assert record.response_model is not None
 
 
-def test_a_client_whose_base_url_changes_is_attributed_to_the_new_one(clean, server):
+def test_a_client_whose_base_url_changes_is_attributed_to_the_new_one(clean, module_server):
     # The provider and server attributes of a base URL are remembered: the memory is keyed
     # by the URL, so a client pointed elsewhere is attributed to where it now sends.
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0)
+    client = openai.OpenAI(base_url=module_server.url + "/v1", api_key="test", max_retries=0)
     instrument("openai")
     cassette = str(_first("test_openai", streamed=False))
     with closing(client), capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
-        for base in (server.url, server.url.replace("127.0.0.1", "localhost"), server.url):
+        for base in (
+            module_server.url,
+            module_server.url.replace("127.0.0.1", "localhost"),
+            module_server.url,
+        ):
             client.base_url = base + "/v1"
-            server.replay(cassette)
+            module_server.replay(cassette)
             client.chat.completions.create(
                 model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
             )
-    server._replays.clear()
+    module_server._replays.clear()
     records = sink.get_metrics(metric_type="request")
     assert [r.attributes["server.address"] for r in records] == [
         "127.0.0.1",
         "localhost",
         "127.0.0.1",
     ]
-    assert {r.attributes["server.port"] for r in records} == {server.port}
+    assert {r.attributes["server.port"] for r in records} == {module_server.port}
 
 
 def test_endpoints_are_remembered_within_a_bound():
@@ -329,7 +309,7 @@ def _first(folder: str, streamed: bool) -> Any:
 
 
 @pytest.mark.parametrize("order", ["theirs_first", "ours_first"])
-def test_coexists_with_the_opentelemetry_openai_instrumentor(clean, order, server, clients):
+def test_coexists_with_the_opentelemetry_openai_instrumentor(clean, order, module_server, clients):
     """OpenTelemetry's openai-v2 instrumentor and ours, in either order: each records the
     call once; uninstrument() removes only ours and leaves theirs working."""
     OpenAIInstrumentor = openai_v2_instrumentor().OpenAIInstrumentor
@@ -353,7 +333,7 @@ def test_coexists_with_the_opentelemetry_openai_instrumentor(clean, order, serve
         return total
 
     def call() -> None:
-        server.replay(str(_first("test_openai", streamed=False)))
+        module_server.replay(str(_first("test_openai", streamed=False)))
         clients["openai"].chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
         )
@@ -384,5 +364,5 @@ def test_coexists_with_the_opentelemetry_openai_instrumentor(clean, order, serve
         # Their unwrap() takes off the outermost wrapper, which may be ours: put the SDK's
         # own method back so that later tests see neither.
         owner.create = original
-        server._replays.clear()
+        module_server._replays.clear()
         provider.shutdown()

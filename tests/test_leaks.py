@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sdk_clients import closing
+from support.corpus import SDK_WARNINGS
+from support.sdk_clients import closing, local_sdk_clients
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk._secrets import (
@@ -36,10 +37,7 @@ from steer_llm_sdk.observability.measure import sdk as measure_sdk
 from steer_llm_sdk.reliability import RetryPolicy
 from steer_llm_sdk.testing import Fault, LocalLLMServer, capture_metrics
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:Boto3 will no longer support"),
-]
+pytestmark = SDK_WARNINGS
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
@@ -68,12 +66,6 @@ SDKS = ["openai", "azure", "anthropic", "gemini", "bedrock"]
 CONFIG = MetricsConfig(flush_on_exit=False, enable_cost_tracking=False)
 
 
-@pytest.fixture(scope="module")
-def server():
-    with LocalLLMServer() as srv:
-        yield srv
-
-
 @pytest.fixture
 def instrumented():
     uninstrument()
@@ -83,37 +75,22 @@ def instrumented():
 
 
 def _clients(server: LocalLLMServer) -> Dict[str, Any]:
-    from botocore.config import Config
-    from google.genai import types
-
-    return {
-        "openai": openai.OpenAI(base_url=server.url + "/v1", api_key=OPENAI_KEY, max_retries=0),
-        "azure": openai.AzureOpenAI(
-            azure_endpoint=server.url,
-            api_key=AZURE_KEY,
-            api_version="2024-10-21",
-            max_retries=0,
-        ),
-        "anthropic": anthropic.Anthropic(base_url=server.url, api_key=ANTHROPIC_KEY, max_retries=0),
-        "gemini": genai.Client(
-            api_key=GEMINI_KEY,
-            http_options=types.HttpOptions(base_url=server.url + "/", api_version="v1beta"),
-        ),
-        "bedrock": boto3.client(
-            "bedrock-runtime",
-            region_name="us-east-1",
-            endpoint_url=server.url,
-            aws_access_key_id=AWS_ACCESS,
-            aws_secret_access_key=AWS_SECRET,
-            aws_session_token=AWS_TOKEN,
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-        ),
-    }
+    """A client of each SDK for ``server``, holding the secrets above."""
+    return local_sdk_clients(
+        server.url,
+        openai_key=OPENAI_KEY,
+        azure_key=AZURE_KEY,
+        anthropic_key=ANTHROPIC_KEY,
+        gemini_key=GEMINI_KEY,
+        aws_access_key=AWS_ACCESS,
+        aws_secret_key=AWS_SECRET,
+        aws_session_token=AWS_TOKEN,
+    )
 
 
 @pytest.fixture(scope="module")
-def clients(server):
-    made = _clients(server)
+def clients(module_server):
+    made = _clients(module_server)
     with closing(*made.values()):
         yield made
 
@@ -178,9 +155,11 @@ def _message(records: List) -> str:
 
 @pytest.mark.parametrize("echo", ["key", "headers"])
 @pytest.mark.parametrize("sdk", SDKS)
-def test_the_sdk_clients_keys_are_kept_out_of_records(server, clients, instrumented, sdk, echo):
+def test_the_sdk_clients_keys_are_kept_out_of_records(
+    module_server, clients, instrumented, sdk, echo
+):
     fault = Fault(status=403, echo_key=echo == "key", echo_headers=echo == "headers")
-    exc, records = _fail(server, fault, _call(clients, sdk))
+    exc, records = _fail(module_server, fault, _call(clients, sdk))
     kept = _kept(records)
     for secret in SECRETS[sdk]:
         assert secret in str(exc), "the error did not echo the key: nothing was tested"
@@ -189,7 +168,9 @@ def test_the_sdk_clients_keys_are_kept_out_of_records(server, clients, instrumen
 
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
-def test_stream_helpers_keep_keys_and_text_out_of_records(server, clients, instrumented, sdk):
+def test_stream_helpers_keep_keys_and_text_out_of_records(
+    module_server, clients, instrumented, sdk
+):
     client = clients[sdk]
     messages = [{"role": "user", "content": PROMPT}]
 
@@ -203,27 +184,29 @@ def test_stream_helpers_keep_keys_and_text_out_of_records(server, clients, instr
         with manager as stream:  # the request is sent on entering
             return list(stream)
 
-    exc, records = _fail(server, Fault(status=400, echo_key=True, echo_request="message"), call)
+    exc, records = _fail(
+        module_server, Fault(status=400, echo_key=True, echo_request="message"), call
+    )
     assert SECRETS[sdk][0] in str(exc) and PROMPT in str(exc)
     kept = _kept(records)
     assert SECRETS[sdk][0] not in kept and PROMPT not in kept
     assert REQUEST_TEXT in _message(records)
 
 
-def test_url_userinfo_and_basic_credentials_are_kept_out(server, instrumented):
-    host = server.url.split("://", 1)[1]
+def test_url_userinfo_and_basic_credentials_are_kept_out(module_server, instrumented):
+    host = module_server.url.split("://", 1)[1]
     client = openai.OpenAI(
         base_url=f"http://alice:s3cr3t-pw@{host}/v1", api_key=OPENAI_KEY, max_retries=0
     )
     messages = [{"role": "user", "content": PROMPT}]
     with closing(client):
         exc, records = _fail(
-            server,
+            module_server,
             Fault(status=401, echo_headers=True),
             lambda: client.chat.completions.create(model="gpt-4o", messages=messages),
         )
     kept = _kept(records)
-    sent = server.requests[-1].headers["authorization"]
+    sent = module_server.requests[-1].headers["authorization"]
     if sent.startswith("Basic "):  # the HTTP client turned the userinfo into Basic auth
         assert sent in str(exc)
         assert sent.split(" ", 1)[1] not in kept
@@ -231,8 +214,8 @@ def test_url_userinfo_and_basic_credentials_are_kept_out(server, instrumented):
     assert OPENAI_KEY not in kept
 
 
-def test_the_client_keeps_userinfo_and_basic_credentials_out(server):
-    host = server.url.split("://", 1)[1]
+def test_the_client_keeps_userinfo_and_basic_credentials_out(module_server):
+    host = module_server.url.split("://", 1)[1]
     with SteerLLMClient(
         CONFIG,
         openai_base_url=f"http://alice:s3cr3t-pw@{host}/v1",
@@ -241,12 +224,12 @@ def test_the_client_keeps_userinfo_and_basic_credentials_out(server):
         environ={},
     ) as client:
         assert "s3cr3t-pw" not in repr(client) and "alice" not in repr(client)
-        server.script(Fault(status=401, echo_headers=True, echo_key=True))
+        module_server.script(Fault(status=401, echo_headers=True, echo_key=True))
         with pytest.raises(SteerLLMError) as info:
             client.generate(PROMPT, model="gpt-4o")
         assert client.metrics_collector.flush(5)
         records = client.metrics_collector.sinks[0].get_metrics()
-    sent = server.requests[-1].headers["authorization"]
+    sent = module_server.requests[-1].headers["authorization"]
     shown = [str(info.value), repr(info.value), _kept(records)]
     cause = info.value.__cause__ or info.value.__context__
     while cause is not None:
@@ -257,15 +240,15 @@ def test_the_client_keeps_userinfo_and_basic_credentials_out(server):
         assert sent.split(" ", 1)[1] not in text
 
 
-def test_an_azure_key_echoed_to_the_client_is_kept_out(server):
+def test_an_azure_key_echoed_to_the_client_is_kept_out(module_server):
     with SteerLLMClient(
         CONFIG,
-        azure_endpoint=server.url,
+        azure_endpoint=module_server.url,
         azure_api_key=AZURE_KEY,
         retry_policy=RetryPolicy(max_attempts=1),
         environ={},
     ) as client:
-        server.script(Fault(status=401, echo_key=True))
+        module_server.script(Fault(status=401, echo_key=True))
         with pytest.raises(SteerLLMError) as info:
             client.generate(PROMPT, model="azure:prod-chat")
         assert client.metrics_collector.flush(5)
@@ -288,9 +271,9 @@ STRUCTURED = {
 
 @pytest.mark.parametrize("sdk", SDKS)
 def test_the_stored_message_is_the_providers_structured_error_field(
-    server, clients, instrumented, sdk
+    module_server, clients, instrumented, sdk
 ):
-    exc, records = _fail(server, Fault(status=400, echo_request="body"), _call(clients, sdk))
+    exc, records = _fail(module_server, Fault(status=400, echo_request="body"), _call(clients, sdk))
     if sdk in ("anthropic", "gemini"):  # their str(exc) is the whole body
         assert PROMPT in str(exc)
     assert _message(records) == STRUCTURED[sdk]
@@ -300,10 +283,10 @@ def test_the_stored_message_is_the_providers_structured_error_field(
 @pytest.mark.parametrize("streamed", [False, True])
 @pytest.mark.parametrize("sdk", SDKS)
 def test_the_request_text_a_provider_quotes_is_removed(
-    server, clients, instrumented, sdk, streamed
+    module_server, clients, instrumented, sdk, streamed
 ):
     call = _call(clients, sdk, streamed)
-    exc, records = _fail(server, Fault(status=400, echo_request="message"), call)
+    exc, records = _fail(module_server, Fault(status=400, echo_request="message"), call)
     assert PROMPT in str(exc) or json.dumps(PROMPT) in str(exc)
     kept = _kept(records)
     assert PROMPT not in kept and SYSTEM not in kept
@@ -313,7 +296,7 @@ def test_the_request_text_a_provider_quotes_is_removed(
 
 
 @pytest.mark.parametrize("rewrap", [False, True])
-def test_a_failed_sdk_call_inside_a_tracked_function(server, clients, instrumented, rewrap):
+def test_a_failed_sdk_call_inside_a_tracked_function(module_server, clients, instrumented, rewrap):
     """The SDK call joins the tracked call, which records the failure: the text and keys
     the SDK call had are still removed, also from an exception the function raises from
     the SDK's."""
@@ -328,7 +311,7 @@ def test_a_failed_sdk_call_inside_a_tracked_function(server, clients, instrument
             raise
 
     fault = Fault(status=400, echo_request="message", echo_key=True)
-    exc, records = _fail(server, fault, plan)
+    exc, records = _fail(module_server, fault, plan)
     assert PROMPT in str(exc) and ANTHROPIC_KEY in str(exc)
     assert len([r for r in records if r.metric_type == "request"]) == 1
     kept = _kept(records)
@@ -336,19 +319,19 @@ def test_a_failed_sdk_call_inside_a_tracked_function(server, clients, instrument
 
 
 @pytest.mark.parametrize("model", ["gpt-4o", "claude-sonnet-4-5", "azure:prod-chat"])
-def test_the_client_removes_the_request_text_a_provider_quotes(server, model):
+def test_the_client_removes_the_request_text_a_provider_quotes(module_server, model):
     with SteerLLMClient(
         CONFIG,
-        openai_base_url=server.openai_base_url,
-        anthropic_base_url=server.anthropic_base_url,
-        azure_endpoint=server.url,
+        openai_base_url=module_server.openai_base_url,
+        anthropic_base_url=module_server.anthropic_base_url,
+        azure_endpoint=module_server.url,
         openai_api_key=OPENAI_KEY,
         anthropic_api_key=ANTHROPIC_KEY,
         azure_api_key=AZURE_KEY,
         retry_policy=RetryPolicy(max_attempts=1),
         environ={},
     ) as client:
-        server.script(Fault(status=400, echo_request="message"))
+        module_server.script(Fault(status=400, echo_request="message"))
         with pytest.raises(SteerLLMError) as info:
             client.generate(
                 [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}],

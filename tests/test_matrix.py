@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import pytest
-import spawn
-from corpus import SDK_WARNINGS, corpus_required
-from matrix_support import (
+from support import spawn
+from support.corpus import SDK_WARNINGS, corpus_required
+from support.matrix import (
     CLIENT_API,
     FAMILY,
     HELPER_FINAL,
@@ -45,9 +45,8 @@ from matrix_support import (
     sdk_call,
     synthetic_completions,
 )
-from sdk_clients import close_clients
+from support.sdk_clients import close_clients, local_sdk_clients
 
-import steer_llm_sdk
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.observability import MetricsConfig, instrument, track_request, uninstrument
 from steer_llm_sdk.reliability import RetryPolicy
@@ -432,26 +431,8 @@ class Env:
     the items the SDK's stream delivers unmeasured."""
 
     def __init__(self, server: LocalLLMServer, folder: Path) -> None:
-        from botocore.config import Config
-        from google.genai import types
-
         self.server = server
-        self.clients = {
-            "openai": openai.OpenAI(base_url=server.url + "/v1", api_key="test", max_retries=0),
-            "anthropic": anthropic.Anthropic(base_url=server.url, api_key="test", max_retries=0),
-            "gemini": genai.Client(
-                api_key="test",
-                http_options=types.HttpOptions(base_url=server.url + "/", api_version="v1beta"),
-            ),
-            "bedrock": boto3.client(
-                "bedrock-runtime",
-                region_name="us-east-1",
-                endpoint_url=server.url,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-                config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-            ),
-        }
+        self.clients = local_sdk_clients(server.url)
         # No metrics configuration: the clients record into the default collector, which
         # capture_metrics() swaps for each cell like every other entry's records.
         self.steer = {
@@ -510,24 +491,23 @@ ALL_SHAPES_NEED_CORPUS = [s for s in SHAPES if s != "completions"]
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: Any) -> Any:
-    with LocalLLMServer() as server:
-        made = Env(server, tmp_path_factory.mktemp("matrix"))
-        missing = [s for s in ALL_SHAPES_NEED_CORPUS if s not in made.exchanges]
-        if missing and corpus_required():
-            raise RuntimeError(f"the recorded corpus has no usable exchange for {missing}")
-        # The abandon form collects garbage in every cell: with what is alive now (the SDKs,
-        # pytest, the corpus) left out of collections, one takes milliseconds, not 0.4 s.
-        gc.collect()
-        gc.freeze()
-        try:
-            yield made
-        finally:
-            gc.unfreeze()
-            for client in made.steer.values():
-                client.close()
-            close_clients(*made.clients.values())
-            uninstrument()
+def env(module_server: LocalLLMServer, tmp_path_factory: Any) -> Any:
+    made = Env(module_server, tmp_path_factory.mktemp("matrix"))
+    missing = [s for s in ALL_SHAPES_NEED_CORPUS if s not in made.exchanges]
+    if missing and corpus_required():
+        raise RuntimeError(f"the recorded corpus has no usable exchange for {missing}")
+    # The abandon form collects garbage in every cell: with what is alive now (the SDKs,
+    # pytest, the corpus) left out of collections, one takes milliseconds, not 0.4 s.
+    gc.collect()
+    gc.freeze()
+    try:
+        yield made
+    finally:
+        gc.unfreeze()
+        for client in made.steer.values():
+            client.close()
+        close_clients(*made.clients.values())
+        uninstrument()
 
 
 # ---------------------------------------------------------------------- running a cell
@@ -952,9 +932,8 @@ if not DAEMON:
 
 @pytest.mark.parametrize("thread", ["daemon", "non_daemon"])
 def test_a_stream_open_at_process_exit_is_recorded_cancelled(thread, tmp_path):
-    root = Path(steer_llm_sdk.__file__).resolve().parent.parent
     out = tmp_path / "records.jsonl"
-    env = dict(os.environ, PYTHONPATH=str(root), PYTHONWARNINGS="ignore")
+    env = dict(os.environ, PYTHONPATH=str(spawn.ROOT), PYTHONWARNINGS="ignore")
     proc = spawn.run(
         [sys.executable, "-c", textwrap.dedent(EXIT_SCRIPT), str(out), thread],
         env=env,

@@ -5,12 +5,15 @@ when an export failed.
 """
 
 import os
-import socket
 import threading
 import time
 from bisect import bisect_left
+from functools import partial
 
 import pytest
+from support.network import free_port
+from support.records import request_record
+from support.waiting import reap
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import RateLimitError
@@ -18,7 +21,6 @@ from steer_llm_sdk.observability import (
     MetricsCollector,
     MetricsConfig,
     ReliabilityMetrics,
-    RequestMetrics,
     StreamingMetrics,
     UsageMetrics,
 )
@@ -27,12 +29,6 @@ from steer_llm_sdk.observability.sinks.otlp import DURATION_BUCKETS, TOKEN_BUCKE
 from steer_llm_sdk.testing import Fault, LocalLLMServer, OTLPReceiver
 
 GENAI = {"gen_ai.operation.name": "chat"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make(endpoint, protocol="http/protobuf", **options):
@@ -46,12 +42,8 @@ def make(endpoint, protocol="http/protobuf", **options):
     return sink, collector
 
 
-def request(i=0, model="gpt-4o", **fields):
-    m = RequestMetrics(time.time(), f"r{i}", "openai", model, None, 1.0, None, 250.0)
-    m.set_usage(100, 40, None, 30)
-    for key, value in fields.items():
-        setattr(m, key, value)
-    return m
+#: A call of 250 ms, 100 tokens in (30 of them cached), 40 out.
+request = partial(request_record, model="gpt-4o", duration_ms=250.0, usage=(100, 40, None, 30))
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -354,17 +346,8 @@ def test_fork_child_exports_its_own_data_once():
                 code = 0 if ok else 3
             finally:
                 os._exit(code)
-        deadline = time.monotonic() + 20
-        while True:  # bounded wait: a deadlocked child fails the test instead of hanging it
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                pytest.fail("forked child did not finish")
-            threading.Event().wait(0.02)
-        assert os.waitstatus_to_exitcode(status) == 0
+        # bounded wait: a deadlocked child fails the test instead of hanging it
+        assert reap(pid, 20) == 0, "forked child failed, or did not finish"
         collector.record(request(9))
         assert collector.flush(10)
         by_instance = {}

@@ -3,11 +3,9 @@ tox matrix, the license file shipped, and a wrapt range whose majors tox runs.""
 
 import configparser
 import re
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from support.paths import ROOT
 
 
 def _metadata():

@@ -12,12 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 
 import pytest
 import requests
-import spawn
 from prometheus_client import CollectorRegistry
-from support_prometheus import (
+from support import spawn
+from support.prometheus import (
     free_port,
     needs_prometheus,
     prometheus_server,
@@ -27,8 +28,9 @@ from support_prometheus import (
     total,
     wait_for,
 )
+from support.records import request_record
 
-from steer_llm_sdk.observability import RequestMetrics, StreamingMetrics
+from steer_llm_sdk.observability import StreamingMetrics
 from steer_llm_sdk.observability.models import ChunkGaps
 from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
 
@@ -37,21 +39,16 @@ SECONDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20
 pytestmark = pytest.mark.timeout(120)
 
 
-def request(model="gpt-4o", duration_ms=300.0, **fields):
-    m = RequestMetrics(
-        time.time(),
-        "r",
-        "openai",
-        model,
-        {"http.route": "/chat", "user.id": "u1"},
-        1.0,
-        None,
-        duration_ms,
-    )
-    m.set_usage(100, 20)
-    for key, value in fields.items():
-        setattr(m, key, value)
-    return m
+#: A call of 300 ms from a chat route, 100 tokens in, 20 out (its attributes are shared,
+#: read-only, as the records of one context share theirs).
+request = partial(
+    request_record,
+    "r",
+    model="gpt-4o",
+    duration_ms=300.0,
+    usage=(100, 20),
+    attributes={"http.route": "/chat", "user.id": "u1"},
+)
 
 
 # --------------------------------------------------------------------------- one process

@@ -10,7 +10,8 @@ The tiny filesystem is a tmpfs mounted for the test, which needs root with CAP_S
 (CI runs ``.ci/run`` as root on a VM, where it is allowed); a loop-mounted image needs the
 same privilege, so without it these tests are skipped, saying why. The process that fills
 the filesystem is a fresh interpreter (this file run as a script, through
-``tests/spawn.py``): multiprocess mode is chosen when prometheus_client is imported.
+``tests/support/spawn.py``): multiprocess mode is chosen when prometheus_client is
+imported.
 """
 
 import json
@@ -20,10 +21,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
+from functools import partial
 
 import pytest
-import spawn
+from support import spawn
+from support.records import request_record
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="mounts a Linux tmpfs")
 
@@ -186,12 +188,8 @@ def _scrape(port, model):
     )
 
 
-def _request(model):
-    from steer_llm_sdk.observability import RequestMetrics
-
-    m = RequestMetrics(time.time(), "r", "openai", model, {}, 1.0, None, 300.0)
-    m.set_usage(100, 20)
-    return m
+#: ``_request(model)``: a call of 300 ms, 100 tokens in, 20 out.
+_request = partial(request_record, "r", duration_ms=300.0, usage=(100, 20))
 
 
 def scenario_fill(directory):

@@ -5,9 +5,10 @@ provider sent."""
 import json
 
 import pytest
-from cassettes import RECORDED, response_body, stream_chunks
-from local import local_client
-from local import recorded as records_of
+from support.cassettes import response_body, stream_chunks
+from support.local import local_client
+from support.local import recorded as records_of
+from support.paths import RECORDED
 
 from steer_llm_sdk.errors import InvalidRequestError
 from steer_llm_sdk.streaming.tokens import TOKENIZER_CONFIDENCE, count_text

@@ -7,6 +7,7 @@ import threading
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.clocks import Clock
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import (
@@ -21,15 +22,9 @@ from steer_llm_sdk.errors import (
 )
 from steer_llm_sdk.observability import MetricsConfig
 from steer_llm_sdk.reliability import CircuitBreaker, CircuitState, RetryPolicy, classify_error
-from steer_llm_sdk.testing import Fault, LocalLLMServer
+from steer_llm_sdk.testing import Fault
 
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
+pytestmark = pytest.mark.llm_server(reply_words=6)
 
 
 class Sleeps(list):
@@ -201,12 +196,6 @@ def test_sixteen_threads_exact_transitions_and_no_lost_failures():
 
 
 # ---------------------------------------------------------------------------- the client
-
-
-@pytest.fixture
-def server():
-    with LocalLLMServer(reply_words=6) as local:
-        yield local
 
 
 @pytest.fixture

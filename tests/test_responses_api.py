@@ -4,7 +4,7 @@ Responses API's shape, the same result types and records as chat completions, to
 Responses answers."""
 
 import pytest
-from local import local_client, recorded
+from support.local import local_client, recorded
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.testing import LocalLLMServer

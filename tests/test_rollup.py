@@ -1,61 +1,40 @@
 """Usage roll-ups: MetricsConfig(usage_rollup_seconds=...) sends UsageMetrics to every sink,
 and InMemoryMetricsSink.get_usage() answers the same from stored requests."""
 
-import threading
 import time
+from functools import partial
 
 import pytest
+from support.records import request_record
+from support.sinks import RecordingSink
 
-from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
+from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
 from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
 
 pytestmark = pytest.mark.timeout(30)
 
 
-class ListSink:
-    name = "list"
-
-    def __init__(self):
-        self.records = []
-        self.arrived = threading.Condition()
-
-    def record(self, metrics):
-        with self.arrived:
-            self.records.append(metrics)
-            self.arrived.notify_all()
-
-    def flush(self):
-        pass
-
-    def usage(self):
-        with self.arrived:
-            return [r for r in self.records if r.metric_type == "usage"]
-
-
-def request(ts, model, success=True, prompt=10, completion=5, cost=0.5, provider="openai"):
-    m = RequestMetrics(ts, f"r{ts}{model}", provider, model, None, 1.0, None, 100.0)
-    m.set_usage(prompt, completion, None, 2)
-    m.success = success
-    m.cost_usd = cost
-    return m
+#: ``request(timestamp=..., model=...)``: a call of 100 ms costing 0.5, 10 tokens in (2 of
+#: them cached), 5 out; fields override.
+request = partial(request_record, duration_ms=100.0, usage=(10, 5, None, 2), cost_usd=0.5)
 
 
 def test_ended_windows_reach_every_sink_with_exact_sums():
-    sink, memory = ListSink(), InMemoryMetricsSink(ttl_seconds=10**10)
+    sink, memory = RecordingSink("list"), InMemoryMetricsSink(ttl_seconds=10**10)
     collector = MetricsCollector(
         MetricsConfig(usage_rollup_seconds=60, batch_timeout_seconds=0.02, flush_on_exit=False),
         [sink, memory],
     )
     # Two ended windows (timestamps long past), two models, one failure.
     for ts in (1200.0, 1210.0, 1259.0):
-        collector.record(request(ts, "a"))
-    collector.record(request(1230.0, "b", success=False, cost=None))
-    collector.record(request(1300.0, "a"))
+        collector.record(request(timestamp=ts, model="a"))
+    collector.record(request(timestamp=1230.0, model="b", success=False, cost_usd=None))
+    collector.record(request(timestamp=1300.0, model="a"))
     with sink.arrived:
         assert sink.arrived.wait_for(
             lambda: len([r for r in sink.records if r.metric_type == "usage"]) == 3, 10
         )
-    usage = {(u.window_start, u.model): u for u in sink.usage()}
+    usage = {(u.window_start, u.model): u for u in sink.of_type("usage")}
     a = usage[(1200.0, "a")]
     assert (a.request_count, a.error_count, a.prompt_tokens, a.completion_tokens) == (3, 0, 30, 15)
     assert (a.total_tokens, a.cached_tokens, a.window_end) == (45, 6, 1260.0)
@@ -73,29 +52,29 @@ def test_ended_windows_reach_every_sink_with_exact_sums():
 
 
 def test_open_windows_are_sent_at_shutdown():
-    sink = ListSink()
+    sink = RecordingSink("list")
     collector = MetricsCollector(
         MetricsConfig(usage_rollup_seconds=3600, batch_timeout_seconds=0.02, flush_on_exit=False),
         [sink],
     )
     now = time.time()
     for i in range(4):
-        collector.record(request(now, "m", prompt=i))
+        collector.record(request(timestamp=now, model="m", usage=(i, 5, None, 2)))
     assert collector.flush(5)
-    assert sink.usage() == []  # the hour has not ended
+    assert sink.of_type("usage") == []  # the hour has not ended
     assert collector.shutdown(5)
-    (usage,) = sink.usage()
+    (usage,) = sink.of_type("usage")
     assert usage.request_count == 4 and usage.prompt_tokens == 0 + 1 + 2 + 3
 
 
 def test_off_by_default():
-    sink = ListSink()
+    sink = RecordingSink("list")
     collector = MetricsCollector(
         MetricsConfig(batch_timeout_seconds=0.02, flush_on_exit=False), [sink]
     )
-    collector.record(request(1000.0, "m"))
+    collector.record(request(timestamp=1000.0, model="m"))
     assert collector.shutdown(5)
-    assert sink.usage() == []
+    assert sink.of_type("usage") == []
 
 
 def test_in_memory_get_usage_buckets_and_filters():
@@ -103,11 +82,11 @@ def test_in_memory_get_usage_buckets_and_filters():
     memory = InMemoryMetricsSink(clock=lambda: now)
     memory.record_batch(
         [
-            request(now - 50, "a"),
-            request(now - 40, "a"),
-            request(now - 5, "a", success=False),
-            request(now - 5, "b", provider="anthropic"),
-            request(now - 5000, "a"),  # outside the window
+            request(timestamp=now - 50, model="a"),
+            request(timestamp=now - 40, model="a"),
+            request(timestamp=now - 5, model="a", success=False),
+            request(timestamp=now - 5, model="b", provider="anthropic"),
+            request(timestamp=now - 5000, model="a"),  # outside the window
         ]
     )
     usage = memory.get_usage(window_seconds=120, bucket_seconds=30)

@@ -3,7 +3,7 @@ responses, and @track_request around the openai package records the same usage a
 client does for the same request."""
 
 import pytest
-from sdk_clients import closing
+from support.sdk_clients import closing
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.testing import LocalLLMServer

@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterator, List
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
-from conftest import RecordingSink
+from support.collectors import Collectors
+from support.sinks import RecordingSink
 
-from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
+from steer_llm_sdk.observability import MetricsCollector, RequestMetrics
 from steer_llm_sdk.observability._signals import raised_by_signal, signal_exception
 from steer_llm_sdk.observability.pipeline.intake import Wake
 from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
@@ -298,22 +299,14 @@ _WEDGED: List[MetricsCollector] = []
 
 
 @pytest.fixture
-def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
+def make_collector() -> Iterator[Collectors]:
     """conftest's factory, with a shutdown under a watchdog: a lock left held fails the test
     instead of hanging its teardown."""
-    made: List[MetricsCollector] = []
-
-    def make(sinks: Any = (), **config: Any) -> MetricsCollector:
-        config.setdefault("batch_timeout_seconds", 0.05)
-        config.setdefault("flush_on_exit", False)
-        collector = MetricsCollector(MetricsConfig(**config), sinks)
-        made.append(collector)
-        return collector
-
-    yield make
+    collectors = Collectors()
+    yield collectors
     wedged = []
     with alarm() as arm:
-        for collector in made:
+        for collector in collectors.made:
             arm(_watchdog, -5.0)
             try:
                 collector.shutdown(2.0)
@@ -322,7 +315,7 @@ def make_collector() -> Iterator[Callable[..., MetricsCollector]]:
             arm(signal.SIG_DFL, 0)
     _WEDGED.extend(wedged)
     assert not wedged, "shutdown() blocked: a lock was left held"
-    for collector in made:
+    for collector in collectors.made:
         assert collector.stats().internal_errors == 0, collector.stats()
 
 

@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest
-from cassettes import stream_chunks
+from support.cassettes import stream_chunks
 
 from steer_llm_sdk.observability import TrackedStream
 

@@ -3,9 +3,9 @@
 import json
 from types import SimpleNamespace
 
-from cassettes import response_body, stream_chunks
 from hypothesis import given
 from hypothesis import strategies as st
+from support.cassettes import response_body, stream_chunks
 
 from steer_llm_sdk.streaming import (
     JsonObjectCounter,

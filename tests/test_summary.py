@@ -1,10 +1,12 @@
 """Percentiles and summaries (pure math), property-tested against statistics.quantiles."""
 
 import statistics
+from functools import partial
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.records import request_record
 
 from steer_llm_sdk.observability import ReliabilityMetrics, RequestMetrics
 from steer_llm_sdk.observability.summary import percentile, summarize
@@ -34,21 +36,17 @@ def test_percentile_edge_cases():
         percentile([1.0], 101)
 
 
-def _request(model, duration, success=True, ttft=None, tokens=(10, 5), cost=None):
-    m = RequestMetrics(1.0, "r", "openai", model, None, 1.0, None, duration, ttft)
-    m.set_usage(*tokens)
-    m.success = success
-    m.error_category = None if success else "rate_limit"
-    m.cost_usd = cost
-    m.method = "stream" if ttft is not None else "generate"
-    return m
+#: ``_request(model, duration_ms=...)``: a call started at t=1.0, 10 tokens in, 5 out.
+_request = partial(request_record, "r", timestamp=1.0, usage=(10, 5))
 
 
 def test_summarize_totals_and_breakdown():
     requests = [
-        _request("a", 100.0, cost=0.01),
-        _request("a", 300.0, success=False),
-        _request("b", 200.0, ttft=50.0, cost=0.02),
+        _request("a", duration_ms=100.0, cost_usd=0.01),
+        _request("a", duration_ms=300.0, success=False, error_category="rate_limit"),
+        _request(
+            "b", duration_ms=200.0, time_to_first_token_ms=50.0, method="stream", cost_usd=0.02
+        ),
     ]
     reliability = [
         ReliabilityMetrics(
@@ -93,7 +91,7 @@ def test_empty_summary():
 
 @given(st.lists(st.tuples(st.sampled_from("xyz"), st.floats(0, 1e5)), min_size=1, max_size=200))
 def test_merged_percentiles_equal_direct_computation(rows):
-    requests = [_request(model, duration) for model, duration in rows]
+    requests = [_request(model, duration_ms=duration) for model, duration in rows]
     s = summarize(requests, [], 300)
     direct = sorted(duration for _, duration in rows)
     assert s.p95_latency_ms == pytest.approx(percentile(direct, 95))

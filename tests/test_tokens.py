@@ -1,11 +1,11 @@
 """Local token counting: the real BPE tokenizer offline, and the heuristic when none loads."""
 
-import os
 import subprocess
 import sys
 import textwrap
 
-import steer_llm_sdk
+from support.paths import ROOT
+
 from steer_llm_sdk.streaming.tokens import (
     STAND_IN_CONFIDENCE,
     TOKENIZER_CONFIDENCE,
@@ -37,7 +37,6 @@ def test_messages_include_chat_framing():
 
 
 def test_heuristic_when_no_tokenizer_can_load():
-    root = os.path.dirname(os.path.dirname(steer_llm_sdk.__file__))
     script = textwrap.dedent("""
         import sys
         sys.modules["bpe_openai"] = None   # not installed
@@ -50,7 +49,7 @@ def test_heuristic_when_no_tokenizer_can_load():
         capture_output=True,
         text=True,
         timeout=60,
-        cwd=root,
+        cwd=ROOT,
         check=True,
     ).stdout
     assert out.strip() == "(11, 'heuristic', 0.5)"

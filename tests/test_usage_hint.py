@@ -6,7 +6,7 @@ import os
 import sys
 import textwrap
 
-import spawn
+from support import spawn
 
 SCRIPT = textwrap.dedent("""
     import logging, sys

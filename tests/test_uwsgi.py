@@ -13,20 +13,21 @@ recycling by ``max-requests``.
   stops promptly.
 """
 
+import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 import requests
-import spawn
+from support import spawn
+from support.network import free_port
 
 from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
 
@@ -42,10 +43,13 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def _log_on_failure(log_path: Path) -> Iterator[None]:
+    """A request that fails shows the end of uWSGI's log (stacks of a stuck worker too)."""
+    try:
+        yield
+    except requests.RequestException as exc:
+        raise AssertionError(f"{exc!r}\n{log_path.read_text()[-6000:]}") from None
 
 
 def _serve(
@@ -61,7 +65,7 @@ def _serve(
     gracefully (``q`` on its master FIFO: workers finish and run their exit handlers; SIGINT
     would kill them at once); returns the JSON answers and how long stopping took."""
     assert UWSGI is not None, "CI must have uWSGI (the dev extra installs it)"
-    port = _free_port()
+    port = free_port()
     environ = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join([str(spawn.ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -88,7 +92,7 @@ def _serve(
             assert server.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "uWSGI did not load the app"
             time.sleep(0.05)
-        with requests.Session() as session:
+        with requests.Session() as session, _log_on_failure(log_path):
             for n in range(requests_count):
                 if reload and n == requests_count // 2:
                     server.send_signal(signal.SIGHUP)
@@ -98,7 +102,7 @@ def _serve(
                         assert time.monotonic() < deadline + 30, "uWSGI did not reload"
                         time.sleep(0.05)
                     session.close()  # the old connection went with its worker
-                answers.append(session.get(f"http://127.0.0.1:{port}/", timeout=10).json())
+                answers.append(session.get(f"http://127.0.0.1:{port}/", timeout=30).json())
         stopping = time.monotonic()
         with open(fifo, "wb", buffering=0) as control:
             control.write(b"q")

@@ -3,16 +3,14 @@ a stop by SIGINT; the OTLP receiver holds exactly 200 requests from one process.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-import spawn
+from support import spawn
+from support.network import free_port, wait_serving
 
 from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
 
@@ -26,15 +24,9 @@ serve(create_app(), host="127.0.0.1", port=int(sys.argv[1]), threads=8)
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(90)
 def test_threads_without_fork_export_every_request_exactly_once():
-    port = _free_port()
+    port = free_port()
     with LocalLLMServer(reply_words=5) as llm, OTLPReceiver("http") as receiver:
         env = dict(
             os.environ,
@@ -52,17 +44,7 @@ def test_threads_without_fork_export_every_request_exactly_once():
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            pause = threading.Event()
-            while True:
-                assert proc.poll() is None, proc.stdout.read()
-                try:
-                    if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                assert time.monotonic() < deadline, "waitress did not come up"
-                pause.wait(0.1)
+            wait_serving(base + "/healthz", proc)
 
             def call(n: int) -> int:
                 response = requests.post(base + "/chat", json={"prompt": f"q{n}"}, timeout=30)

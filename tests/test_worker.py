@@ -6,7 +6,8 @@ import time
 from typing import List
 
 import pytest
-from conftest import HangingSink, RecordingSink, wait_until
+from support.sinks import HangingSink, RecordingSink
+from support.waiting import wait_until
 
 from steer_llm_sdk.observability.models import RequestMetrics
 from steer_llm_sdk.observability.pipeline import Drop, Pipeline

@@ -2,6 +2,7 @@
 unless lazy-apps), one per request, and writes each delivered record as "pid request_id" to
 ``$RECORDS_FILE``."""
 
+import faulthandler
 import json
 import os
 
@@ -29,6 +30,9 @@ with collector.track_request("openai", "gpt-4o"):
 
 
 def application(environ, start_response):
+    # A request that takes this long is stuck: every thread's stack goes to uWSGI's log,
+    # which the test shows when it fails.
+    faulthandler.dump_traceback_later(8)
     with collector.track_request("openai", "gpt-4o") as m:
         pass
     flushed = collector.flush(5)
@@ -40,5 +44,6 @@ def application(environ, start_response):
             "reset_by": lifecycle.fork_state()["reset_by"],
         }
     ).encode()
+    faulthandler.cancel_dump_traceback_later()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]

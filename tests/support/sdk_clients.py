@@ -7,13 +7,60 @@ sockets quietly or fails whatever test it happens to run in with ``ResourceWarni
 unclosed socket``, depending on the order in which it finalizes the cycle's objects.
 conftest.py therefore looks for clients left open at the end of each module
 (:func:`open_clients`) instead of waiting for that warning.
+
+:func:`local_sdk_clients` makes one client of each SDK for a LocalLLMServer.
 """
 
 import gc
 import sys
 from contextlib import contextmanager
 from itertools import compress
-from typing import Any, Iterator, List, Set
+from typing import Any, Dict, Iterator, List, Optional, Set
+
+
+def local_sdk_clients(
+    url: str,
+    *,
+    openai_key: str = "test",
+    anthropic_key: str = "test",
+    gemini_key: str = "test",
+    aws_access_key: str = "test",
+    aws_secret_key: str = "test",
+    aws_session_token: Optional[str] = None,
+    azure_key: Optional[str] = None,
+) -> Dict[str, Any]:
+    """A client of each official SDK (``openai``, ``anthropic``, ``gemini``, ``bedrock``, and
+    ``azure`` when ``azure_key`` is given) speaking to the LocalLLMServer at ``url``, none of
+    them retrying; the caller closes them (``closing(*clients.values())``)."""
+    import anthropic
+    import boto3
+    import openai
+    from botocore.config import Config
+    from google import genai
+    from google.genai import types
+
+    clients: Dict[str, Any] = {
+        "openai": openai.OpenAI(base_url=url + "/v1", api_key=openai_key, max_retries=0),
+        "anthropic": anthropic.Anthropic(base_url=url, api_key=anthropic_key, max_retries=0),
+        "gemini": genai.Client(
+            api_key=gemini_key,
+            http_options=types.HttpOptions(base_url=url + "/", api_version="v1beta"),
+        ),
+        "bedrock": boto3.client(
+            "bedrock-runtime",
+            region_name="us-east-1",
+            endpoint_url=url,
+            aws_access_key_id=aws_access_key,
+            aws_secret_access_key=aws_secret_key,
+            aws_session_token=aws_session_token,
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        ),
+    }
+    if azure_key is not None:
+        clients["azure"] = openai.AzureOpenAI(
+            azure_endpoint=url, api_key=azure_key, api_version="2024-10-21", max_retries=0
+        )
+    return clients
 
 
 def close_client(client: Any) -> None:

@@ -1,14 +1,12 @@
 """Reading the recorded provider exchanges in tests/fixtures/recorded (see its NOTICE.md)."""
 
 import json
-from pathlib import Path
 from typing import Any, Dict, List
 
 import yaml
 
 from steer_llm_sdk.streaming import SSEDecoder
-
-RECORDED = Path(__file__).parent / "fixtures" / "recorded"
+from support.paths import RECORDED
 
 
 def interaction(name: str) -> Dict[str, Any]:

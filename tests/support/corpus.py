@@ -16,6 +16,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
+from support.paths import SHARED_RECORDED
+
 #: Recorded models include deprecated ones, and boto3 warns about Python 3.9's end of
 #: support: the SDKs' own warnings are not ours to fail on.
 SDK_WARNINGS = [
@@ -23,8 +25,7 @@ SDK_WARNINGS = [
     pytest.mark.filterwarnings("ignore:Boto3 will no longer support"),
 ]
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "recorded"
-CORPUS = SHARED / "pydantic-ai"
+CORPUS = SHARED_RECORDED / "pydantic-ai"
 
 #: path suffix -> API shape (streamed shapes are decided by the request or the path)
 _SHAPES = (
@@ -290,9 +291,9 @@ def shape_of(path: str) -> Optional[str]:
 
 def cassettes() -> List[Path]:
     """Every cassette of the corpus (the wider pydantic-ai one and the five beside it)."""
-    if not SHARED.is_dir():
+    if not SHARED_RECORDED.is_dir():
         return []
-    return sorted(SHARED.glob("*.yaml")) + sorted(CORPUS.glob("*/*.yaml"))
+    return sorted(SHARED_RECORDED.glob("*.yaml")) + sorted(CORPUS.glob("*/*.yaml"))
 
 
 def exchanges(cassette: Path) -> Iterator[Exchange]:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import yaml
-from corpus import _RESPONSES_CONTENT, Exchange, cassettes, exchanges
+
+from support.corpus import _RESPONSES_CONTENT, Exchange, cassettes, exchanges
 
 #: The API shapes of the matrix: shape -> (corpus shape, streamed).
 SHAPES: Dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""Starting the tests' subprocesses without fork.
+"""Starting the tests' subprocesses without fork, and the interpreters to start.
 
 The gRPC OTLP tests leave grpc's threads in the test process, and with them grpc's at-fork
 handlers, which run in every child between fork and exec; some grpcio releases (1.80 on
@@ -7,15 +7,20 @@ Python 3.9, seen here) abort the child there. ``close_fds=False`` (and no ``cwd`
 grpc's fork support off is not an option: children of a real ``os.fork()`` then crash.
 """
 
+import glob
+import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, List, Mapping
 
-ROOT = Path(__file__).resolve().parent.parent
-#: The Flask example the gunicorn tests serve.
-FLASK_APP = ROOT / "examples" / "flask_app"
+import pytest
+
+from support.paths import FLASK_APP, ROOT
+
 GUNICORN = Path(sys.executable).parent / "gunicorn"
+#: The Python versions the package supports, as (3, minor).
+SUPPORTED = range(9, 14)
 
 
 def run(args: Any, **kwargs: Any) -> "subprocess.CompletedProcess[Any]":
@@ -46,4 +51,31 @@ def gunicorn(env: Mapping[str, str]) -> "subprocess.Popen[str]":
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+    )
+
+
+def interpreters(oldest: int = SUPPORTED[0]) -> List[Any]:
+    """A ``pytest.param`` of this interpreter and of each supported one pyenv installed from
+    3.``oldest`` on, named by its version."""
+    found = {sys.executable: f"{sys.version_info.major}.{sys.version_info.minor}"}
+    for path in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3"))):
+        version = Path(path).parent.parent.name
+        minor = version.split(".")[1]
+        if minor.isdigit() and oldest <= int(minor) and int(minor) in SUPPORTED:
+            found.setdefault(path, version)
+    return [pytest.param(path, id=version) for path, version in found.items()]
+
+
+def core_pythonpath() -> str:
+    """A ``PYTHONPATH`` on which another interpreter runs the metrics core from the source
+    tree without an install: the core needs only pure-Python packages beside it."""
+    import structlog
+    import typing_extensions
+
+    return os.pathsep.join(
+        [
+            str(ROOT),
+            str(Path(structlog.__file__).resolve().parent.parent),
+            str(Path(typing_extensions.__file__).parent),
+        ]
     )

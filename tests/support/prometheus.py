@@ -15,20 +15,19 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, TypeVar
 
 import pytest
 import requests
-import spawn
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from support import spawn, waiting
+from support.network import free_port
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
@@ -58,27 +57,14 @@ def binary(path: Optional[str], name: str) -> str:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+#: What a poll of the server may meet before it is ready: no answer, or not the data yet.
+_NOT_YET = (requests.RequestException, KeyError, IndexError, ValueError)
 
 
 def wait_for(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll ``predicate`` until it returns something true, and return that; fail naming
-    ``what`` and the last value (or error) seen after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (requests.RequestException, KeyError, IndexError, ValueError) as exc:
-            last = exc
-        pause.wait(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+    """:func:`support.waiting.wait_for`, polling every 0.2 s, a failed request or a missing
+    piece of the answer counting as not yet."""
+    return waiting.wait_for(predicate, timeout, what, interval=0.2, errors=_NOT_YET)
 
 
 def api(url: str, path: str, **params: Any) -> Any:
