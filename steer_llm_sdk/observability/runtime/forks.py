@@ -132,6 +132,21 @@ def uwsgi_threads_off(version: bytes, options: Dict[str, Any]) -> bool:
     return not (options.get("enable-threads") or options.get("threads"))
 
 
+def _renew_logging_locks() -> None:
+    """What ``logging``'s own after-fork hook does, for a worker forked without Python's
+    hooks: a lock that another thread of the parent held at the fork (the module's lock,
+    a handler's) would stay held in the child, and the first log line there would block
+    for good. Private to CPython's ``logging`` (3.9+); skipped where it is missing."""
+    import logging
+
+    renew = getattr(logging, "_after_at_fork_child_reinit_locks", None)
+    if renew is not None:
+        try:
+            renew()
+        except Exception:
+            pass
+
+
 def _chain_uwsgi_post_fork() -> None:
     """Under uWSGI, run the resets from its own post-fork hook, which it calls in every
     worker with or without ``py-call-uwsgi-fork-hooks``; an existing hook (such as
@@ -148,6 +163,8 @@ def _chain_uwsgi_post_fork() -> None:
     def post_fork() -> None:
         if previous is not None:
             previous()
+        if os.getpid() != _reset_for_pid:  # Python's own fork hooks did not run
+            _renew_logging_locks()
         run_fork_hooks("uwsgi-hook")
 
     post_fork._steer_llm_sdk = True  # type: ignore[attr-defined]
