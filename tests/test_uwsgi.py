@@ -141,6 +141,8 @@ def test_every_request_is_delivered_once_by_its_worker(flags, reset_by, tmp_path
     for answer in answers:  # each request's own record, from the worker that served it
         assert by_id.get(answer["id"]) == answer["pid"], answer
     assert {a["reset_by"] for a in answers} == {reset_by}
+    # Python's after-fork callbacks (the app's own here) ran in every forked worker.
+    assert {a["at_fork_ran"] for a in answers} == {reset_by is not None}
     assert got["stopped_in"] < 10, got["stopped_in"]
 
 

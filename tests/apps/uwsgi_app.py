@@ -29,6 +29,12 @@ with collector.track_request("openai", "gpt-4o"):
     pass
 
 
+# Whether Python's after-fork callbacks ran in this worker (the library runs them from
+# uWSGI's post-fork hook when uWSGI itself does not).
+at_fork_ran = []
+os.register_at_fork(after_in_child=lambda: at_fork_ran.append(os.getpid()))
+
+
 def application(environ, start_response):
     # A request that takes this long is stuck: every thread's stack goes to uWSGI's log,
     # which the test shows when it fails.
@@ -42,6 +48,7 @@ def application(environ, start_response):
             "id": m.request_id,
             "flushed": flushed,
             "reset_by": lifecycle.fork_state()["reset_by"],
+            "at_fork_ran": os.getpid() in at_fork_ran,
         }
     ).encode()
     faulthandler.cancel_dump_traceback_later()

@@ -59,6 +59,9 @@ def _add_hook(order: int, ref: Any, target: Any) -> None:
 _reset_for_pid = os.getpid()
 #: How this process's fork was noticed ("python-hook", "uwsgi-hook", "pid-check"), or None.
 _reset_by: Optional[str] = None
+#: Set while the uWSGI hook runs the interpreter's after-fork work (which calls
+#: run_fork_hooks through os.register_at_fork): the reset is named after the uWSGI hook.
+_resetting_as: Optional[str] = None
 _uwsgi_hook_installed = False
 
 
@@ -85,7 +88,7 @@ def run_fork_hooks(how: str = "python-hook") -> None:
     if pid == _reset_for_pid:
         return
     _reset_for_pid = pid
-    _reset_by = how
+    _reset_by = _resetting_as or how
     # Another thread may have held these at the fork: a held lock stays held in the child.
     _registry_lock = threading.Lock()
     for _, _, ref, target in list(_fork_hooks):
@@ -132,6 +135,28 @@ def uwsgi_threads_off(version: bytes, options: Dict[str, Any]) -> bool:
     return not (options.get("enable-threads") or options.get("threads"))
 
 
+def _interpreter_after_fork() -> None:
+    """In a worker forked without Python's fork hooks: do what ``os.fork()`` does in its
+    child, ``PyOS_AfterFork_Child()``: the interpreter renews its own locks and thread
+    state and runs every ``os.register_at_fork`` callback (``logging``'s, ``threading``'s,
+    the SDKs', ours), so that no lock another thread of the master held at the fork stays
+    held here. Called through ``ctypes.pythonapi``, which keeps the GIL, from the worker's
+    only thread, exactly where ``os.fork()`` calls it. Where that is not possible, at least
+    ``logging``'s locks are renewed."""
+    global _resetting_as
+    _resetting_as = "uwsgi-hook"
+    try:
+        import ctypes
+
+        after_fork = ctypes.pythonapi.PyOS_AfterFork_Child
+        after_fork.argtypes, after_fork.restype = [], None
+        after_fork()
+    except Exception:
+        _renew_logging_locks()
+    finally:
+        _resetting_as = None
+
+
 def _renew_logging_locks() -> None:
     """What ``logging``'s own after-fork hook does, for a worker forked without Python's
     hooks: a lock that another thread of the parent held at the fork (the module's lock,
@@ -164,8 +189,8 @@ def _chain_uwsgi_post_fork() -> None:
         if previous is not None:
             previous()
         if os.getpid() != _reset_for_pid:  # Python's own fork hooks did not run
-            _renew_logging_locks()
-        run_fork_hooks("uwsgi-hook")
+            _interpreter_after_fork()
+        run_fork_hooks("uwsgi-hook")  # a no-op if the interpreter's work ran ours
 
     post_fork._steer_llm_sdk = True  # type: ignore[attr-defined]
     uwsgi.post_fork_hook = post_fork
