@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import pytest
 from support.corpus import SDK_WARNINGS, Exchange, cassettes, corpus_required, exchanges
 from support.peers import openai_v2_instrumentor
-from support.sdk_clients import closing, local_sdk_clients
+from support.sdk_clients import closing, local_sdk_clients, official_sdks
 
 from steer_llm_sdk.observability import (
     MetricsConfig,
@@ -26,10 +26,7 @@ from steer_llm_sdk.testing import capture_metrics
 
 pytestmark = SDK_WARNINGS
 
-openai = pytest.importorskip("openai")
-anthropic = pytest.importorskip("anthropic")
-genai = pytest.importorskip("google.genai")
-boto3 = pytest.importorskip("boto3")
+openai, anthropic, genai, boto3 = official_sdks()
 
 #: Interactions that cannot be replayed to an SDK here, by reason.
 _VERTEX = "Vertex AI endpoints need Google credentials (an OAuth token flow)"

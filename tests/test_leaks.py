@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.corpus import SDK_WARNINGS
-from support.sdk_clients import closing, local_sdk_clients
+from support.sdk_clients import closing, local_sdk_clients, official_sdks
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk._secrets import (
@@ -39,10 +39,7 @@ from steer_llm_sdk.testing import Fault, LocalLLMServer, capture_metrics
 
 pytestmark = SDK_WARNINGS
 
-openai = pytest.importorskip("openai")
-anthropic = pytest.importorskip("anthropic")
-genai = pytest.importorskip("google.genai")
-boto3 = pytest.importorskip("boto3")
+openai, anthropic, genai, boto3 = official_sdks()
 
 # Keys of no known shape (an OpenAI-compatible gateway's, Azure's 32 hex digits, ...): only
 # the client's own values can find them in a message.

@@ -45,7 +45,7 @@ from support.matrix import (
     sdk_call,
     synthetic_completions,
 )
-from support.sdk_clients import close_clients, local_sdk_clients
+from support.sdk_clients import close_clients, local_sdk_clients, official_sdks
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.observability import MetricsConfig, instrument, track_request, uninstrument
@@ -54,10 +54,7 @@ from steer_llm_sdk.testing import LocalLLMServer, capture_metrics
 
 pytestmark = SDK_WARNINGS
 
-openai = pytest.importorskip("openai")
-anthropic = pytest.importorskip("anthropic")
-genai = pytest.importorskip("google.genai")
-boto3 = pytest.importorskip("boto3")
+openai, anthropic, genai, boto3 = official_sdks()
 
 CONFIG = MetricsConfig(flush_on_exit=False, enable_cost_tracking=False)
 #: Items the partial forms take before they stop.

@@ -8,14 +8,28 @@ unclosed socket``, depending on the order in which it finalizes the cycle's obje
 conftest.py therefore looks for clients left open at the end of each module
 (:func:`open_clients`) instead of waiting for that warning.
 
-:func:`local_sdk_clients` makes one client of each SDK for a LocalLLMServer.
+:func:`local_sdk_clients` makes one client of each SDK for a LocalLLMServer;
+:func:`official_sdks` imports the four SDKs, or skips the calling module.
 """
 
 import gc
 import sys
 from contextlib import contextmanager
 from itertools import compress
-from typing import Any, Dict, Iterator, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+
+def official_sdks() -> Tuple[Any, Any, Any, Any]:
+    """``(openai, anthropic, google.genai, boto3)``; at a module's top level, skips the
+    module when one is not installed."""
+    import pytest
+
+    return (
+        pytest.importorskip("openai"),
+        pytest.importorskip("anthropic"),
+        pytest.importorskip("google.genai"),
+        pytest.importorskip("boto3"),
+    )
 
 
 def local_sdk_clients(
