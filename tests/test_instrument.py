@@ -245,9 +245,9 @@ def test_records_name_provider_operation_and_server(clean, module_server, client
 def test_a_client_whose_base_url_changes_is_attributed_to_the_new_one(clean, module_server):
     # The provider and server attributes of a base URL are remembered: the memory is keyed
     # by the URL, so a client pointed elsewhere is attributed to where it now sends.
+    cassette = str(_first("test_openai", streamed=False))  # may skip: before the client
     client = openai.OpenAI(base_url=module_server.url + "/v1", api_key="test", max_retries=0)
     instrument("openai")
-    cassette = str(_first("test_openai", streamed=False))
     with closing(client), capture_metrics(MetricsConfig(flush_on_exit=False)) as sink:
         for base in (
             module_server.url,
