@@ -403,7 +403,7 @@ def test_nonblocking_sinks_run_on_the_flush_thread_and_are_isolated(make_collect
     assert len(inline.records) == 30 == len(threaded.records)
     assert inline.flushes == 1 and threaded.flushes == 1
     assert threading.get_ident() not in inline.threads
-    assert inline.threads == {collector._pipeline.worker.ident}
+    assert inline.threads == {collector._pipeline.threads.worker.ident}
     stats = collector.stats()
     assert stats.sinks["inline_failing"].failed == 30
     assert_balanced(collector)

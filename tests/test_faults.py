@@ -118,12 +118,12 @@ def test_a_background_thread_that_died_is_restarted_on_the_next_record():
         dead = threading.Thread(target=lambda: None)
         dead.start()
         dead.join()
-        collector._pipeline.worker = dead  # as if the flush thread had died
+        collector._pipeline.threads.worker = dead  # as if the flush thread had died
         for i in range(1, 6):
             collector.record(request_record(i))
         assert collector.flush(5)
         assert len(sink.records) == 6
-        assert collector._pipeline.internal_restarts == 1
+        assert collector._pipeline.threads.internal_restarts == 1
     finally:
         collector.shutdown(5)
 

@@ -1,6 +1,7 @@
 """Usage roll-ups: MetricsConfig(usage_rollup_seconds=...) sends UsageMetrics to every sink,
 and InMemoryMetricsSink.get_usage() answers the same from stored requests."""
 
+import gc
 import time
 from functools import partial
 
@@ -65,6 +66,29 @@ def test_open_windows_are_sent_at_shutdown():
     assert collector.shutdown(5)
     (usage,) = sink.of_type("usage")
     assert usage.request_count == 4 and usage.prompt_tokens == 0 + 1 + 2 + 3
+    # Made by the flush thread at the end, the roll-up is counted like any record.
+    stats = collector.stats()
+    assert stats.recorded == 4 + 1 == stats.sinks["list"].delivered
+    assert stats.unaccounted("list") == 0
+
+
+def test_open_windows_of_a_dropped_collector_are_delivered():
+    # A collector dropped without shutdown() stops on its own threads; the open windows are
+    # rolled up there too, before the sinks close.
+    sink = RecordingSink("list")
+    collector = MetricsCollector(
+        MetricsConfig(usage_rollup_seconds=3600, batch_timeout_seconds=0.02, flush_on_exit=False),
+        [sink],
+    )
+    for _ in range(3):
+        collector.record(request(timestamp=time.time(), model="m"))
+    assert collector.flush(5)
+    del collector
+    gc.collect()
+    with sink.arrived:
+        assert sink.arrived.wait_for(lambda: sink.of_type("usage"), 10)
+    (usage,) = sink.of_type("usage")
+    assert usage.request_count == 3
 
 
 def test_off_by_default():

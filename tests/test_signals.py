@@ -444,7 +444,11 @@ def test_threads_started_under_a_storm_run_or_are_started_again(make_collector):
             assert collector.flush(5.0)
             assert collector.shutdown(5.0)
             _exact(collector)
-            assert not [t for t in collector._pipeline.threads() if t.is_alive()]
+            assert not [
+                t
+                for t in collector._pipeline.threads.all(collector._pipeline.channels)
+                if t.is_alive()
+            ]
         arm(signal.SIG_DFL, 0)
 
 

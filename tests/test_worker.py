@@ -204,7 +204,7 @@ def test_closed_pipelines_choose_a_refusing_admission():
 
 def test_drop_reasons_become_strings_only_in_snapshots():
     accounting = Accounting()
-    accounting.drop(Drop.FORK, 3)
+    accounting.lost(Drop.FORK, 3)
     snapshot = accounting.snapshot(0, 0, ())
     assert snapshot["dropped"]["fork"] == 3
     assert set(snapshot["dropped"]) == {reason.value for reason in Drop}

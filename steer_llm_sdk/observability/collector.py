@@ -6,7 +6,7 @@ It takes part in the exit drain and fork resets of :mod:`.runtime` through
 
 import time
 import weakref
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from ..pricing import load_pricing
 from . import runtime
@@ -140,10 +140,27 @@ class MetricsCollector:
     return by their deadline even if a sink hangs. (An exception raised by a signal handler
     while one of them runs, a Celery soft time limit say, is the caller's and goes through.)
 
-    Every way in (``record()``, ``track_request`` as decorator or context manager, tracked
-    streams, the client) hands records to one admission function, ``_admit``, chosen by
-    :meth:`_choose_admission` whenever the collector's state changes.
+    Attributes:
+        config: the :class:`MetricsConfig` it was made with.
+        enabled: whether records are measured and admitted. A plain attribute (the measuring
+            layers read it on every call); setting it chooses the admission function again.
+            Disabling makes every tracked call run unmeasured (and uncounted) until enabled
+            again.
+
+    The library's own measuring layers (``measure/``, the client, ``instrument()``) use a
+    small internal interface, documented here and nowhere else: :attr:`admit` and
+    :meth:`count_internal_errors`, besides ``enabled`` and ``config``. Every way in
+    (``record()``, ``track_request`` as decorator or context manager, tracked streams, the
+    client, ``instrument()``) hands records to that one admission function, chosen whenever
+    the collector's state changes. The process runtime (exit drain, fork resets) reaches a
+    collector only through :class:`CollectorRuntime`.
     """
+
+    #: The admission function for the current state: ``admit(record) -> bool`` with the
+    #: contract of :meth:`record`. Reassigned on every state change (enabled, sampling,
+    #: shutdown, fork): read it at each use, never keep it.
+    admit: Callable[[BaseMetrics], bool]
+    enabled: bool
 
     def __init__(
         self, config: Optional[MetricsConfig] = None, sinks: Iterable[MetricsSink] = ()
@@ -156,7 +173,7 @@ class MetricsCollector:
         for sink in sinks:
             _check_sink(sink)
         self.config = config
-        self._enabled = config.enabled
+        object.__setattr__(self, "enabled", bool(config.enabled))
         self._sampler = Sampler(
             config.request_sampling_rate,
             config.streaming_sampling_rate,
@@ -185,21 +202,27 @@ class MetricsCollector:
         down, the current queue). Called at construction, on every state change and after
         a fork; nothing else decides how a record is admitted."""
         sampler = self._sampler
-        self._admit = self._pipeline.admission(
-            self._enabled, sampler.sample if sampler.active else None
+        self.admit = self._pipeline.admission(
+            self.enabled, sampler.sample if sampler.active else None
         )
 
-    # ------------------------------------------------------------------ recording
-    @property
-    def enabled(self) -> bool:
-        """Whether records are measured and admitted. Settable: disabling makes every
-        tracked call run unmeasured (and uncounted) until enabled again."""
-        return self._enabled
+    def __setattr__(self, name: str, value: Any) -> None:
+        # ``enabled`` stays a plain attribute (read on every measured call at attribute
+        # speed, where a property would cost more than the rest of the check); setting it
+        # must still choose the admission function for the new state.
+        if name == "enabled":
+            object.__setattr__(self, name, bool(value))
+            self._choose_admission()
+        else:
+            object.__setattr__(self, name, value)
 
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        self._enabled = bool(value)
-        self._choose_admission()
+    def count_internal_errors(self, count: int) -> None:
+        """Count ``count`` failures of the library's own measuring code (a stream chunk
+        its reader could not read, say) under ``stats().internal_errors``. Thread-safe;
+        never raises."""
+        self._pipeline.accounting.internal_error(count)
+
+    # ------------------------------------------------------------------ recording
 
     @property
     def sampling(self) -> Dict[str, float]:
@@ -247,7 +270,7 @@ class MetricsCollector:
             queue full, after shutdown, not a metrics record); every refusal except
             "disabled" is counted in :meth:`stats`.
         """
-        return self._admit(metrics)
+        return self.admit(metrics)
 
     def track_request(
         self,
@@ -356,7 +379,7 @@ class MetricsCollector:
         if self._forked():
             self._pipeline.notice_fork()
         pipeline = self._pipeline
-        if pipeline.worker is None and not pipeline.queue:
+        if pipeline.threads.worker is None and not pipeline.queue:
             pipeline.close()  # nothing to deliver and no thread ran: no sink needs calling
             self._choose_admission()
             return
@@ -370,7 +393,7 @@ class MetricsCollector:
 
     def __repr__(self) -> str:
         names = ", ".join(type(s).__name__ for s in self.sinks)
-        return f"MetricsCollector(enabled={self._enabled}, sinks=[{names}])"
+        return f"MetricsCollector(enabled={self.enabled}, sinks=[{names}])"
 
 
 class CollectorRuntime:

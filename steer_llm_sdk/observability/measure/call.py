@@ -80,7 +80,7 @@ def end_call(collector: Any, metrics: RequestMetrics, end: float) -> None:
     if metrics.duration_ms is None:
         metrics.duration_ms = (end - metrics._start) * 1000.0
     streamed = _joined_stream(metrics) if metrics._joined else None
-    collector._admit(metrics)
+    collector.admit(metrics)
     if streamed is not None:
         _streaming(collector, metrics, streamed)
 
@@ -104,8 +104,8 @@ def record_failure(
         metrics.error_class = type(exc).__name__
         metrics.error_category = error_category(exc)
         streamed = _joined_stream(metrics) if metrics._joined else None
-        collector._admit(metrics)
-        collector._admit(error_record(metrics, exc, sensitive))
+        collector.admit(metrics)
+        collector.admit(error_record(metrics, exc, sensitive))
         if streamed is not None:
             _streaming(collector, metrics, streamed)
     except Exception as internal:
@@ -279,7 +279,7 @@ def _joined_stream(metrics: RequestMetrics) -> "Optional[StreamOutcome]":
 
 def _streaming(collector: Any, metrics: RequestMetrics, outcome: "StreamOutcome") -> None:
     if collector.config.enable_streaming_metrics:
-        collector._admit(streaming_record(metrics, outcome, (metrics.duration_ms or 0.0) / 1000.0))
+        collector.admit(streaming_record(metrics, outcome, (metrics.duration_ms or 0.0) / 1000.0))
 
 
 def stream_times(metrics: RequestMetrics, outcome: "StreamOutcome") -> None:

@@ -58,7 +58,7 @@ def measure(
     Returns what ``call()`` returns (for streams, as ``stream`` shapes it). Exceptions from
     ``call()`` are re-raised unchanged and recorded.
     """
-    if not collector._enabled:
+    if not collector.enabled:
         return call()
     scope = SCOPE.get()
     joined = owner(scope)

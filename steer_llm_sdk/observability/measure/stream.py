@@ -464,7 +464,7 @@ def record_stream(
         return
     try:
         if outcome.read_errors:
-            collector._pipeline.accounting.internal_error(outcome.read_errors)
+            collector.count_internal_errors(outcome.read_errors)
         start = metrics._start
         elapsed = outcome.end - start
         metrics.duration_ms = elapsed * 1000.0
@@ -481,9 +481,9 @@ def record_stream(
             record_failure(collector, metrics, outcome.error, outcome.end, sensitive)
         else:
             metrics._ended = True
-            collector._admit(metrics)
+            collector.admit(metrics)
         if collector.config.enable_streaming_metrics:
-            collector._admit(streaming_record(metrics, outcome, elapsed))
+            collector.admit(streaming_record(metrics, outcome, elapsed))
     except Exception as exc:  # never into user code
         timeout = signal_exception(exc)
         if timeout is not None:

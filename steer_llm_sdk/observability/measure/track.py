@@ -256,7 +256,7 @@ class Tracker:
 
         def tracked(*args: Any, **kwargs: Any) -> Any:
             collector = fixed or get_collector()
-            if not collector._enabled:
+            if not collector.enabled:
                 return func(*args, **kwargs)
             try:
                 metrics = new_request(provider, lookup(args, kwargs), extra, method, fmt, operation)
@@ -303,7 +303,7 @@ class Tracker:
 
         def tracked_generator(*args: Any, **kwargs: Any) -> Any:
             collector = fixed or get_collector()
-            if not collector._enabled:
+            if not collector.enabled:
                 return func(*args, **kwargs)
             try:
                 metrics = self._new(lookup(args, kwargs))

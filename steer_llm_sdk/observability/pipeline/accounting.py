@@ -40,19 +40,44 @@ class Accounting:
         self.in_flight = 0  # taken and not yet handed to the channels
         # Drops are kept apart by where they happen: refused before the queue (not counted
         # among the accepted), or lost after the flush thread took them (already counted).
-        self.dropped: Dict[Drop, int] = {reason: 0 for reason in Drop}
-        self.lost: Dict[Drop, int] = {reason: 0 for reason in Drop}
+        self.refused: Dict[Drop, int] = {reason: 0 for reason in Drop}
+        self.lost_taken: Dict[Drop, int] = {reason: 0 for reason in Drop}
 
-    def drop(self, reason: Drop, count: int = 1) -> None:
-        """Count ``count`` records refused before they entered the queue."""
-        with self.lock:
-            self.dropped[reason] += count
+    def lost(self, reason: Drop, count: int = 1, taken: bool = False) -> None:
+        """Count ``count`` records that will not reach the sinks, for ``reason``: the one
+        way every loss is counted.
 
-    def lose(self, reason: Drop, count: int) -> None:
-        """Count ``count`` records lost after the flush thread took them (already counted
-        as accepted, so kept apart from refusals until :meth:`snapshot` adds them up)."""
+        Args:
+            reason: why.
+            count: how many.
+            taken: the flush thread had taken them from the queue (already counted as
+                accepted, so kept apart until :meth:`snapshot` adds them up); otherwise
+                they were refused before entering it.
+        """
         with self.lock:
-            self.lost[reason] += count
+            (self.lost_taken if taken else self.refused)[reason] += count
+
+    def take(self, count: int) -> None:
+        """The flush thread took ``count`` records (a batch, or roll-ups it made)."""
+        with self.lock:
+            self.taken += count
+            self.in_flight = count
+
+    def settle(self, sanitized: int, filtered: int, filter_errors: int, invalid: int) -> None:
+        """The batch in flight was admitted: what sanitising and the filters did to it."""
+        with self.lock:
+            self.in_flight = 0
+            self.sanitized += sanitized
+            self.filtered += filtered
+            self.lost_taken[Drop.FILTER_ERROR] += filter_errors
+            self.lost_taken[Drop.INVALID] += invalid
+
+    def lose_in_flight(self) -> None:
+        """The batch in flight failed in the pipeline itself: its records not yet handed to
+        the channels are lost."""
+        with self.lock:
+            lost, self.in_flight = self.in_flight, 0
+            self.lost_taken[Drop.INTERNAL_ERROR] += lost
 
     def sample_out(self) -> None:
         with self.lock:
@@ -77,11 +102,11 @@ class Accounting:
         with self.lock:
             queued = queued_items - markers + self.in_flight
             accepted = self.taken + queued_items - markers
-            lost = self.lost
-            dropped = {reason.value: n + lost[reason] for reason, n in self.dropped.items()}
+            lost = self.lost_taken
+            dropped = {reason.value: n + lost[reason] for reason, n in self.refused.items()}
             # Records refused before the queue count towards "recorded" here; those lost
             # after it are among the accepted ones the flush thread took.
-            refused = sum(self.dropped.values())
+            refused = sum(self.refused.values())
             return {
                 "recorded": self.sampled_out + accepted + refused,
                 "sampled_out": self.sampled_out,

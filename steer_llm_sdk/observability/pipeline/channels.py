@@ -6,8 +6,6 @@ waits on I/O, locks held for long, or other threads) is delivered to by the flus
 itself: no backlog, no thread, one GIL hand-off less per batch.
 """
 
-import threading
-import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional
 
@@ -18,6 +16,7 @@ from ..models import BaseMetrics
 from ..sink import MetricsSink, close, sink_name
 from .accounting import OnFailure
 from .intake import Wake
+from .threads import thread_alive
 
 STOP = object()  # ends a delivery thread after the sink is closed
 
@@ -234,54 +233,6 @@ class Channel:
         return True
 
 
-def thread_alive(thread: threading.Thread) -> bool:
-    """Whether ``thread`` runs.
-
-    ``Thread.is_alive()`` alone misleads on the caller's thread: on Python 3.11 and 3.12 an
-    exception raised by a signal handler inside it can mark a running thread as stopped for
-    good (its clean-up for bpo-45274 releases the running thread's own lock), and the
-    thread would be started a second time. A "no" is therefore checked against the table
-    of running threads ``threading`` keeps (a private name, present in every version this
-    package supports; without it, against ``threading.enumerate()``). A thread stuck in
-    ``Thread.start()``'s handshake because an interrupted start left it locked is listed
-    only as starting, never as running: it counts as dead and is replaced.
-    """
-    if thread.is_alive():
-        return True
-    if isinstance(thread, _native.NativeThread):  # keeps its own state, exactly
-        return False
-    ident = thread.ident
-    if ident is None:  # never started
-        return False
-    running = getattr(threading, "_active", None)
-    if isinstance(running, dict):
-        return running.get(ident) is thread
-    return any(t is thread for t in threading.enumerate())
-
-
-def join_thread(thread: threading.Thread, timeout: float) -> bool:
-    """Wait at most ``timeout`` seconds for ``thread`` to end; returns whether it did (or
-    never started).
-
-    ``Thread.join()`` returns at once for a thread that an interrupted ``is_alive()`` marked
-    as stopped (see :func:`thread_alive`), and raises for one whose start was interrupted
-    before it ran: after it, such a thread is waited for until Python no longer lists it.
-    """
-    deadline = time.monotonic() + timeout
-    try:
-        thread.join(timeout)
-    except RuntimeError:  # not started (yet)
-        pass
-    pause = 0.001
-    while thread_alive(thread):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return False
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, 0.05)
-    return True
-
-
 def arrive(lock: Any, marker: FlushMarker) -> None:
     """One more stage has passed ``marker``."""
     with lock:
@@ -317,7 +268,5 @@ __all__ = [
     "arrive",
     "flush_sink",
     "close",
-    "join_thread",
     "make_channels",
-    "thread_alive",
 ]

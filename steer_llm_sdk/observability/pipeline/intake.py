@@ -184,11 +184,11 @@ class Intake:
         return admit
 
     def _after_shutdown(self, record: Any) -> bool:
-        self.accounting.drop(Drop.AFTER_SHUTDOWN)
+        self.accounting.lost(Drop.AFTER_SHUTDOWN)
         return False
 
     def _invalid(self, record: Any) -> bool:
-        self.accounting.drop(Drop.INVALID)
+        self.accounting.lost(Drop.INVALID)
         return False
 
     def _refused(self, record: Any, exc: BaseException) -> bool:
@@ -237,7 +237,7 @@ class Intake:
             self.wake.set()
         time.sleep(0)
         if len(queue) >= self.max_queue_size:
-            self.accounting.drop(Drop.QUEUE_FULL)
+            self.accounting.lost(Drop.QUEUE_FULL)
             rate_limited.warning(
                 "queue_full",
                 "steer_llm_sdk metrics queue full; dropping records",

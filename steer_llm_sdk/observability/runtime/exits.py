@@ -17,7 +17,6 @@ import time
 import weakref
 from typing import Any, Callable, List, Optional, Protocol
 
-from .. import _native
 from .._log import rate_limited
 from .forks import COLLECTORS, on_fork
 
@@ -89,9 +88,7 @@ def _orphans_timeout() -> float:
 
 def _drain_orphans(deadline: float) -> None:
     for pipeline in list(_orphans):
-        for thread in pipeline.threads():
-            if thread is not _native.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        pipeline.join(deadline)
         if not pipeline.running:
             _orphans.pop(pipeline, None)
 
