@@ -21,6 +21,7 @@ from .conventions import DURATION_BUCKETS, GapHistogram
 __all__ = [
     "METRIC_TYPES",
     "AgentMetrics",
+    "AnyRecord",
     "BaseMetrics",
     "ChunkGaps",
     "ErrorMetrics",
@@ -453,9 +454,11 @@ class ChunkGaps:
 
 
 #: Any record the pipeline carries; the type sinks receive.
-AgentMetrics = Union[
-    RequestMetrics, StreamingMetrics, ReliabilityMetrics, ErrorMetrics, UsageMetrics
-]
+AnyRecord = Union[RequestMetrics, StreamingMetrics, ReliabilityMetrics, ErrorMetrics, UsageMetrics]
+
+#: The earlier name of :data:`AnyRecord` (kept for code that imports it; nothing here is about
+#: agents: it means any record).
+AgentMetrics = AnyRecord
 
 METRIC_TYPES = {
     cls.metric_type: cls

@@ -59,7 +59,7 @@ class Channel:
     __slots__ = (
         "sink",
         "name",
-        "inline",
+        "nonblocking",
         "lock",
         "limit",
         "on_failure",
@@ -79,7 +79,7 @@ class Channel:
     ) -> None:
         self.sink = sink
         self.name = name
-        self.inline = getattr(sink, "nonblocking", False) is True
+        self.nonblocking = getattr(sink, "nonblocking", False) is True
         self.lock = lock
         self.limit = limit  # backlog bound, in records
         self.on_failure = on_failure
@@ -106,14 +106,14 @@ class Channel:
     # ------------------------------------------------------------------ flush thread side
     @property
     def alive(self) -> bool:
-        """Whether records dispatched to this channel will be delivered (inline, or its
+        """Whether records dispatched to this channel will be delivered (nonblocking, or its
         thread runs)."""
-        return self.inline or (self.thread is not None and thread_alive(self.thread))
+        return self.nonblocking or (self.thread is not None and thread_alive(self.thread))
 
     def start(self) -> None:
-        """Start a delivery thread (none for an inline sink), replacing the current one
+        """Start a delivery thread (none for a nonblocking sink), replacing the current one
         (lock held; see ``Pipeline.start``)."""
-        if self.inline:
+        if self.nonblocking:
             return
         thread = _native.new_thread(self._run, f"steer-metrics-sink-{self.name}")
         self.thread = thread  # before start(): an interrupted start is noticed as not alive
@@ -139,7 +139,7 @@ class Channel:
         self.pending += len(batch)
         self.wake.set()
 
-    def accept_inline(self, batch: List[BaseMetrics]) -> None:
+    def accept_direct(self, batch: List[BaseMetrics]) -> None:
         """Count a batch the flush thread will deliver itself (lock held)."""
         self.received += len(batch)
         self.pending += len(batch)

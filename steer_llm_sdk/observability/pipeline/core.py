@@ -269,7 +269,7 @@ class Pipeline:
             raise
 
     def _process(self, records: List[BaseMetrics], markers: List[FlushMarker]) -> None:
-        """Enrich, admit, roll up and dispatch one batch; deliver to inline sinks. Each
+        """Enrich, admit, roll up and dispatch one batch; deliver to nonblocking sinks. Each
         marker leaves ``markers`` as it arrives."""
         _each(self.enricher.enrich, records, self._enrich_failed)
         kept, sanitized, filtered, errors, invalid = self.admitter.admit(records)
@@ -279,8 +279,8 @@ class Pipeline:
             if rollup is not None:
                 requests = (r for r in kept if r.metric_type == "request")
                 _each(rollup.add, requests, self._rollup_failed)
-            inline = self._dispatch(kept, markers)
-        for channel in inline:  # on this thread, outside the lock
+            direct = self._dispatch(kept, markers)
+        for channel in direct:  # on this thread, outside the lock
             if kept:
                 channel.deliver(kept)
             for marker in markers:
@@ -307,17 +307,17 @@ class Pipeline:
     def _dispatch(self, kept: List[BaseMetrics], markers: List[FlushMarker]) -> List[Channel]:
         """Offer a batch and markers to every channel (lock held); returns the channels the
         flush thread delivers to itself."""
-        inline = []
+        direct = []
         for channel in self.channels:
-            if channel.inline:
-                inline.append(channel)
-                channel.accept_inline(kept)
+            if channel.nonblocking:
+                direct.append(channel)
+                channel.accept_direct(kept)
                 continue
             if kept:
                 channel.offer(kept)
             for marker in markers:
                 channel.post(marker)
-        return inline
+        return direct
 
     # ------------------------------------------------------------------ flush / stop
     def flush(self, timeout: float) -> bool:
