@@ -1,5 +1,6 @@
 """One admission step: every way in (record(), decorator, context manager, generator,
-iterator-returning function, client generate, client stream) is counted alike in every
+iterator-returning function, client generate, client stream, instrument() around the official
+openai SDK, blocking and streamed) is counted alike in every
 collector state (sampling 0 and 1, disabled, after shutdown, queue full, after os.fork(), a
 filter that drops).
 
@@ -15,11 +16,18 @@ import time
 from typing import Any, Callable, Dict
 
 import pytest
+from support.sdk_clients import closing
 from support.sinks import RecordingSink
 from support.waiting import wait_until
 
 from steer_llm_sdk import SteerLLMClient
-from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, RequestMetrics
+from steer_llm_sdk.observability import (
+    MetricsCollector,
+    MetricsConfig,
+    RequestMetrics,
+    instrument,
+    uninstrument,
+)
 from steer_llm_sdk.observability._ids import new_request_id
 
 
@@ -74,6 +82,34 @@ def _client_stream(collector: MetricsCollector, server: Any) -> None:
         assert "".join(stream)
 
 
+def _instrumented(collector: MetricsCollector, server: Any, stream: bool) -> None:
+    openai = pytest.importorskip("openai")
+    instrument("openai", collector=collector)
+    try:
+        client = openai.OpenAI(base_url=server.openai_base_url, api_key="k")
+        with closing(client):
+            create = client.chat.completions.create
+            messages = [{"role": "user", "content": "hi"}]
+            if stream:
+                options = {"include_usage": True}
+                chunks = create(
+                    model="gpt-4o-mini", messages=messages, stream=True, stream_options=options
+                )
+                assert list(chunks)
+            else:
+                assert create(model="gpt-4o-mini", messages=messages).choices
+    finally:
+        uninstrument()
+
+
+def _instrument_create(collector: MetricsCollector, server: Any) -> None:
+    _instrumented(collector, server, stream=False)
+
+
+def _instrument_stream(collector: MetricsCollector, server: Any) -> None:
+    _instrumented(collector, server, stream=True)
+
+
 ENTRIES: Dict[str, Callable[[MetricsCollector, Any], None]] = {
     "record": _record,
     "decorator": _decorator,
@@ -82,6 +118,8 @@ ENTRIES: Dict[str, Callable[[MetricsCollector, Any], None]] = {
     "iterator_function": _iterator_function,
     "client_generate": _client_generate,
     "client_stream": _client_stream,
+    "instrument_create": _instrument_create,
+    "instrument_stream": _instrument_stream,
 }
 
 _QUIET = dict(
