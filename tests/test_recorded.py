@@ -1,18 +1,24 @@
-"""The client against real provider traffic (tests/fixtures/recorded, see its NOTICE.md),
-served byte for byte by the local server: text, finish reason and tokens equal what the
-provider sent."""
+"""Real provider traffic served byte for byte by the local server: the client against the
+exchanges of tests/fixtures/recorded (see its NOTICE.md), text, finish reason and tokens
+equal what the provider sent; and every Bedrock InvokeModel exchange of the wider corpus
+(../shared/fixtures/recorded) through boto3, measured by ``instrument()``, by
+``@track_request`` and by both, with the tokens the provider reported."""
 
 import json
+from typing import Any, Callable, List
 
 import pytest
 from support.cassettes import response_body, stream_chunks
+from support.corpus import SDK_WARNINGS, Exchange, corpus_required, invoke_exchanges
 from support.local import local_client
 from support.local import recorded as records_of
 from support.paths import RECORDED
+from support.sdk_clients import closing
 
 from steer_llm_sdk.errors import InvalidRequestError
+from steer_llm_sdk.observability import MetricsConfig, instrument, track_request, uninstrument
 from steer_llm_sdk.streaming.tokens import TOKENIZER_CONFIDENCE, count_text
-from steer_llm_sdk.testing import LocalLLMServer
+from steer_llm_sdk.testing import LocalLLMServer, capture_metrics
 
 
 @pytest.fixture
@@ -114,3 +120,93 @@ def test_openai_404_unknown_model(pair):
     assert recorded["error"]["message"] in str(info.value)
     (err,) = records_of(client, "error")
     assert err.status_code == 404 and err.error_category == "invalid_request"
+
+
+# ---------------------------------------------------------------------- Bedrock InvokeModel
+
+INVOKE = invoke_exchanges()
+if not INVOKE and corpus_required():
+    raise RuntimeError("the recorded corpus (../shared/fixtures/recorded) has no InvokeModel")
+
+
+@pytest.fixture
+def bedrock(server: LocalLLMServer) -> Any:
+    """(the server, a boto3 ``bedrock-runtime`` client of it)."""
+    boto3 = pytest.importorskip("boto3")
+    from botocore.config import Config
+
+    client = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        endpoint_url=server.url,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    with closing(client):
+        yield server, client
+
+
+def _invoke_call(exchange: Exchange, client: Any, got: List[Any]) -> Callable[[], Any]:
+    """The recorded request sent again: a function reading what the caller reads (the
+    decoded body, or the stream's events, kept in ``got``) and returning it."""
+    body = json.dumps(exchange.request_body)
+    if exchange.streamed:
+
+        def events() -> Any:
+            response = client.invoke_model_with_response_stream(modelId=exchange.model, body=body)
+            return response["body"]
+
+        return events
+
+    def call() -> Any:
+        response = client.invoke_model(modelId=exchange.model, body=body)
+        got.append(json.loads(response["body"].read()))
+        return got[-1]
+
+    return call
+
+
+@pytest.mark.parametrize("mode", ["instrument", "decorator", "both"])
+@pytest.mark.parametrize(
+    "exchange", INVOKE or [None], ids=lambda e: e.name if e is not None else "none"
+)
+@pytest.mark.timeout(30)
+def test_recorded_invoke_model(exchange: Exchange, mode: str, bedrock: Any) -> None:
+    """Every InvokeModel exchange replayed (without the token headers, which the replay
+    leaves out, so the instrumented call reads its usage from the body as the caller reads
+    it): one record, with the tokens the provider reported, and the caller reads exactly
+    the recorded body."""
+    if exchange is None:
+        pytest.skip("the recorded corpus holds no InvokeModel exchange")
+    server, client = bedrock
+    server.replay(str(exchange.cassette))
+    got: List[Any] = []
+    call = _invoke_call(exchange, client, got)
+    if mode != "instrument":
+        call = track_request("bedrock", model=exchange.model, stream=exchange.streamed)(call)
+    if mode != "decorator":
+        instrument("bedrock")
+    try:
+        with capture_metrics(
+            MetricsConfig(flush_on_exit=False, enable_cost_tracking=False)
+        ) as sink:
+            result = call()
+            if exchange.streamed:
+                got.extend(result)
+    finally:
+        uninstrument()
+    (record,) = sink.get_metrics(metric_type="request")
+    assert record.success, record
+    usage, _ = exchange.expected()
+    assert usage is not None, exchange.name
+    assert (record.prompt_tokens, record.completion_tokens, record.cached_tokens) == usage
+    if not exchange.streamed:
+        assert got == [exchange.response_body]
+        assert record.method == "generate"
+    else:
+        assert got and len(sink.get_metrics(metric_type="streaming")) == 1
+
+
+for _mark in SDK_WARNINGS:  # boto3's own warnings, not ours to fail on
+    test_recorded_invoke_model = _mark(test_recorded_invoke_model)

@@ -14,9 +14,14 @@ decoded JSON dicts:
   ``cache_creation_input_tokens``. ``input_tokens`` excludes the cache, so prompt tokens follow
   the OpenTelemetry GenAI convention: input + cache read + cache creation, and
   ``cached_tokens`` is the cache read.
+* Bedrock: Converse's ``usage`` (``inputTokens`` without the cache, like Anthropic's); and
+  InvokeModel, whose body is the model family's own format (see :func:`bedrock_body_usage`),
+  whose response headers carry the counts (:func:`bedrock_header_usage`) and whose streams
+  end with ``amazon-bedrock-invocationMetrics`` (:func:`invocation_metrics_usage`).
 """
 
-from typing import Any, NamedTuple, Optional
+import json
+from typing import Any, Dict, Mapping, NamedTuple, Optional
 
 
 def field(obj: Any, name: str) -> Any:
@@ -118,33 +123,183 @@ def gemini_usage(usage: Any) -> Optional[TokenUsage]:
     return TokenUsage(prompt, completion, total, cached, thoughts)
 
 
-def bedrock_usage(usage: Any) -> Optional[TokenUsage]:
-    """Bedrock Converse ``usage``: ``inputTokens`` excludes the cache, so prompt tokens are
-    input + cache read + cache write; ``cached_tokens`` is the cache read."""
-    if not isinstance(usage, dict):
-        return None
-    input_tokens = _int(usage.get("inputTokens"))
-    output = _int(usage.get("outputTokens"))
+def without_cache(
+    input_tokens: Optional[int],
+    output: Optional[int],
+    read: Optional[int] = None,
+    write: Optional[int] = None,
+    total: Optional[int] = None,
+) -> Optional[TokenUsage]:
+    """Counts whose input excludes the cache (Bedrock's, Anthropic's) in the GenAI meaning:
+    prompt tokens are input + cache read + cache write, ``cached_tokens`` the cache read,
+    ``cache_creation_tokens`` the write. None when neither input nor output is known."""
     if input_tokens is None and output is None:
         return None
-    read = _int(usage.get("cacheReadInputTokens"))
-    write = _int(usage.get("cacheWriteInputTokens"))
     prompt = None if input_tokens is None else input_tokens + (read or 0) + (write or 0)
-    total = _int(usage.get("totalTokens"))
     if total is None and prompt is not None and output is not None:
         total = prompt + output
     return TokenUsage(prompt, output, total, read, None, write)
 
 
+def bedrock_usage(usage: Any) -> Optional[TokenUsage]:
+    """Bedrock ``usage`` with ``inputTokens``/``outputTokens`` (Converse, and Amazon Nova's
+    InvokeModel body, which names its cache counts ``cacheReadInputTokenCount`` and
+    ``cacheWriteInputTokenCount``): ``inputTokens`` excludes the cache."""
+    if not isinstance(usage, dict):
+        return None
+    read = _int(usage.get("cacheReadInputTokens"))
+    if read is None:
+        read = _int(usage.get("cacheReadInputTokenCount"))
+    write = _int(usage.get("cacheWriteInputTokens"))
+    if write is None:
+        write = _int(usage.get("cacheWriteInputTokenCount"))
+    return without_cache(
+        _int(usage.get("inputTokens")),
+        _int(usage.get("outputTokens")),
+        read,
+        write,
+        _int(usage.get("totalTokens")),
+    )
+
+
+#: The key of the metrics Bedrock adds to the last chunk of an InvokeModel stream.
+INVOCATION_METRICS = "amazon-bedrock-invocationMetrics"
+
+
+def invocation_metrics_usage(metrics: Any) -> Optional[TokenUsage]:
+    """The usage in a Bedrock stream's ``amazon-bedrock-invocationMetrics``:
+    ``inputTokenCount`` (without the cache), ``outputTokenCount``,
+    ``cacheReadInputTokenCount``, ``cacheWriteInputTokenCount``."""
+    if not isinstance(metrics, dict):
+        return None
+    return without_cache(
+        _int(metrics.get("inputTokenCount")),
+        _int(metrics.get("outputTokenCount")),
+        _int(metrics.get("cacheReadInputTokenCount")),
+        _int(metrics.get("cacheWriteInputTokenCount")),
+    )
+
+
+#: Bedrock's InvokeModel usage headers, as botocore keeps them (lower case).
+_HEADER_INPUT = "x-amzn-bedrock-input-token-count"
+_HEADER_OUTPUT = "x-amzn-bedrock-output-token-count"
+_HEADER_READ = "x-amzn-bedrock-cache-read-input-token-count"
+_HEADER_WRITE = "x-amzn-bedrock-cache-write-input-token-count"
+
+
+def _header_count(headers: Mapping[str, Any], name: str) -> Optional[int]:
+    value = headers.get(name)
+    if isinstance(value, str):
+        value = value.strip()
+        return int(value) if value.isdigit() else None
+    return _int(value)
+
+
+def bedrock_header_usage(headers: Any) -> Optional[TokenUsage]:
+    """The usage Bedrock's InvokeModel reports in its response headers (a mapping with
+    lower-case names, as botocore's ``ResponseMetadata["HTTPHeaders"]``):
+    ``X-Amzn-Bedrock-Input-Token-Count`` (without the cache), ``-Output-Token-Count``,
+    ``-Cache-Read-Input-Token-Count``, ``-Cache-Write-Input-Token-Count``. None when the
+    input and output counts are both absent."""
+    if not isinstance(headers, Mapping) or (
+        _HEADER_INPUT not in headers and _HEADER_OUTPUT not in headers
+    ):
+        return None
+    return without_cache(
+        _header_count(headers, _HEADER_INPUT),
+        _header_count(headers, _HEADER_OUTPUT),
+        _header_count(headers, _HEADER_READ),
+        _header_count(headers, _HEADER_WRITE),
+    )
+
+
+def bedrock_body_usage(body: Any) -> Optional[TokenUsage]:
+    """The usage in a Bedrock InvokeModel response: the botocore response (its headers,
+    :func:`bedrock_header_usage`; the body is never read) or a decoded body of a family
+    that reports usage in it. ``usage`` objects (Anthropic, Amazon Nova, AI21 Jamba, Mistral
+    chat) are read by :func:`extract_usage` before this is asked; here:
+
+    * Amazon Titan text: ``inputTextTokenCount``, ``results[].tokenCount`` (summed); Titan
+      embeddings: ``inputTextTokenCount`` only;
+    * Meta Llama: ``prompt_token_count``, ``generation_token_count``;
+    * Cohere: ``meta.billed_units`` (else ``meta.tokens``) ``input_tokens``/``output_tokens``;
+    * AI21 Jurassic-2: the lengths of ``prompt.tokens`` and ``completions[].data.tokens``;
+    * a stream's last chunk: ``amazon-bedrock-invocationMetrics``.
+
+    Mistral's ``outputs`` and Cohere's bodies without ``meta`` carry no usage: only the
+    headers have it. None when nothing is found."""
+    if not isinstance(body, dict):
+        return None
+    metadata = body.get("ResponseMetadata")
+    if isinstance(metadata, dict):
+        return bedrock_header_usage(metadata.get("HTTPHeaders"))
+    if "inputTextTokenCount" in body:
+        results = body.get("results")
+        output = None
+        if isinstance(results, list) and results:
+            counts = [_int(r.get("tokenCount")) if isinstance(r, dict) else None for r in results]
+            output = None if None in counts else sum(c for c in counts if c is not None)
+        return _plain(_int(body["inputTextTokenCount"]), output)
+    if "prompt_token_count" in body or "generation_token_count" in body:
+        return _plain(
+            _int(body.get("prompt_token_count")), _int(body.get("generation_token_count"))
+        )
+    meta = body.get("meta")
+    if isinstance(meta, dict):
+        billed = meta.get("billed_units")
+        if not isinstance(billed, dict) or _int(billed.get("input_tokens")) is None:
+            billed = meta.get("tokens")
+        if isinstance(billed, dict):
+            return _plain(_int(billed.get("input_tokens")), _int(billed.get("output_tokens")))
+    if isinstance(body.get("completions"), list) and isinstance(body.get("prompt"), dict):
+        return _jurassic(body)
+    if INVOCATION_METRICS in body:
+        return invocation_metrics_usage(body[INVOCATION_METRICS])
+    return None
+
+
+def _plain(prompt: Optional[int], completion: Optional[int]) -> Optional[TokenUsage]:
+    if prompt is None and completion is None:
+        return None
+    total = None if prompt is None or completion is None else prompt + completion
+    return TokenUsage(prompt, completion, total)
+
+
+def _jurassic(body: Dict[str, Any]) -> Optional[TokenUsage]:
+    """AI21 Jurassic-2: one token object per token, in the prompt and in each completion."""
+    prompt_tokens = body["prompt"].get("tokens")
+    prompt = len(prompt_tokens) if isinstance(prompt_tokens, list) else None
+    completion = None
+    for item in body["completions"]:
+        tokens = (item.get("data") or {}).get("tokens") if isinstance(item, dict) else None
+        if isinstance(tokens, list):
+            completion = (completion or 0) + len(tokens)
+    return _plain(prompt, completion)
+
+
+def json_body(data: Any) -> Any:
+    """A JSON object sent as bytes (a Bedrock InvokeModel body as read), decoded; None when
+    ``data`` is not bytes holding one."""
+    if not isinstance(data, (bytes, bytearray)) or data[:64].lstrip()[:1] != b"{":
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
 def extract_usage(response: Any) -> Optional[TokenUsage]:
     """Token usage of a whole (non-streamed) response, or None if it reports none: OpenAI
     chat completions, completions, embeddings and Responses API objects, Anthropic messages,
-    Gemini ``GenerateContentResponse`` and Bedrock Converse responses, as SDK objects or
-    decoded JSON.
+    Gemini ``GenerateContentResponse``, Bedrock Converse responses, and Bedrock InvokeModel
+    responses (boto3's, by their headers) and bodies of every model family
+    (:func:`bedrock_body_usage`), as SDK objects or decoded JSON, or a JSON body as bytes.
 
     Never raises: a response of an unexpected shape gives None.
     """
     try:
+        if isinstance(response, (bytes, bytearray)):
+            response = json_body(response)
         usage = field(response, "usage")
         if usage is not None:
             if isinstance(usage, dict) and "inputTokens" in usage:
@@ -152,6 +307,8 @@ def extract_usage(response: Any) -> Optional[TokenUsage]:
             return usage_from_usage_object(usage)
         if isinstance(response, dict):
             metadata = response.get("usageMetadata")
+            if metadata is None:
+                return bedrock_body_usage(response)
         else:
             metadata = getattr(response, "usage_metadata", None)
         return None if metadata is None else gemini_usage(metadata)
@@ -163,6 +320,8 @@ def extract_model(response: Any) -> Optional[str]:
     """The model the provider says answered (``model``, Gemini's ``model_version``), or
     None."""
     try:
+        if isinstance(response, (bytes, bytearray)):
+            response = json_body(response)
         model = field(response, "model")
         if model is None:
             model = field(

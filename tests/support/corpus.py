@@ -39,6 +39,11 @@ _SHAPES = (
     ("/embeddings", "embeddings"),
     ("/completions", "completions"),
 )
+#: Bedrock's InvokeModel paths (the body in the model family's own format): not among the
+#: shapes :func:`exchanges` yields by default, whose callers speak the other APIs; see
+#: :func:`invoke_exchanges`, and :data:`WITH_INVOKE` for callers that speak InvokeModel too.
+INVOKE_SHAPES = (("/invoke-with-response-stream", "invoke"), ("/invoke", "invoke"))
+WITH_INVOKE = _SHAPES + INVOKE_SHAPES
 
 
 class Exchange:
@@ -61,6 +66,10 @@ class Exchange:
         self.host = urlsplit(self.url).hostname or ""
         response = interaction["response"]
         self.status = int(response.get("status", {}).get("code", 200))
+        self.response_headers = {
+            str(k).lower(): v[0] if isinstance(v, list) else v
+            for k, v in (response.get("headers") or {}).items()
+        }
         self.response_body = response.get("parsed_body")
         raw_body = (
             (response.get("body") or {}).get("string")
@@ -69,7 +78,9 @@ class Exchange:
         )
         self.raw: Any = raw_body
         self.streamed = (
-            self.path.endswith((":streamGenerateContent", "/converse-stream"))
+            self.path.endswith(
+                (":streamGenerateContent", "/converse-stream", "/invoke-with-response-stream")
+            )
             or (isinstance(self.request_body, dict) and self.request_body.get("stream") is True)
             or (isinstance(raw_body, str) and raw_body.lstrip().startswith(("data:", "event:")))
             or isinstance(raw_body, bytes)
@@ -206,6 +217,21 @@ class Exchange:
                             chars += len(json.dumps(args, separators=(",", ":")))
         return usage, (chars if self.streamed else None)
 
+    def _expect_invoke(self) -> Any:
+        """Bedrock InvokeModel: the counts of the ``x-amzn-bedrock-*`` headers, else of the
+        body in its family's format; of a stream, its ``amazon-bedrock-invocationMetrics``.
+        Where both headers and body report counts they must agree (checked here, on the
+        corpus itself). Content characters are not checked."""
+        if self.streamed:
+            return _invocation_metrics(self.raw if isinstance(self.raw, bytes) else b""), None
+        headers = _invoke_header_usage(self.response_headers)
+        body = _invoke_body_usage(self.response_body)
+        if headers is not None and body is not None:
+            prompt, completion, cached = body
+            assert (prompt, completion) == headers[:2], (self.name, headers, body)
+            assert cached in (None, headers[2]), (self.name, headers, body)
+        return (headers or body), None
+
     def _expect_converse(self) -> Any:
         if not self.streamed:
             return _bedrock_usage((self.response_body or {}).get("usage")), None
@@ -282,8 +308,84 @@ def _bedrock_usage(usage: Any) -> Optional[Tuple[Any, Any, Any]]:
     return prompt, usage.get("outputTokens"), read
 
 
-def shape_of(path: str) -> Optional[str]:
-    for suffix, shape in _SHAPES:
+def _count(value: Any) -> Optional[int]:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _without_cache(
+    input_tokens: Any, output: Any, read: Any, write: Any
+) -> Optional[Tuple[Any, Any, Any]]:
+    """(prompt, completion, cached) of counts whose input leaves the cache out (Bedrock)."""
+    input_tokens, output, read, write = map(_count, (input_tokens, output, read, write))
+    if input_tokens is None and output is None:
+        return None
+    prompt = None if input_tokens is None else input_tokens + (read or 0) + (write or 0)
+    return prompt, output, read
+
+
+def _invoke_header_usage(headers: Dict[str, Any]) -> Optional[Tuple[Any, Any, Any]]:
+    return _without_cache(
+        headers.get("x-amzn-bedrock-input-token-count"),
+        headers.get("x-amzn-bedrock-output-token-count"),
+        headers.get("x-amzn-bedrock-cache-read-input-token-count"),
+        headers.get("x-amzn-bedrock-cache-write-input-token-count"),
+    )
+
+
+def _invoke_body_usage(body: Any) -> Optional[Tuple[Any, Any, Any]]:
+    """The counts an InvokeModel body reports, by its family's fields."""
+    if not isinstance(body, dict):
+        return None
+    usage = body.get("usage")
+    if isinstance(usage, dict) and "input_tokens" in usage:  # Anthropic
+        return _anthropic_usage(usage)
+    if isinstance(usage, dict) and "inputTokens" in usage:  # Amazon Nova
+        return _without_cache(
+            usage["inputTokens"],
+            usage.get("outputTokens"),
+            usage.get("cacheReadInputTokenCount"),
+            usage.get("cacheWriteInputTokenCount"),
+        )
+    if isinstance(usage, dict):  # OpenAI-shaped (AI21 Jamba, Mistral chat)
+        return _openai_usage(usage)
+    if "inputTextTokenCount" in body:  # Amazon Titan
+        results = body.get("results") or []
+        output = sum(r["tokenCount"] for r in results) if results else None
+        return body["inputTextTokenCount"], output, None
+    if "prompt_token_count" in body:  # Meta Llama
+        return body["prompt_token_count"], body.get("generation_token_count"), None
+    return None
+
+
+def _invocation_metrics(raw: bytes) -> Optional[Tuple[Any, Any, Any]]:
+    """The ``amazon-bedrock-invocationMetrics`` of an InvokeModel stream's last chunk,
+    decoded with botocore's event-stream parser."""
+    import base64
+
+    from botocore.eventstream import EventStreamBuffer
+
+    buffer = EventStreamBuffer()
+    buffer.add_data(raw)
+    found = None
+    for message in buffer:
+        if message.headers.get(":event-type") != "chunk":
+            continue
+        chunk = json.loads(base64.b64decode(json.loads(message.payload)["bytes"]))
+        metrics = chunk.get("amazon-bedrock-invocationMetrics")
+        if metrics:
+            found = _without_cache(
+                metrics.get("inputTokenCount"),
+                metrics.get("outputTokenCount"),
+                metrics.get("cacheReadInputTokenCount"),
+                metrics.get("cacheWriteInputTokenCount"),
+            )
+    return found
+
+
+def shape_of(path: str, shapes: Any = _SHAPES) -> Optional[str]:
+    for suffix, shape in shapes:
         if path.endswith(suffix):
             return shape
     return None
@@ -296,14 +398,23 @@ def cassettes() -> List[Path]:
     return sorted(SHARED_RECORDED.glob("*.yaml")) + sorted(CORPUS.glob("*/*.yaml"))
 
 
-def exchanges(cassette: Path) -> Iterator[Exchange]:
+def exchanges(cassette: Path, shapes: Any = _SHAPES) -> Iterator[Exchange]:
     data = yaml.safe_load(cassette.read_text(encoding="utf-8"))
     for index, interaction in enumerate(data.get("interactions") or ()):
         request = interaction["request"]
         path = unquote(urlsplit(request.get("uri") or request.get("url") or "").path)
-        shape = shape_of(path)
+        shape = shape_of(path, shapes)
         if shape is not None:
             yield Exchange(cassette, index, interaction, shape)
+
+
+def invoke_exchanges() -> List[Exchange]:
+    """Every Bedrock InvokeModel exchange of the corpus (shape ``invoke``), in order."""
+    found: List[Exchange] = []
+    for cassette in cassettes():
+        if "/invoke" in cassette.read_text(encoding="utf-8"):  # before parsing the YAML
+            found.extend(exchanges(cassette, INVOKE_SHAPES))
+    return found
 
 
 def corpus_required() -> bool:
