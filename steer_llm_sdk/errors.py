@@ -243,13 +243,18 @@ _NAME_RANK = {name: rank for rank, (name, _) in enumerate(_NAME_CATEGORIES)}
 
 
 def status_code_of(exc: BaseException) -> Optional[int]:
-    """The HTTP status an exception carries (``status_code``, ``status``, ``response``)."""
+    """The HTTP status an exception carries (``status_code``, ``status``, ``response``: an
+    HTTP response object, or botocore's response dict with ``ResponseMetadata``)."""
     for attr in ("status_code", "http_status", "status"):
         value = getattr(exc, attr, None)
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     response = getattr(exc, "response", None)
-    value = getattr(response, "status_code", None)
+    if isinstance(response, dict):  # botocore's ClientError
+        metadata = response.get("ResponseMetadata")
+        value = metadata.get("HTTPStatusCode") if isinstance(metadata, dict) else None
+    else:
+        value = getattr(response, "status_code", None)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return None

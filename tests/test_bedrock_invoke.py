@@ -928,3 +928,26 @@ def test_a_body_held_at_exit_is_recorded(half: str, replayed: Any, tmp_path: Pat
     )
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().split() == ["True:None"]
+
+
+@pytest.mark.parametrize("family", ["anthropic", "llama", "titan", "cohere_r"])
+def test_local_server_answers_invoke_model_with_its_token_headers(
+    module_server: LocalLLMServer, clean: None, family: str
+) -> None:
+    # LocalLLMServer itself answers InvokeModel in each family's format, headers included,
+    # so that any test (or a user's) can run boto3 against it.
+    client = _client(module_server.url)
+    with closing(client), capture_metrics(CONFIG) as sink:
+        instrument("bedrock")
+        response = invoke(client, family)
+        headers = response["ResponseMetadata"]["HTTPHeaders"]
+        json.loads(response["body"].read())
+    (record,) = sink.get_metrics(metric_type="request")
+    prompt = int(headers["x-amzn-bedrock-input-token-count"])
+    completion = int(headers["x-amzn-bedrock-output-token-count"])
+    assert prompt > 0 and completion > 0
+    assert (record.model, record.prompt_tokens, record.completion_tokens) == (
+        CALLS[family][0],
+        prompt,
+        completion,
+    )

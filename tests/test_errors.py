@@ -98,3 +98,17 @@ def test_categories_are_complete():
         obj = getattr(errors, name)
         if isinstance(obj, type) and issubclass(obj, SteerLLMError):
             assert obj.category in errors.CATEGORIES
+
+
+def test_botocore_client_errors_carry_their_status():
+    exceptions = pytest.importorskip("botocore.exceptions")
+    from steer_llm_sdk.errors import error_category, status_code_of
+
+    response = {
+        "Error": {"Code": "ThrottlingException", "Message": "slow down"},
+        "ResponseMetadata": {"HTTPStatusCode": 429},
+    }
+    exc = exceptions.ClientError(response, "Converse")
+    assert status_code_of(exc) == 429
+    assert error_category(exc) == "rate_limit"
+    assert status_code_of(exceptions.ClientError({"Error": {}}, "Converse")) is None

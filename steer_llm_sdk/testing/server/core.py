@@ -267,6 +267,10 @@ class _Handler(Writer):
         if shape is not None and error is not None:
             faults.send_fault_error(self, shape, error, body)
             return
+        if path.endswith(bedrock.INVOKE_PATHS):  # the model's own body format, not messages
+            owner.pause(owner.ttft_ms / 1000.0)
+            bedrock.send_invoke(self, bedrock.invoke_answer(self.path, body, owner))
+            return
         route = next((r for end, r in _ROUTES.items() if path.endswith(end)), None)
         if route is None:
             self.write_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})

@@ -17,6 +17,12 @@ _REPLAYED_HEADERS = (
     "request-id",
     "retry-after",
     "x-amzn-requestid",
+    # Bedrock InvokeModel reports usage in these headers only (for most body formats).
+    "x-amzn-bedrock-input-token-count",
+    "x-amzn-bedrock-output-token-count",
+    "x-amzn-bedrock-cache-read-input-token-count",
+    "x-amzn-bedrock-cache-write-input-token-count",
+    "x-amzn-bedrock-invocation-latency",
 )
 
 
