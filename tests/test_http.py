@@ -16,7 +16,7 @@ from steer_llm_sdk.errors import (
     StreamError,
 )
 from steer_llm_sdk.providers import anthropic, openai
-from steer_llm_sdk.providers._http import (
+from steer_llm_sdk.providers.http import (
     error_from_response,
     retry_after_seconds,
     translate_requests_error,

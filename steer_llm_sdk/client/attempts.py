@@ -14,6 +14,7 @@ from ..errors import CircuitOpenError, SteerLLMError
 from ..observability import ErrorMetrics, ReliabilityMetrics
 from ..reliability import CircuitBreaker, RetryPolicy
 from ..reliability.circuit_breaker import Admission
+from .routing import Routed
 
 
 class Attempts:
@@ -21,9 +22,11 @@ class Attempts:
     ErrorMetrics per retried attempt, and the request's ReliabilityMetrics (once).
 
     Args:
-        policy: the client's retry policy; ``retries`` (when not None) overrides its count.
+        policy: the client's retry policy; the call's ``retries`` option (when not None)
+            overrides its count.
         breaker: the circuit breaker, keyed by ``provider:model``.
         collector: where the records go.
+        call: the routed call (its provider, model and options).
         metrics: the request's RequestMetrics (ids, attributes shared by the records).
         method: ``generate`` or ``stream``.
 
@@ -35,15 +38,14 @@ class Attempts:
         policy: RetryPolicy,
         breaker: CircuitBreaker,
         collector: Any,
-        provider: str,
-        model: str,
-        retries: Optional[int],
+        call: Routed,
         metrics: Any,
         method: str,
     ) -> None:
+        retries = call.options.retries
         self.policy = policy if retries is None else policy.with_attempts(max(0, retries) + 1)
         self.breaker = breaker
-        self.key = f"{provider}:{model}"
+        self.key = f"{call.provider}:{call.model}"
         self.collector = collector
         self.metrics = metrics
         self.method = method

@@ -2,7 +2,8 @@
 wire protocols over ``requests``, measuring every call it makes.
 
 The only module that wires providers, reliability, streaming and observability together;
-the parts live beside it: :mod:`.routing` (which provider, request pieces),
+the parts live beside it: :mod:`.options` (what one call asks for, built once per call
+from the public methods' keywords), :mod:`.routing` (which provider, request pieces),
 :mod:`.transport` (sessions and sending), :mod:`.attempts` (retries and the breaker, with
 their records) and :mod:`.streams` (measured text streams).
 """
@@ -11,7 +12,7 @@ import os
 import time
 import weakref
 from time import perf_counter
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import requests
 
@@ -30,11 +31,12 @@ from ..observability.measure.scope import SCOPE, owner
 from ..observability.measure.stream import StreamOutcome, record_stream
 from ..observability.sinks import InMemoryMetricsSink, MetricsSink
 from ..providers import OPENAI_APIS, PROTOCOLS, azure_openai, azure_openai_responses
-from ..providers._http import request_id_of
+from ..providers.http import request_id_of
 from ..reliability import CircuitBreaker, CircuitState, RetryPolicy
 from ..types import GenerationResponse, Messages, StreamingResponseWithUsage
 from .attempts import Attempts
-from .routing import format_name, normalize_messages, route
+from .options import CallOptions
+from .routing import Routed, route_call
 from .streams import StreamRun, TextStream, as_usage
 from .transport import Transport
 
@@ -177,21 +179,12 @@ class SteerLLMClient:
         """The collector this client records into."""
         return self._collector or get_collector()
 
-    def _attempts(
-        self, provider: str, model: str, retries: Optional[int], metrics: Any, method: str
-    ) -> Attempts:
+    def _attempts(self, call: Routed, metrics: Any, method: str) -> Attempts:
         return Attempts(
-            self.retry_policy,
-            self.circuit_breaker,
-            self.metrics_collector,
-            provider,
-            model,
-            retries,
-            metrics,
-            method,
+            self.retry_policy, self.circuit_breaker, self.metrics_collector, call, metrics, method
         )
 
-    def _begin(self, provider: str, model: str, method: str, fmt: str) -> Tuple[Any, bool]:
+    def _begin(self, call: Routed, method: str) -> Tuple[Any, bool]:
         """Start one call: ``(its RequestMetrics, joined)``. Inside an open measured call
         of the current context, a client without a collector of its own joins that call
         (its records are linked to it, its usage handed to it) instead of recording
@@ -200,8 +193,14 @@ class SteerLLMClient:
             joined = owner(SCOPE.get())
             if joined is not None:
                 return joined, True
+        provider = call.provider
         metrics = new_request(
-            provider, model, self._server_attributes[provider], method, fmt, "chat"
+            provider,
+            call.model,
+            self._server_attributes[provider],
+            method,
+            call.options.format,
+            "chat",
         )
         metrics._start = perf_counter()
         return metrics, False
@@ -223,33 +222,8 @@ class SteerLLMClient:
         )
         collector.record(record)
 
-    def _request(
-        self,
-        messages: Messages,
-        model: str,
-        provider: Optional[str],
-        max_tokens: Optional[int],
-        temperature: Optional[float],
-        response_format: Any,
-        stream: bool,
-        params: Dict[str, Any],
-        tools: Optional[Sequence[Dict[str, Any]]] = None,
-        tool_choice: Any = None,
-    ) -> Tuple[str, str, List[Dict[str, Any]], Dict[str, Any]]:
-        name, model = route(model, provider, self._openai_target)
-        msgs = normalize_messages(messages)
-        body = self._protocols[name].request_body(
-            msgs,
-            model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            response_format=response_format,
-            stream=stream,
-            params=params,
-            tools=list(tools) if tools else None,
-            tool_choice=tool_choice,
-        )
-        return name, model, msgs, body
+    def _route(self, options: CallOptions, stream: bool) -> Routed:
+        return route_call(options, self._protocols, self._openai_target, stream)
 
     # ------------------------------------------------------------------ API
     def generate(
@@ -290,28 +264,31 @@ class SteerLLMClient:
             SteerLLMError: a subclass per failure (see :mod:`steer_llm_sdk.errors`);
                 ``CircuitOpenError`` without a network call while the circuit is open.
         """
-        fmt = format_name(response_format)
-        name, model, _, body = self._request(
-            messages,
-            model,
-            provider,
-            max_tokens,
-            temperature,
-            response_format,
-            False,
-            params,
-            tools,
-            tool_choice,
+        options = CallOptions(
+            messages=messages,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            response_format=response_format,
+            provider=provider,
+            retries=retries,
+            tools=tools,
+            tool_choice=tool_choice,
+            params=params,
         )
-        protocol = self._protocols[name]
+        return self._generate(options)
+
+    def _generate(self, options: CallOptions) -> GenerationResponse:
+        call = self._route(options, stream=False)
+        name, model, body = call.provider, call.model, call.body
         collector = self.metrics_collector
-        metrics, joined = self._begin(name, model, "generate", fmt)
+        metrics, joined = self._begin(call, "generate")
         try:
-            attempts = self._attempts(name, model, retries, metrics, "generate")
+            attempts = self._attempts(call, metrics, "generate")
             response, data = attempts.run(
                 lambda: self._transport.post_json(name, body, model=model)
             )
-            choices, answered, usage = protocol.parse_response(data)
+            choices, answered, usage = call.protocol.parse_response(data)
         except BaseException as exc:
             if not joined:
                 record_failure(collector, metrics, exc, perf_counter())
@@ -358,22 +335,26 @@ class SteerLLMClient:
         Closing the stream (or leaving its ``with`` block, or breaking out and dropping it)
         releases the connection. Arguments as for :meth:`generate`.
         """
-        fmt = format_name(response_format)
-        name, model, msgs, body = self._request(
-            messages,
-            model,
-            provider,
-            max_tokens,
-            temperature,
-            response_format,
-            True,
-            params,
-            tools,
-            tool_choice,
+        options = CallOptions(
+            messages=messages,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            response_format=response_format,
+            provider=provider,
+            retries=retries,
+            tools=tools,
+            tool_choice=tool_choice,
+            params=params,
         )
+        return self._stream(options)
+
+    def _stream(self, options: CallOptions) -> TextStream:
+        call = self._route(options, stream=True)
+        name, model, body = call.provider, call.model, call.body
         collector = self.metrics_collector
-        metrics, joined = self._begin(name, model, "stream", fmt)
-        attempts = self._attempts(name, model, retries, metrics, "stream")
+        metrics, joined = self._begin(call, "stream")
+        attempts = self._attempts(call, metrics, "stream")
         try:
             response = attempts.run(
                 lambda: self._transport.post(name, body, stream=True, model=model), final=False
@@ -391,19 +372,7 @@ class SteerLLMClient:
                 exc, lambda: self._transport.post(name, body, stream=True, model=model)
             )
 
-        run = StreamRun(
-            response,
-            name,
-            model,
-            msgs,
-            fmt,
-            collector,
-            metrics,
-            reconnect,
-            attempts,
-            protocol=self._protocols[name],
-            joined=joined,
-        )
+        run = StreamRun(response, call, collector, metrics, reconnect, attempts, joined=joined)
         return TextStream(run)
 
     def stream_with_usage(
@@ -427,9 +396,9 @@ class SteerLLMClient:
         provider, or is counted locally when the provider sent none (see
         ``aggregation_method``). Arguments as for :meth:`generate`.
         """
-        with self.stream(
-            messages,
-            model,
+        options = CallOptions(
+            messages=messages,
+            model=model,
             max_tokens=max_tokens,
             temperature=temperature,
             response_format=response_format,
@@ -437,8 +406,9 @@ class SteerLLMClient:
             retries=retries,
             tools=tools,
             tool_choice=tool_choice,
-            **params,
-        ) as text_stream:
+            params=params,
+        )
+        with self._stream(options) as text_stream:
             for delta in text_stream:
                 if on_chunk is not None:
                     on_chunk(delta)

@@ -1,10 +1,11 @@
 """Which provider serves a model, and the request pieces every call shares."""
 
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 from ..errors import InvalidRequestError
-from ..providers import ALIASES, PROTOCOLS
+from ..providers import ALIASES, PROTOCOLS, WireProtocol
 from ..types import Messages
+from .options import CallOptions
 
 _ROUTES: Tuple[Tuple[Tuple[str, ...], str], ...] = (
     (("gpt-", "o1", "o3", "o4", "chatgpt-"), "openai"),
@@ -63,11 +64,55 @@ def normalize_messages(messages: Messages) -> List[Dict[str, Any]]:
     return out
 
 
-def format_name(response_format: Any) -> str:
-    """The name a response format is recorded under (``text``, ``json_object``, ...)."""
-    if response_format is None:
-        return "text"
-    if isinstance(response_format, str):
-        return response_format
-    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
-    return str(kind or "custom")
+class Routed(NamedTuple):
+    """One call, routed: its options and what they resolved to.
+
+    Attributes:
+        options: what the caller asked for.
+        provider: the provider that serves it (a key of the client's protocols).
+        model: the model (or Azure deployment) asked of it.
+        protocol: the provider's wire protocol.
+        messages: the messages as dicts (:func:`normalize_messages`).
+        body: the request's JSON body, in the protocol's shape.
+    """
+
+    options: CallOptions
+    provider: str
+    model: str
+    protocol: WireProtocol
+    messages: List[Dict[str, Any]]
+    body: Dict[str, Any]
+
+
+def route_call(
+    options: CallOptions,
+    protocols: Mapping[str, WireProtocol],
+    openai_target: str,
+    stream: bool,
+) -> Routed:
+    """Route one call (:func:`route`) and build its request body with the protocol.
+
+    Args:
+        protocols: the client's wire protocol of each provider.
+        openai_target: where ``gpt-*`` models go (see :func:`route`).
+        stream: whether the answer is asked for as a stream.
+
+    Raises:
+        InvalidRequestError: the provider cannot be told, the messages are malformed, or
+            the protocol cannot express them.
+    """
+    provider, model = route(options.model, options.provider, openai_target)
+    messages = normalize_messages(options.messages)
+    protocol = protocols[provider]
+    body = protocol.request_body(
+        messages,
+        model,
+        max_tokens=options.max_tokens,
+        temperature=options.temperature,
+        response_format=options.response_format,
+        stream=stream,
+        params=options.params,
+        tools=list(options.tools) if options.tools else None,
+        tool_choice=options.tool_choice,
+    )
+    return Routed(options, provider, model, protocol, messages, body)

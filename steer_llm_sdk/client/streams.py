@@ -1,9 +1,12 @@
-"""Text streams of the client: SSE events decoded by the wire protocol, measured by the
-measured call's :class:`~steer_llm_sdk.observability.measure.stream.StreamMeter`, ended
-exactly once by its :class:`~steer_llm_sdk.observability.measure.stream.FinishOnce`."""
+"""Text streams of the client: SSE events decoded by the wire protocol, each chunk read once
+by the stream's :class:`~steer_llm_sdk.streaming.assemble.Assembler` (the answer, and what
+the stream reports, noted on the meter's reader), measured by the measured call's
+:class:`~steer_llm_sdk.observability.measure.stream.StreamMeter`, ended exactly once by its
+:class:`~steer_llm_sdk.observability.measure.stream.FinishOnce`."""
 
 import json
-from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
+import re
+from typing import Any, Callable, Generator, List, Optional, Tuple
 
 import requests
 
@@ -11,13 +14,14 @@ from ..errors import SteerLLMError, StreamError
 from ..observability import MetricsCollector
 from ..observability.measure.call import join_stream
 from ..observability.measure.stream import FinishOnce, StreamMeter, StreamOutcome, record_stream
-from ..providers import END, PROTOCOLS, SKIP, WireProtocol
-from ..providers._http import iter_events, request_id_of
+from ..providers import END, SKIP
+from ..providers.http import iter_events, request_id_of
 from ..streaming.assemble import Assembler
 from ..streaming.tokens import count_messages, count_text
 from ..streaming.usage import TokenUsage
 from ..types import StreamingResponseWithUsage, Usage
 from .attempts import Attempts
+from .routing import Routed
 
 
 class TextStream:
@@ -72,10 +76,12 @@ class StreamRun:
 
     Args:
         response: the streamed HTTP response.
-        messages: the request's messages (for local token counting).
+        call: the routed call (provider, model, protocol, messages for local token
+            counting, options).
+        collector: where the stream's records go.
+        metrics: the call's RequestMetrics.
         reconnect: asks again after a stream broke off before any text (or None).
         attempts: the request's attempts (retries, breaker, reliability record).
-        protocol: the wire protocol (default: the provider's own).
         joined: ``metrics`` is an open call this stream joined: what the stream reports
             goes to it, and the stream records nothing itself.
     """
@@ -83,29 +89,28 @@ class StreamRun:
     def __init__(
         self,
         response: requests.Response,
-        provider: str,
-        model: str,
-        messages: List[Dict[str, Any]],
-        response_format: str,
+        call: Routed,
         collector: MetricsCollector,
         metrics: Any,
         reconnect: Optional[Callable[[SteerLLMError], requests.Response]] = None,
         attempts: Optional[Attempts] = None,
-        protocol: Optional[WireProtocol] = None,
         joined: bool = False,
     ) -> None:
-        self.protocol = PROTOCOLS[provider] if protocol is None else protocol
+        self.protocol = call.protocol
         self.response = response
-        self.provider = provider
-        self.model = model
-        self.messages = messages
+        self.provider = call.provider
+        self.model = call.model
+        self.messages = call.messages
         self.collector = collector
         self.metrics = metrics
         self.reconnect = reconnect
         self.attempts = attempts
         self.request_id = request_id_of(response.headers)
-        self.meter = StreamMeter(response_format)
-        self.assembler = Assembler(self.protocol.STREAM_SHAPE)
+        # JSON values are parsed once, when the stream ends (they are part of the result):
+        # the meter is not asked to count them on the way as well.
+        self.json_format = call.options.format.startswith("json")
+        self.meter = StreamMeter()
+        self.assembler = Assembler(self.protocol.STREAM_SHAPE, self.protocol.raise_for_chunk)
         self.deltas: List[str] = []
         self.result: Optional[StreamingResponseWithUsage] = None
         self.joined = joined
@@ -145,22 +150,36 @@ class StreamRun:
             and self.attempts.can_resume(exc)
         )
 
-    def _chunks(self) -> Generator[Any, None, None]:
-        """One response's decoded chunks up to the protocol's end marker.
+    def _chunks(self) -> Generator[str, None, None]:
+        """The content of each of one response's chunks up to its end (``""`` for a chunk
+        without any): each event decoded once and its chunk read once, by the assembler,
+        which notes what the chunk reports on the meter's reader (the meter itself then
+        reads nothing: these are strings).
 
         Raises:
             StreamError: the stream ended before its end marker.
+            SteerLLMError: the provider's error an event carries.
         """
-        protocol = self.protocol
-        feed = self.assembler.feed
+        decode = self.protocol.decode_event
+        assembler = self.assembler
+        read = assembler.read
+        reader = self.meter.reader  # this attempt's: the meter renews it for each
         for event in iter_events(self.response, self.provider):
-            chunk = protocol.decode_event(event)
+            chunk = decode(event)
             if chunk is END:
                 return
-            if chunk is not SKIP:
-                feed(chunk)
-            yield chunk
-            if chunk is not SKIP and protocol.is_end(chunk):
+            if chunk is SKIP:
+                yield ""  # counted, carries nothing
+                continue
+            try:
+                content = read(reader, chunk)
+            except SteerLLMError:
+                raise
+            except Exception:  # an odd chunk passes through, counted, not read
+                reader.errors += 1
+                content = ""
+            yield content
+            if assembler.ended:
                 return
         raise StreamError(
             f"{self.provider} stream ended before its end marker", provider=self.provider
@@ -174,6 +193,8 @@ class StreamRun:
             self.response.close()
         outcome = meter.outcome()
         text = "".join(self.deltas)
+        values = json_values(text) if self.json_format else []
+        outcome.json_objects = len(values)
         reported = outcome.usage
         if reported is None or reported.completion_tokens is None:
             outcome.usage, outcome.aggregation_method, outcome.aggregation_confidence = (
@@ -186,7 +207,7 @@ class StreamRun:
         if self.attempts is not None:
             self.attempts.record(success=outcome.status != "error")
         if outcome.status == "completed":
-            self.result = self._result(text, outcome)
+            self.result = self._result(text, outcome, values)
 
     def capture(self, _: Any) -> None:
         """Take the measures of the attempt being read while its thread cannot be
@@ -194,7 +215,9 @@ class StreamRun:
         if self.current is not None:
             self.meter.capture(self.current)
 
-    def _result(self, text: str, outcome: StreamOutcome) -> StreamingResponseWithUsage:
+    def _result(
+        self, text: str, outcome: StreamOutcome, values: List[Any]
+    ) -> StreamingResponseWithUsage:
         reader = self.meter.reader
         choices = self.assembler.choices()
         first = choices[0]
@@ -208,7 +231,7 @@ class StreamRun:
             model=reader.model or self.model,
             provider=self.provider,
             request_id=self.request_id,
-            json_objects=json_values(text) if self.meter.json is not None else [],
+            json_objects=values,
             aggregation_method=outcome.aggregation_method,
             aggregation_confidence=outcome.aggregation_confidence,
         )
@@ -246,21 +269,25 @@ def as_usage(usage: Optional[TokenUsage]) -> Usage:
     )
 
 
+#: Where a top-level JSON object or array may start.
+_VALUE_START = re.compile(r"[\[{]")
+
+
 def json_values(text: str) -> List[Any]:
-    """Every complete top-level JSON value in ``text``, in order."""
+    """Every complete top-level JSON object or array in ``text``, in order, each parsed
+    once: a value that does not parse is passed over from where it stopped parsing, so the
+    text is read once however much of it is not JSON (a stream cut off inside a value)."""
     decoder = json.JSONDecoder()
     values: List[Any] = []
     position = 0
     while True:
-        start = text.find("{", position)
-        bracket = text.find("[", position)
-        if start < 0 or (0 <= bracket < start):
-            start = bracket
-        if start < 0:
+        found = _VALUE_START.search(text, position)
+        if found is None:
             return values
+        start = found.start()
         try:
             value, position = decoder.raw_decode(text, start)
-        except ValueError:
-            position = start + 1
+        except json.JSONDecodeError as exc:
+            position = max(exc.pos, start + 1)
             continue
         values.append(value)

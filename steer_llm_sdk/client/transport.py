@@ -11,7 +11,7 @@ from .._secrets import request_texts, url_secrets
 from ..errors import ProviderError
 from ..observability.runtime import CLIENTS, on_fork
 from ..providers import PROTOCOLS, WireProtocol
-from ..providers._http import error_from_response, read_body, translate_requests_error
+from ..providers.http import error_from_response, read_body, translate_requests_error
 
 
 class Transport:

@@ -1,4 +1,5 @@
-"""Wire protocols, one module each, and the HTTP boundary they share.
+"""Wire protocols, one module each, and the HTTP boundary they share (:mod:`.http`, the
+package's HTTP interface).
 
 Each protocol module implements :class:`~.base.WireProtocol` (mypy checks it through the
 :data:`PROTOCOLS` table below).

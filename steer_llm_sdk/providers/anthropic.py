@@ -3,8 +3,9 @@
 System messages move to the top-level ``system`` field; ``max_tokens`` is required (1024
 unless given). Streams are ``event:`` + ``data:`` pairs: ``message_start`` carries input and
 cache usage, ``content_block_delta`` the text, ``message_delta`` the running total of output
-tokens (taken, not added), ``message_stop`` the end. Anthropic has no JSON response format
-parameter: ``response_format`` is recorded in metrics but not sent.
+tokens (taken, not added), ``message_stop`` the end (the stream's reader,
+:class:`~steer_llm_sdk.streaming.assemble.Assembler`, knows it). Anthropic has no JSON
+response format parameter: ``response_format`` is recorded in metrics but not sent.
 
 The client speaks OpenAI's shapes; they are translated here:
 
@@ -232,11 +233,11 @@ def describe_error(data: Any) -> Tuple[Optional[str], Optional[str]]:
 
 
 def decode_event(event: ServerSentEvent) -> Any:
-    """The decoded event; :data:`SKIP` for pings.
+    """The decoded event (its JSON parsed once); :data:`SKIP` for pings.
 
     Raises:
         StreamError: the data is not JSON.
-        ServerError: an ``error`` event (``overloaded_error`` and the like).
+        ServerError: an event named ``error`` (``overloaded_error`` and the like).
     """
     if event.event == "ping":
         return SKIP
@@ -246,14 +247,20 @@ def decode_event(event: ServerSentEvent) -> Any:
         raise StreamError(
             f"malformed event from anthropic: {event.data[:80]!r}", provider=NAME, retryable=False
         ) from exc
-    if event.event == "error" or (isinstance(data, dict) and data.get("type") == "error"):
-        message, kind = describe_error(data)
-        status = 529 if kind == "overloaded_error" else None
-        raise ServerError(
-            f"anthropic stream error: {message} ({kind})", provider=NAME, status_code=status
-        )
+    if event.event == "error":
+        raise_for_chunk(data)
     return data
 
 
-def is_end(chunk: Any) -> bool:
-    return isinstance(chunk, dict) and chunk.get("type") == "message_stop"
+def raise_for_chunk(chunk: Any) -> None:
+    """Raise for an ``error`` event (the stream's reader finds one by its ``type`` when
+    the event is not named so).
+
+    Raises:
+        ServerError: always; status 529 for ``overloaded_error``.
+    """
+    message, kind = describe_error(chunk)
+    status = 529 if kind == "overloaded_error" else None
+    raise ServerError(
+        f"anthropic stream error: {message} ({kind})", provider=NAME, status_code=status
+    )

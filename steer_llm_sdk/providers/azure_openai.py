@@ -14,7 +14,7 @@ from ..errors import SteerLLMError
 from ..streaming.sse import ServerSentEvent
 from . import openai
 from .base import Parsed
-from .openai import describe_error, is_end, request_body
+from .openai import describe_error, request_body
 
 T = TypeVar("T")
 NAME = "azure.ai.openai"
@@ -35,8 +35,8 @@ __all__ = [
     "decode_event",
     "describe_error",
     "headers",
-    "is_end",
     "parse_response",
+    "raise_for_chunk",
     "request_body",
     "url",
 ]
@@ -87,3 +87,4 @@ def as_azure(read: Callable[[Any], T]) -> Callable[[Any], T]:
 
 parse_response: Callable[[Any], Parsed] = as_azure(openai.parse_response)
 decode_event: Callable[[ServerSentEvent], Any] = as_azure(openai.decode_event)
+raise_for_chunk: Callable[[Any], None] = as_azure(openai.raise_for_chunk)

@@ -19,11 +19,11 @@ STREAM_SHAPE = "responses"
 headers = azure_openai.headers
 describe_error = openai_responses.describe_error
 request_body = openai_responses.request_body
-is_end = openai_responses.is_end
 parse_response: Callable[[Any], Parsed] = azure_openai.as_azure(openai_responses.parse_response)
 decode_event: Callable[[ServerSentEvent], Any] = azure_openai.as_azure(
     openai_responses.decode_event
 )
+raise_for_chunk: Callable[[Any], None] = azure_openai.as_azure(openai_responses.raise_for_chunk)
 
 
 def base_url(endpoint: str, api_version: str = azure_openai.DEFAULT_API_VERSION) -> str:

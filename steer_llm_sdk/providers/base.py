@@ -47,8 +47,9 @@ class WireProtocol(Protocol):
 
     NAME: str
     DEFAULT_BASE_URL: str
-    #: How its streamed chunks are put together (``chat``, ``anthropic``, ``responses``;
-    #: see :class:`~steer_llm_sdk.streaming.assemble.Assembler`).
+    #: The shape of its streamed chunks, read once each by the stream's reader (``chat``,
+    #: ``anthropic``, ``responses``; see :class:`~steer_llm_sdk.streaming.assemble.Assembler`),
+    #: which also says where the stream ends.
     STREAM_SHAPE: str
 
     def url(self, base_url: str, model: str = "") -> str:
@@ -85,7 +86,22 @@ class WireProtocol(Protocol):
         """(message, code) of an error body."""
 
     def decode_event(self, event: ServerSentEvent) -> Any:
-        """One streamed event: a chunk, :data:`SKIP` or :data:`END`."""
+        """One streamed event: its chunk (the JSON decoded, once), :data:`SKIP` or
+        :data:`END`. Reads no field of the chunk beyond what says it is an error in place
+        of a chunk (the event's name, OpenAI's ``error`` object): the chunk's fields are
+        read once, by the stream's reader (see :attr:`STREAM_SHAPE`).
 
-    def is_end(self, chunk: Any) -> bool:
-        """Whether a chunk (already counted and read) is the stream's last."""
+        Raises:
+            StreamError: the data is not JSON.
+            SteerLLMError: the provider's error, for an event that is one.
+        """
+
+    def raise_for_chunk(self, chunk: Any) -> None:
+        """Raise the provider's error for a chunk that the stream's reader marks as
+        carrying one (an ``error`` event, a failed or filtered response, a choice the
+        content filter finished); return when it carries none (a response cut at its token
+        limit).
+
+        Raises:
+            SteerLLMError: the provider's error the chunk carries.
+        """

@@ -163,11 +163,13 @@ def describe_error(data: Any) -> Tuple[Optional[str], Optional[str]]:
 
 
 def decode_event(event: ServerSentEvent) -> Any:
-    """The decoded chunk of one event; :data:`~.base.END` at ``[DONE]``.
+    """The decoded chunk of one event (its JSON parsed once); :data:`~.base.END` at
+    ``[DONE]``.
 
     Raises:
         StreamError: the data is not JSON.
-        ServerError/ProviderError: the provider sent an error object mid-stream.
+        ContentFilterError/ServerError: the provider sent an error object in place of a
+            chunk.
     """
     data = event.data
     if data == "[DONE]":
@@ -178,25 +180,29 @@ def decode_event(event: ServerSentEvent) -> Any:
         raise StreamError(
             f"malformed event from openai: {data[:80]!r}", provider=NAME, retryable=False
         ) from exc
-    if isinstance(chunk, dict):
-        if isinstance(chunk.get("error"), dict):
-            message, code = describe_error(chunk)
-            if code and "content_filter" in code:
-                raise ContentFilterError(
-                    f"openai: {message or 'content filtered'}",
-                    provider=NAME,
-                    filter_results=_filter_results(chunk["error"]),
-                )
-            raise ServerError(f"openai stream error: {message} ({code})", provider=NAME)
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("finish_reason") == "content_filter":
-                raise ContentFilterError(
-                    "openai: the answer was withheld by the content filter",
-                    provider=NAME,
-                    filter_results=_filter_results(choice),
-                )
+    if type(chunk) is dict and "error" in chunk and isinstance(chunk["error"], dict):
+        message, code = describe_error(chunk)
+        if code and "content_filter" in code:
+            raise ContentFilterError(
+                f"openai: {message or 'content filtered'}",
+                provider=NAME,
+                filter_results=_filter_results(chunk["error"]),
+            )
+        raise ServerError(f"openai stream error: {message} ({code})", provider=NAME)
     return chunk
 
 
-def is_end(chunk: Any) -> bool:
-    return False  # [DONE] ends the stream as END, not as a chunk
+def raise_for_chunk(chunk: Any) -> None:
+    """Raise for a chunk whose choice the content filter finished (the stream's reader
+    finds it: ``finish_reason: "content_filter"``).
+
+    Raises:
+        ContentFilterError: with the filter results of that choice.
+    """
+    for choice in field(chunk, "choices") or ():
+        if isinstance(choice, dict) and choice.get("finish_reason") == "content_filter":
+            raise ContentFilterError(
+                "openai: the answer was withheld by the content filter",
+                provider=NAME,
+                filter_results=_filter_results(choice),
+            )

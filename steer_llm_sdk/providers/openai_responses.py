@@ -13,7 +13,8 @@ of the ``message`` output items, ``function_call`` items as tool calls, and a fi
 derived from the status: ``tool_calls`` when it calls tools, ``stop`` when completed,
 ``length`` when cut at ``max_output_tokens``. A response withheld by the content filter
 raises :class:`~steer_llm_sdk.errors.ContentFilterError`. Streams are named events; the
-stream ends with ``response.completed`` (or ``.incomplete``/``.failed``).
+stream ends with ``response.completed`` (or ``.incomplete``/``.failed``), which the stream's
+reader (:class:`~steer_llm_sdk.streaming.assemble.Assembler`) knows.
 """
 
 import json
@@ -38,7 +39,6 @@ STREAM_SHAPE = "responses"
 DEFAULT_BASE_URL = openai.DEFAULT_BASE_URL
 headers = openai.headers
 describe_error = openai.describe_error
-_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
 def url(base_url: str, model: str = "") -> str:
@@ -207,11 +207,11 @@ def _raise_for(response: Any) -> None:
 
 
 def decode_event(event: ServerSentEvent) -> Any:
-    """The decoded event.
+    """The decoded event (its JSON parsed once).
 
     Raises:
         StreamError: the data is not JSON.
-        ServerError/ContentFilterError: an ``error`` event, or a failed or filtered response.
+        ServerError: an event named ``error``.
     """
     try:
         data = json.loads(event.data)
@@ -219,14 +219,26 @@ def decode_event(event: ServerSentEvent) -> Any:
         raise StreamError(
             f"malformed event from openai: {event.data[:80]!r}", provider=NAME, retryable=False
         ) from exc
-    kind = data.get("type") if isinstance(data, dict) else None
-    if kind == "error" or event.event == "error":
-        message = data.get("message") if isinstance(data, dict) else None
-        raise ServerError(f"openai stream error: {message} ({data.get('code')})", provider=NAME)
-    if kind in ("response.failed", "response.incomplete"):
-        _raise_for(data.get("response"))
+    if event.event == "error":
+        _raise_error(data)
     return data
 
 
-def is_end(chunk: Any) -> bool:
-    return isinstance(chunk, dict) and chunk.get("type") in _ENDS
+def raise_for_chunk(chunk: Any) -> None:
+    """Raise for an event the stream's reader marks: an ``error`` event, a failed
+    response, or one the content filter cut short; return for a response that is merely
+    incomplete (cut at ``max_output_tokens``).
+
+    Raises:
+        ServerError: an ``error`` event, or a failed response.
+        ContentFilterError: a response cut by the content filter.
+    """
+    if field(chunk, "type") == "error":
+        _raise_error(chunk)
+    _raise_for(field(chunk, "response"))
+
+
+def _raise_error(data: Any) -> None:
+    raise ServerError(
+        f"openai stream error: {field(data, 'message')} ({field(data, 'code')})", provider=NAME
+    )

@@ -1,17 +1,33 @@
-"""Assembling a streamed answer: text and tool calls of each choice, from decoded chunks.
+"""Reading the client's streamed chunks once: the answer put together, and what the stream
+reports about itself, from one read of each chunk.
 
 The readers of :mod:`.readers` measure a stream (content, usage) and stay as cheap as a
 stream allows; the client also needs the answer itself, put together: every choice kept
 apart by its ``index``, and tool calls assembled from their fragments (OpenAI sends an id
 and name first, then pieces of the arguments' JSON; Anthropic a ``tool_use`` block, then
-``input_json_delta`` pieces). Decoded JSON dicts of the OpenAI chat-completions and Anthropic
-messages streams. Pure: no I/O, no imports from the package beyond the leaf ``types``.
+``input_json_delta`` pieces). An :class:`Assembler` reads each decoded chunk once for both:
+:meth:`Assembler.read` has a reader's signature, so its caller hands the stream's
+:class:`~.readers.StreamReader` in and gets the chunk's content back, exactly as
+``StreamReader.observe`` would have given it (a test holds the two to the same answers);
+the events that carry only measures (Anthropic's ``message_start``, the Responses API's
+``response.created``, reasoning deltas, ...) go to the readers' own handlers.
+
+Decoded JSON dicts of the OpenAI chat-completions and Anthropic messages streams and of the
+OpenAI Responses API's; any other value is left to the readers. Pure: no I/O, no imports
+from the package beyond ``types``, :mod:`.usage` and :mod:`.readers`.
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..types import Choice, ToolCall
-from .usage import field
+from .readers import Content, Reader, StreamReader
+from .readers.anthropic import EVENTS as ANTHROPIC_EVENTS
+from .readers.openai_responses import EVENTS as RESPONSES_EVENTS
+from .usage import field, usage_from_usage_object
+
+#: Raises the provider's error for a chunk the shape marks as carrying one; see
+#: :class:`Assembler`.
+Check = Callable[[Any], None]
 
 
 def responses_finish_reason(response: Any, has_calls: bool) -> Optional[str]:
@@ -22,6 +38,11 @@ def responses_finish_reason(response: Any, has_calls: bool) -> Optional[str]:
     if status == "incomplete":
         reason = field(field(response, "incomplete_details"), "reason")
         return "length" if reason == "max_output_tokens" else reason
+    return _finish_of(status, has_calls)
+
+
+def _finish_of(status: Any, has_calls: bool) -> Optional[str]:
+    """:func:`responses_finish_reason` for a status other than ``incomplete``."""
     if has_calls:
         return "tool_calls"
     return "stop" if status == "completed" else status
@@ -45,22 +66,66 @@ class _Answer:
         self.finish: Optional[str] = None
 
 
+#: A handler of one event type: ``(assembler, reader, event) -> content``.
+_Handler = Callable[["Assembler", StreamReader, Dict[str, Any]], str]
+
+
 class Assembler:
-    """Puts a streamed answer together. Not thread-safe: one per stream.
+    """Puts a streamed answer together while reading each chunk for its stream's measures.
+    Not thread-safe: one per stream.
 
     Args:
-        protocol: the wire protocol's ``STREAM_SHAPE``: ``anthropic`` (message events),
+        shape: the wire protocol's ``STREAM_SHAPE``: ``anthropic`` (message events),
             ``responses`` (OpenAI Responses API events), else chat-completion chunks.
+        check: called with a chunk that the shape marks as carrying an error (an
+            ``error`` event, a failed or incomplete response, a choice the content filter
+            finished) before the rest of it is read; raises the provider's error, or
+            returns when the chunk carries none (a response cut at its token limit).
+
+    Attributes:
+        read: ``read(reader, chunk)``, a :data:`~.readers.Reader`: notes what the chunk
+            reports on ``reader``, adds its content to the answer and returns the content
+            (the text of the first choice as ``str``, other output as
+            :class:`~.readers.Content`, ``""`` for none); a chunk that is not a dict goes
+            to ``reader.observe``. May raise on a chunk of an unexpected shape (its caller
+            counts it in ``reader.errors``), and raises what ``check`` raises.
+        ended: whether the shape's last event was read (Anthropic's ``message_stop``, the
+            Responses API's ``response.completed``/``incomplete``/``failed``); a
+            chat-completions stream ends with a marker that is not a chunk.
     """
 
-    def __init__(self, protocol: str) -> None:
-        feeds = {"anthropic": self._anthropic, "responses": self._responses}
-        self.feed = feeds.get(protocol, self._openai)
-        self._answers: Dict[int, _Answer] = {}
+    def __init__(self, shape: str, check: Optional[Check] = None) -> None:
+        self._check = check
+        events = _EVENTS.get(shape)
+        self.read: Reader = self._chat if events is None else self._events
+        self._handlers: Dict[str, _Handler] = events or {}
+        self.reset()
 
     def reset(self) -> None:
         """Forget everything (a stream asked for again from its start)."""
-        self._answers = {}
+        self._answers: Dict[int, _Answer] = {}
+        self.ended = False
+
+    def choices(self) -> List[Choice]:
+        """The choices so far, by index (at least one)."""
+        if not self._answers:
+            return [Choice(0, "")]
+        out = []
+        for index in sorted(self._answers):
+            answer = self._answers[index]
+            calls = [
+                ToolCall.from_raw(call.id, call.name, "".join(call.pieces))
+                for _, call in sorted(answer.calls.items())
+            ]
+            out.append(Choice(index, "".join(answer.text), calls, answer.finish))
+        return out
+
+    # ------------------------------------------------------------------ shared steps
+    def _answer(self, index: int) -> _Answer:
+        answer = self._answers.get(index)
+        if answer is None:
+            answer = self._answers[index] = _Answer()
+        return answer
 
     @staticmethod
     def _open_call(answer: _Answer, key: Any, ident: Any, name: Any) -> _Call:
@@ -76,105 +141,274 @@ class Assembler:
         if call is not None and isinstance(piece, str):
             call.pieces.append(piece)
 
-    def _answer(self, index: int) -> _Answer:
-        answer = self._answers.get(index)
-        if answer is None:
-            answer = self._answers[index] = _Answer()
-        return answer
+    # ------------------------------------------------------------------ chat completions
+    def _chat(self, reader: StreamReader, chunk: Any) -> str:
+        """A chat-completion chunk: usage, model, and each choice (the reader's rules: the
+        first choice with content gives the content, the others' characters are counted
+        in ``reader.extra_chars``)."""
+        if type(chunk) is not dict:  # no chunk of the shape: whatever the readers make of it
+            return reader.observe(chunk)
+        usage = chunk.get("usage")
+        if usage is not None:
+            reader.apply(usage_from_usage_object(usage))
+        if reader.model is None:
+            model = chunk.get("model")
+            if type(model) is str and model:
+                reader.model = model
+        choices = chunk.get("choices")
+        if not choices:
+            return ""
+        if len(choices) == 1:
+            return self._choice(reader, chunk, choices[0])
+        first, extra = "", 0
+        for choice in choices:
+            content = self._choice(reader, chunk, choice)
+            if content:
+                if not first:
+                    first = content
+                else:
+                    extra += len(content)
+        reader.extra_chars += extra
+        return first
 
-    def _openai(self, chunk: Any) -> None:
-        if not isinstance(chunk, dict):
-            return
-        for choice in chunk.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            index = choice.get("index")
-            answer = self._answer(index if isinstance(index, int) else 0)
-            delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if isinstance(content, str) and content:
+    def _choice(self, reader: StreamReader, chunk: Dict[str, Any], choice: Any) -> str:
+        if type(choice) is not dict:
+            return ""
+        index = choice.get("index")
+        primary = not index  # the answer's text: the first choice (index 0 or none)
+        answer = self._answer(index if isinstance(index, int) else 0)
+        reason = choice.get("finish_reason")
+        if reason:
+            if reason == "content_filter" and self._check is not None:
+                self._check(chunk)
+            answer.finish = reason
+            if primary:
+                reader.finish_reason = reason
+        delta = choice.get("delta")
+        if delta is None:  # a legacy completion chunk: the text is on the choice
+            text = choice.get("text")
+            content = text if type(text) is str else ""
+            if content:
                 answer.text.append(content)
-            for fragment in delta.get("tool_calls") or ():
-                if not isinstance(fragment, dict):
-                    continue
-                position = fragment.get("index")
-                key = position if isinstance(position, int) else len(answer.calls)
-                call = answer.calls.get(key)
-                if call is None:
-                    call = answer.calls[key] = _Call()
-                if fragment.get("id"):
-                    call.id = str(fragment["id"])
-                function = fragment.get("function") or {}
-                if function.get("name"):
-                    call.name = str(function["name"])
-                arguments = function.get("arguments")
-                if isinstance(arguments, str):
-                    call.pieces.append(arguments)
-            if choice.get("finish_reason"):
-                answer.finish = choice["finish_reason"]
+        elif type(delta) is dict:
+            content = self._delta(answer, delta)
+        else:
+            return ""
+        if not content or (primary and type(content) is str):
+            return content
+        return Content(content)
 
-    def _anthropic(self, event: Any) -> None:
-        if not isinstance(event, dict):
-            return
-        kind = event.get("type")
-        answer = self._answer(0)
-        if kind == "content_block_delta":
-            delta = event.get("delta") or {}
-            if delta.get("type") == "text_delta":
-                text = delta.get("text")
-                if isinstance(text, str):
-                    answer.text.append(text)
-            elif delta.get("type") == "input_json_delta":
-                self._append(answer, event.get("index"), delta.get("partial_json"))
-        elif kind == "content_block_start":
-            block = event.get("content_block") or {}
-            # Only tools the application runs: server tools (web search, ...) are run by
-            # Anthropic and answered in the same response.
-            if block.get("type") == "tool_use":
-                call = self._open_call(
-                    answer, event.get("index"), block.get("id"), block.get("name")
-                )
-                if block.get("input"):  # complete input given up front (rare)
-                    call.pieces.append(ToolCall.from_raw("", "", block["input"]).arguments_raw)
-        elif kind == "message_delta":
-            reason = (event.get("delta") or {}).get("stop_reason")
-            if reason:
-                answer.finish = reason
+    def _delta(self, answer: _Answer, delta: Dict[str, Any]) -> str:
+        text = delta.get("content")
+        calls = delta.get("tool_calls")
+        if type(text) is str and text:
+            answer.text.append(text)
+            if calls and type(calls) is list:  # text and tool calls in one delta (rare)
+                self._fragments(answer, calls)
+            return text
+        if calls:
+            arguments = self._fragments(answer, calls)
+            return Content(arguments) if arguments else ""
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if type(reasoning) is str and reasoning:
+            return Content(reasoning)
+        refusal = delta.get("refusal")
+        return refusal if type(refusal) is str else ""
 
-    def _responses(self, event: Any) -> None:
-        if not isinstance(event, dict):
-            return
+    @staticmethod
+    def _fragments(answer: _Answer, fragments: Any) -> str:
+        """Tool-call fragments added to their calls; returns their argument pieces joined."""
+        pieces = []
+        calls = answer.calls
+        for fragment in fragments:
+            if type(fragment) is not dict:
+                continue
+            position = fragment.get("index")
+            key = position if isinstance(position, int) else len(calls)
+            call = calls.get(key)
+            if call is None:
+                call = calls[key] = _Call()
+            ident = fragment.get("id")
+            if ident:
+                call.id = str(ident)
+            function = fragment.get("function")
+            if type(function) is not dict:
+                continue
+            name = function.get("name")
+            if name:
+                call.name = str(name)
+            arguments = function.get("arguments")
+            if type(arguments) is str:
+                call.pieces.append(arguments)
+                pieces.append(arguments)
+        return "".join(pieces)
+
+    # ------------------------------------------------------------------ typed events
+    def _events(self, reader: StreamReader, event: Any) -> str:
+        """An event told by its ``type`` (Anthropic messages, Responses API)."""
+        if type(event) is not dict:  # no event of the shape: whatever the readers make of it
+            return reader.observe(event)
         kind = event.get("type")
-        answer = self._answer(0)
-        if kind == "response.output_text.delta":
-            delta = event.get("delta")
-            if isinstance(delta, str):
-                answer.text.append(delta)
-        elif kind == "response.output_item.added":
-            item = event.get("item") or {}
-            if item.get("type") == "function_call":
-                self._open_call(
-                    answer, event.get("output_index"), item.get("call_id"), item.get("name")
-                )
-        elif kind == "response.function_call_arguments.delta":
-            self._append(answer, event.get("output_index"), event.get("delta"))
-        elif kind == "response.function_call_arguments.done":
-            pending = answer.calls.get(event.get("output_index", -1))
-            if pending is not None and isinstance(event.get("arguments"), str):
-                pending.pieces = [event["arguments"]]  # the whole, as the server joined it
-        elif kind in ("response.completed", "response.incomplete"):
+        handler = self._handlers.get(kind) if type(kind) is str else None
+        return "" if handler is None else handler(self, reader, event)
+
+    def _first(self) -> _Answer:
+        return self._answer(0)
+
+
+def _measured(read: Reader) -> _Handler:
+    """The handler of an event that carries only measures: the readers' own."""
+
+    def handler(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+        return read(reader, event)
+
+    return handler
+
+
+def _checked(then: Optional[_Handler] = None) -> _Handler:
+    """The handler of an event that may carry an error: ``check`` first, then ``then``."""
+
+    def handler(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+        if assembler._check is not None:
+            assembler._check(event)
+        return "" if then is None else then(assembler, reader, event)
+
+    return handler
+
+
+def _end(then: _Handler) -> _Handler:
+    """``then``, for the shape's last event."""
+
+    def handler(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+        assembler.ended = True
+        return then(assembler, reader, event)
+
+    return handler
+
+
+def _nothing(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+    return ""
+
+
+# ---------------------------------------------------------------------- Anthropic
+def _anthropic_delta(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+    delta = event.get("delta")
+    if type(delta) is not dict:
+        return ""
+    kind = delta.get("type")
+    if kind == "text_delta":
+        text = delta.get("text")
+        if type(text) is not str:
+            return ""
+        assembler._first().text.append(text)
+        return text
+    if kind == "input_json_delta":
+        piece = delta.get("partial_json")
+        assembler._append(assembler._first(), event.get("index"), piece)
+        return Content(piece or "")
+    if kind == "thinking_delta":
+        return Content(delta.get("thinking") or "")
+    return ""
+
+
+def _anthropic_block(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+    block = event.get("content_block")
+    # Only tools the application runs: server tools (web search, ...) are run by Anthropic
+    # and answered in the same response.
+    if type(block) is dict and block.get("type") == "tool_use":
+        call = assembler._open_call(
+            assembler._first(), event.get("index"), block.get("id"), block.get("name")
+        )
+        given = block.get("input")
+        if given:  # complete input given up front (rare)
+            call.pieces.append(ToolCall.from_raw("", "", given).arguments_raw)
+    return ""
+
+
+def _anthropic_message_delta(
+    assembler: Assembler, reader: StreamReader, event: Dict[str, Any]
+) -> str:
+    # The reader takes the stop reason (and the running usage); the answer takes it from
+    # there rather than reading it a second time.
+    ANTHROPIC_EVENTS["message_delta"](reader, event)
+    if reader.finish_reason:
+        assembler._first().finish = reader.finish_reason
+    return ""
+
+
+_ANTHROPIC: Dict[str, _Handler] = {
+    "content_block_delta": _anthropic_delta,
+    "content_block_start": _anthropic_block,
+    "message_start": _measured(ANTHROPIC_EVENTS["message_start"]),
+    "message_delta": _anthropic_message_delta,
+    "message_stop": _end(_nothing),
+    "error": _checked(),
+}
+
+
+# ---------------------------------------------------------------------- Responses API
+def _responses_text(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+    delta = event.get("delta")
+    if type(delta) is not str:
+        return ""
+    assembler._first().text.append(delta)
+    return delta
+
+
+def _responses_arguments(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+    delta = event.get("delta")
+    assembler._append(assembler._first(), event.get("output_index"), delta)
+    return Content(delta) if type(delta) is str else ""
+
+
+def _responses_item(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+    item = event.get("item")
+    if type(item) is dict and item.get("type") == "function_call":
+        assembler._open_call(
+            assembler._first(), event.get("output_index"), item.get("call_id"), item.get("name")
+        )
+    return ""
+
+
+def _responses_arguments_done(
+    assembler: Assembler, reader: StreamReader, event: Dict[str, Any]
+) -> str:
+    pending = assembler._first().calls.get(event.get("output_index", -1))
+    arguments = event.get("arguments")
+    if pending is not None and isinstance(arguments, str):
+        pending.pieces = [arguments]  # the whole, as the server joined it
+    return ""
+
+
+def _responses_done(read: Reader) -> _Handler:
+    """The handler of a response's end: the reader's ``read`` takes the model, the status
+    (as its finish reason) and the usage; the answer's finish reason follows from that
+    status."""
+
+    def handler(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+        read(reader, event)
+        answer = assembler._first()
+        status = reader.finish_reason
+        if status == "incomplete":  # why it was cut short: read only then
             answer.finish = responses_finish_reason(event.get("response"), bool(answer.calls))
+        else:
+            answer.finish = _finish_of(status, bool(answer.calls))
+        return ""
 
-    def choices(self) -> List[Choice]:
-        """The choices so far, by index (at least one)."""
-        if not self._answers:
-            return [Choice(0, "")]
-        out = []
-        for index in sorted(self._answers):
-            answer = self._answers[index]
-            calls = [
-                ToolCall.from_raw(call.id, call.name, "".join(call.pieces))
-                for _, call in sorted(answer.calls.items())
-            ]
-            out.append(Choice(index, "".join(answer.text), calls, answer.finish))
-        return out
+    return handler
+
+
+_RESPONSES: Dict[str, _Handler] = {
+    **{kind: _measured(read) for kind, read in RESPONSES_EVENTS.items()},
+    "response.output_text.delta": _responses_text,
+    "response.function_call_arguments.delta": _responses_arguments,
+    "response.output_item.added": _responses_item,
+    "response.function_call_arguments.done": _responses_arguments_done,
+    "response.completed": _end(_responses_done(RESPONSES_EVENTS["response.completed"])),
+    "response.incomplete": _end(_checked(_responses_done(RESPONSES_EVENTS["response.incomplete"]))),
+    "response.failed": _end(_checked(_responses_done(RESPONSES_EVENTS["response.failed"]))),
+    "error": _checked(),
+}
+
+#: The event handlers of each shape told by its events' ``type``.
+_EVENTS: Dict[str, Dict[str, _Handler]] = {"anthropic": _ANTHROPIC, "responses": _RESPONSES}

@@ -1,8 +1,24 @@
-"""The HTTP boundary shared by the wire protocols: requests errors, error responses,
-Retry-After, and server-sent events read from a streamed response.
+"""The providers package's HTTP interface: what the client needs to speak HTTP with a
+provider, whatever its wire protocol. The client imports these names from here; the
+protocol modules beside it never send anything themselves.
 
-Every ``requests`` exception and every HTTP error status becomes one of the SDK's errors
-here, with ``raise ... from exc``; nothing from ``requests`` leaks past this module.
+The contract:
+
+* :func:`translate_requests_error`: every ``requests`` exception becomes one of the SDK's
+  errors (:mod:`steer_llm_sdk.errors`, a test checks each one is mapped); its message and
+  the exceptions chained under it are redacted (:func:`scrub`), and the caller raises it
+  ``from`` the original.
+* :func:`error_from_response`: every HTTP error status becomes one of the SDK's errors,
+  classed by status and by the provider's error code (content filters), with the provider's
+  own message (read by the protocol's ``describe_error``), ``retry_after`` and the request
+  id; the given secrets are redacted and the given request texts removed from its message.
+  :func:`read_body` reads such a response's body, bounded, never raising.
+* :func:`iter_events`: the server-sent events of a streamed response as its bytes arrive;
+  a broken connection, a read timeout or bytes that are not UTF-8 raise SDK errors.
+* :func:`request_id_of`, :func:`retry_after_seconds`: what a response's headers say.
+
+Nothing from ``requests`` leaks past these functions: their callers see SDK errors only.
+They keep no state and are safe to call from any thread.
 """
 
 import codecs
@@ -137,6 +153,7 @@ def retry_after_seconds(
 
 
 def request_id_of(headers: Mapping[str, str]) -> Optional[str]:
+    """The provider's id of a request (``x-request-id``, else ``request-id``), or None."""
     return headers.get("x-request-id") or headers.get("request-id")
 
 
