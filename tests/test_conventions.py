@@ -10,7 +10,7 @@ import time
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from support.peers import openai_v2_instrumentor
 
 from steer_llm_sdk import SteerLLMClient
@@ -219,6 +219,38 @@ def test_boundaries_hold_on_a_meter_provider_without_views():
                         found[metric.name] = list(dp.explicit_bounds)
     assert found["gen_ai.client.operation.duration"] == SECONDS
     assert found["gen_ai.client.token.usage"] == [float(b) for b in TOKENS]
+    provider.shutdown()
+
+
+def test_pipeline_health_follows_the_namespace_on_an_application_provider(make_collector):
+    # The pipeline's own families: counters under the prefix, monotonic and cumulative, read
+    # from the collector the sink belongs to, on a provider the application passed in too.
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    sink = OTelMetricsSink(meter_provider=provider, namespace="acme", environ={})
+    collector = make_collector([sink])
+    for _ in range(3):
+        assert collector.record("not a record") is False
+    assert collector.flush(10)
+    found = {}
+    for rm in reader.get_metrics_data().resource_metrics:
+        for sm in rm.scope_metrics:
+            for metric in sm.metrics:
+                if metric.name.startswith("acme."):
+                    found[metric.name] = metric
+    assert set(found) == {"acme.records.dropped", "acme.sink.export_failures"}
+    for metric in found.values():
+        assert metric.data.is_monotonic
+        assert metric.data.aggregation_temporality == AggregationTemporality.CUMULATIVE
+    dropped = {
+        dict(dp.attributes)["reason"]: dp.value
+        for dp in found["acme.records.dropped"].data.data_points
+        if "sink" not in dp.attributes
+    }
+    assert dropped["invalid"] == 3 and dropped["queue_full"] == 0
+    failures = [dict(dp.attributes) for dp in found["acme.sink.export_failures"].data.data_points]
+    assert failures == [{"sink": "otlp"}]
+    assert found["acme.records.dropped"].unit == "{record}"
     provider.shutdown()
 
 

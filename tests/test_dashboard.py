@@ -6,8 +6,12 @@ Prometheus sink's names and under those an OpenTelemetry Collector gives the OTL
 promtool accepts the rules and passes their unit tests.
 
 End to end, against a real Prometheus scraping a PrometheusMetricsSink fed by SteerLLMClient
-calls to a LocalLLMServer: every query of every panel and every recording rule returns data,
-and the error-ratio alert fires on a burst of provider errors but not on a healthy run.
+calls to a LocalLLMServer: every query of every panel and every recording rule returns data
+(the pipeline's own panels included: the sink exports the collector's losses and its sinks'
+failed exports, and Prometheus holds exactly what ``collector.stats()`` says); the
+error-ratio alert fires on a burst of provider errors but not on a healthy run, and the
+pipeline alerts fire on lost records and a failing sink but not on records sampled out or
+filtered on purpose.
 """
 
 import json
@@ -43,7 +47,7 @@ from support.prometheus import (
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import CircuitOpenError, SteerLLMError
 from steer_llm_sdk.observability import metrics_context
-from steer_llm_sdk.observability.conventions import FAMILIES, Family
+from steer_llm_sdk.observability.conventions import FAMILIES, HEALTH_FAMILIES, Family
 from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
 from steer_llm_sdk.reliability import CircuitBreaker, CircuitState, RetryPolicy
 from steer_llm_sdk.testing import LocalLLMServer
@@ -56,14 +60,8 @@ RULE_TESTS = ROOT / "docs" / "prometheus" / "steer-llm-sdk-rules.test.yml"
 #: Grafana's own interval variables, as the end-to-end test fills them in.
 BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
 
-#: Metrics the dashboard and the rules read that the package does not export yet. Their
-#: panels and alerts are shipped for when it does; until then the end-to-end test checks
-#: that their queries find nothing while the workload did lose records and fail exports,
-#: so the day the sink exports them this list has to go.
-NOT_EXPORTED = {
-    "llm_records_dropped_total": "dropped records: only in collector.stats()",
-    "llm_sink_export_failures_total": "sink failures: only in collector.stats().sinks",
-}
+#: Every family the metric sinks export: those fed by records and the pipeline's health.
+EXPORTED = FAMILIES + HEALTH_FAMILIES
 
 OPENAI, ANTHROPIC = "gpt-4o", "claude-3-5-sonnet-20241022"
 #: Failed until its circuit opens, in every round of the workload.
@@ -139,8 +137,8 @@ def sink_names() -> Dict[str, Tuple[str, str]]:
     from the families it registers."""
     registry = CollectorRegistry()
     PrometheusMetricsSink(registry=registry)
-    keys = {family.description: family.key for family in FAMILIES}
-    assert len(keys) == len(FAMILIES), "descriptions no longer tell the families apart"
+    keys = {family.description: family.key for family in EXPORTED}
+    assert len(keys) == len(EXPORTED), "descriptions no longer tell the families apart"
     return {
         metric.name + suffix: (keys[metric.documentation], part)
         for metric in registry.collect()
@@ -168,7 +166,7 @@ def otlp_name(family: Family, namespace: str = "llm") -> str:
 def otlp_names() -> Dict[Tuple[str, str], str]:
     """{(family key, part): sample name} of the OTLP sink's instruments in Prometheus."""
     out = {}
-    for family in FAMILIES:
+    for family in EXPORTED:
         name = otlp_name(family)
         for part, suffix in PARTS[family.kind]:
             out[(family.key, part)] = name + ("" if suffix == "_total" else suffix)
@@ -215,7 +213,7 @@ def test_every_metric_read_is_exported_under_both_namings():
     for where, expr in all_queries():
         names = referenced(expr, universe)
         assert names, f"{where} reads no metric: {expr}"
-        unknown = names - universe - set(NOT_EXPORTED) - recorded
+        unknown = names - universe - recorded
         assert not unknown, f"{where} reads {sorted(unknown)}, which nothing exports"
         for name in names & set(ours):
             twin = theirs[ours[name]]
@@ -331,13 +329,18 @@ def test_rules_pass_their_unit_tests():
 
 
 # --------------------------------------------------------------------------- end to end
-class RefusingSink:
-    """A sink whose backend is down: every delivery raises, as an exporter's would."""
+class BackendSink:
+    """A sink exporting to a backend that can be down: then every delivery raises, as an
+    exporter's would."""
 
-    name = "refusing"
+    name = "backend"
+
+    def __init__(self, down: bool) -> None:
+        self.down = down
 
     def record(self, metrics: Any) -> None:
-        raise ConnectionError("the backend refused the connection")
+        if self.down:
+            raise ConnectionError("the backend refused the connection")
 
     def flush(self) -> None:
         pass
@@ -351,10 +354,18 @@ def discard_marked(record: Any) -> Optional[Any]:
 class MeasuredApp:
     """An application measured the Prometheus way: SteerLLMClient calls to a LocalLLMServer,
     recorded by a PrometheusMetricsSink (a registry of its own) that serves them on a
-    loopback port; a filter and a failing sink beside it lose records on purpose."""
+    loopback port; a filter and a sink whose backend may be down beside it lose records on
+    purpose."""
 
-    def __init__(self, collector: Any, sink: PrometheusMetricsSink, llm: LocalLLMServer, **breaker):
-        self.collector, self.sink, self.llm = collector, sink, llm
+    def __init__(
+        self,
+        collector: Any,
+        sink: PrometheusMetricsSink,
+        backend: BackendSink,
+        llm: LocalLLMServer,
+        **breaker: Any,
+    ):
+        self.collector, self.sink, self.backend, self.llm = collector, sink, backend, llm
         self.clock = Clock(0.0)  # the breaker's: circuits recover without waiting
         self.client = SteerLLMClient(
             metrics_collector=collector,
@@ -372,15 +383,23 @@ class MeasuredApp:
         return scrape_config("app", self.port)
 
     def published(self, prom: str) -> None:
-        """Return once Prometheus has scraped every record made so far."""
+        """Return once Prometheus has scraped every record made so far, and the pipeline's
+        own counters exactly as ``collector.stats()`` has them."""
         assert self.collector.flush(10), self.collector.stats()
+        # Final now; the sink's server reads them anew at every scrape.
         calls = total(samples(self.sink.exposition()[0].decode()), "llm_requests_total")
+        dropped, failures = pipeline_counts(self.collector.stats())
 
         def scraped() -> bool:
             result = query(prom, "sum(llm_requests_total)")
-            return bool(result) and float(result[0]["value"][1]) == calls
+            return (
+                bool(result)
+                and float(result[0]["value"][1]) == calls
+                and series(prom, "llm_records_dropped_total", "reason", "sink") == dropped
+                and series(prom, "llm_sink_export_failures_total", "sink") == failures
+            )
 
-        wait_for(scraped, 20, f"Prometheus to scrape {calls} calls")
+        wait_for(scraped, 20, f"Prometheus to scrape {calls} calls, {dropped} and {failures}")
 
     def close(self) -> None:
         self.client.close()
@@ -389,17 +408,50 @@ class MeasuredApp:
         self.thread.join(5)
 
 
+#: Series values by their label values.
+Counts = Dict[Tuple[str, ...], float]
+
+
+def pipeline_counts(stats: Any) -> Tuple[Counts, Counts]:
+    """What the pipeline's two families must hold, read from ``collector.stats()``: records
+    dropped by (reason, sink) and failed exports by (sink,)."""
+    dropped = {("sampled_out", ""): stats.sampled_out, ("filtered", ""): stats.filtered}
+    dropped.update({(reason, ""): n for reason, n in stats.dropped.items()})
+    for name, sink in stats.sinks.items():
+        dropped[("sink_error", name)] = sink.failed
+        dropped[("sink_queue_full", name)] = sink.dropped
+    failures = {(name,): sink.errors for name, sink in stats.sinks.items()}
+    return (
+        {k: float(v) for k, v in dropped.items()},
+        {k: float(v) for k, v in failures.items()},
+    )
+
+
+def series(prom: str, name: str, *labels: str) -> Counts:
+    """{label values: value} of every series of ``name`` Prometheus holds now."""
+    return {
+        tuple(s["metric"].get(label, "") for label in labels): float(s["value"][1])
+        for s in query(prom, name)
+    }
+
+
 @pytest.fixture
 def make_app(make_collector):
     made: List[MeasuredApp] = []
     with LocalLLMServer(ttft_ms=5, tokens_per_second=2000) as llm:
 
-        def make(**breaker: Any) -> MeasuredApp:
+        def make(
+            backend_down: bool = True, stream_sampling: float = 1.0, **breaker: Any
+        ) -> MeasuredApp:
             sink = PrometheusMetricsSink(registry=CollectorRegistry())
+            backend = BackendSink(down=backend_down)
             collector = make_collector(
-                [sink, RefusingSink()], enable_cost_tracking=True, filters=[discard_marked]
+                [sink, backend],
+                enable_cost_tracking=True,
+                filters=[discard_marked],
+                streaming_sampling_rate=stream_sampling,
             )
-            made.append(MeasuredApp(collector, sink, llm, **breaker))
+            made.append(MeasuredApp(collector, sink, backend, llm, **breaker))
             return made[-1]
 
         yield make
@@ -475,13 +527,8 @@ def test_every_panel_and_recording_rule_shows_data(tmp_path, make_app):
                 selector, label = label_values(concrete(variable["definition"], dashboard))
                 assert api(prom, f"label/{label}/values", **{"match[]": selector}), name
 
-        empty, pending = [], []
+        empty = []
         for title, ref, expr in targets(dashboard):
-            if referenced(expr, set()) & set(NOT_EXPORTED):
-                pending.append(title)
-                result = query(prom, concrete(expr, dashboard))
-                assert not result, f"{title!r} has data now: take its metric off NOT_EXPORTED"
-                continue
             # All, then values picked as Grafana sends several (a filter on a misspelt
             # label would still match everything with All, and nothing with values).
             for chosen in (None, CHOSEN):
@@ -490,7 +537,6 @@ def test_every_panel_and_recording_rule_shows_data(tmp_path, make_app):
                 if not has_data(result):
                     empty.append(f"{title!r} {ref}: {sent} -> {result}")
         assert not empty, "panels without data:\n" + "\n".join(empty)
-        assert len(pending) == len(NOT_EXPORTED), pending
 
         # Read by state: the circuit the workload left open shows as open (2).
         breaker = next(e for t, _, e in targets(dashboard) if "llm_circuit_breaker_state" in e)
@@ -508,16 +554,19 @@ def test_every_panel_and_recording_rule_shows_data(tmp_path, make_app):
             + ", ".join(name for name in recorded if not has_data(query(prom, name))),
         )
 
-    # What the two panels without a metric would show did happen.
+    # The pipeline's panels show losses that happened (and published() found Prometheus
+    # holding exactly these counts).
     stats = app.collector.stats()
-    assert stats.filtered > 0 and stats.sinks["refusing"].failed > 0, stats
+    assert stats.filtered > 0 and stats.sinks["backend"].failed > 0, stats
 
 
-def rules_with_short_for(directory: Path, alert: str, wait: str) -> Path:
-    """A copy of the rules in which only ``alert``'s ``for:`` is ``wait``."""
+def rules_with_short_for(directory: Path, alerts: Tuple[str, ...], wait: str) -> Path:
+    """A copy of the rules in which only the ``for:`` of ``alerts`` is ``wait``."""
     groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))
-    (rule,) = [r for g in groups["groups"] for r in g["rules"] if r.get("alert") == alert]
-    rule["for"] = wait
+    rules = [r for g in groups["groups"] for r in g["rules"] if r.get("alert") in alerts]
+    assert len(rules) == len(alerts), alerts
+    for rule in rules:
+        rule["for"] = wait
     copy = directory / RULES.name
     copy.write_text(yaml.safe_dump(groups, sort_keys=False))
     return copy
@@ -544,7 +593,7 @@ def test_error_ratio_alert_fires_on_a_burst_of_provider_errors_not_on_a_healthy_
     threshold = float(re.search(r"error_ratio:rate5m > ([0-9.]+)", rule["expr"]).group(1))
     # The shipped `for:` (minutes) would outlast the test: the copy Prometheus loads waits 2 s
     # instead; the expression, its thresholds and the recording rules are the shipped ones.
-    rules = rules_with_short_for(tmp_path, name, "2s")
+    rules = rules_with_short_for(tmp_path, (name,), "2s")
     # A breaker that never opens: every scripted error must reach the server.
     app = make_app(failure_threshold=1000)
     client, llm = app.client, app.llm
@@ -597,3 +646,61 @@ def test_error_ratio_alert_fires_on_a_burst_of_provider_errors_not_on_a_healthy_
         assert alert["labels"]["severity"] == rule["labels"]["severity"]
         assert float(alert["value"]) > threshold
         assert "of LLM calls fail" in alert["annotations"]["summary"]
+
+
+def firing(prom: str, name: str) -> List[Dict[str, Any]]:
+    return [
+        a
+        for a in api(prom, "alerts")["alerts"]
+        if a["labels"]["alertname"] == name and a["state"] == "firing"
+    ]
+
+
+@needs_prometheus
+@pytest.mark.slow
+def test_pipeline_alerts_fire_on_lost_records_and_a_failing_sink_not_on_chosen_drops(
+    tmp_path, make_app
+):
+    dropped, failing = "LLMMetricsRecordsDropped", "LLMMetricsExportFailing"
+    # As in the error-ratio test: only `for:` is shortened, from 10 minutes to 2 s.
+    rules = rules_with_short_for(tmp_path, (dropped, failing), "2s")
+    # Streams' StreamingMetrics are all sampled out: a drop by choice, as a filtered record.
+    app = make_app(backend_down=False, stream_sampling=0.0)
+    client, collector = app.client, app.collector
+    with prometheus_server(tmp_path, [app.scrape_config()], [rules]) as prom:
+        # Healthy: records sampled out and filtered on purpose, none lost, no sink failing.
+        # Twice, each scraped: rate() counts nothing of a series' first sample.
+        for part in range(2):
+            for i in range(10):
+                client.generate(f"question {part}.{i}", OPENAI)
+            with client.stream("tell me more", OPENAI) as stream:
+                assert "".join(stream)
+            with metrics_context(**{"test.discard": True}):
+                client.generate("not for the dashboards", OPENAI)
+            app.published(prom)
+        stats = collector.stats()
+        assert stats.sampled_out > 0 and stats.filtered > 0, stats
+        chosen = query(prom, "sum by (reason) (rate(llm_records_dropped_total[5m])) > 0")
+        assert {s["metric"]["reason"] for s in chosen} == {"sampled_out", "filtered"}
+        moment = time.time() + 1
+        wait_for(lambda: evaluated_since(prom, moment), 15, "the rules to see the data")
+        for name in (dropped, failing):
+            assert alert_rule(prom, name)["state"] == "inactive", name
+
+        # Lost: records that are no records (refused as invalid), and a backend gone down.
+        app.backend.down = True
+        for _ in range(5):
+            assert collector.record("not a record") is False
+        for i in range(5):
+            client.generate(f"while the backend is down {i}", OPENAI)
+        app.published(prom)
+
+        lost = wait_for(
+            lambda: len(firing(prom, dropped)) == 2 and firing(prom, dropped), 20, dropped
+        )
+        assert {a["labels"]["reason"] for a in lost} == {"invalid", "sink_error"}
+        assert all(a["labels"]["job"] == "app" for a in lost)
+        (down,) = wait_for(lambda: firing(prom, failing), 20, failing)
+        assert down["labels"]["sink"] == "backend"
+        assert down["annotations"]["summary"] == "app: metrics sink backend keeps failing"
+        assert collector.stats().dropped["invalid"] == 5

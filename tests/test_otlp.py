@@ -358,3 +358,107 @@ def test_fork_child_exports_its_own_data_once():
         children = {k: v for k, v in by_instance.items() if k != parent_id}
         assert list(children.values()) == [2]
         collector.shutdown(5)
+
+
+# --------------------------------------------------------------------------- pipeline health
+class Refusing:
+    """A sink whose every delivery raises."""
+
+    name = "refusing"
+
+    def record(self, metrics):
+        raise ConnectionError("refused")
+
+    def flush(self):
+        pass
+
+
+def health_points(receiver, instance=None):
+    """{(name, reason, sink): point} of the newest health points (of one process)."""
+    return {
+        (name, point["attributes"].get("reason", ""), point["attributes"].get("sink", "")): point
+        for (process, name, _), point in receiver.latest().items()
+        if name in ("llm.records.dropped", "llm.sink.export_failures")
+        and (instance is None or process == instance)
+    }
+
+
+def test_pipeline_losses_and_failed_exports_are_cumulative_counters():
+    port = free_port()  # nothing listens there yet: the sink's exports fail
+    sink = OTelMetricsSink(
+        service_name="checkout",
+        endpoint=f"http://127.0.0.1:{port}",
+        export_interval_seconds=60,
+        export_timeout_seconds=1,
+    )
+    collector = MetricsCollector(
+        MetricsConfig(
+            batch_timeout_seconds=0.02,
+            flush_on_exit=False,
+            filters=[lambda m: None if m.model == "secret" else m],
+        ),
+        [sink, Refusing()],
+    )
+    collector.record(request(1))
+    collector.flush(10)  # a failed export, reported by the sink's flush()
+    for _ in range(2):  # and two the collector hears of at the next flush, as one error
+        sink.provider.force_flush(5000)
+    assert sink.export_failures == 3 and collector.stats().sinks["otlp"].errors == 1
+    with OTLPReceiver(port=port) as receiver:
+        for i in range(3):
+            collector.record(request(10 + i))
+        collector.record(request(20, model="secret"))
+        for _ in range(4):
+            assert collector.record("not a record") is False
+        collector.flush(10)
+        assert collector.flush(10)  # read the stats once the refusing sink's count is final
+        stats = collector.stats()
+        points = health_points(receiver)
+        dropped = {
+            (r, s): p["value"] for (n, r, s), p in points.items() if n == "llm.records.dropped"
+        }
+        assert dropped[("invalid", "")] == 4 == stats.dropped["invalid"]
+        assert dropped[("filtered", "")] == 1
+        assert dropped[("sink_error", "refusing")] == 4 == stats.sinks["refusing"].failed
+        assert dropped[("sink_error", "otlp")] == 0 and dropped[("queue_full", "")] == 0
+        failures = {
+            s: p["value"] for (n, _, s), p in points.items() if n == "llm.sink.export_failures"
+        }
+        # The sink's own failed exports, not the flushes that reported them.
+        assert stats.sinks["otlp"].errors == 2
+        assert failures == {"otlp": 3, "refusing": 4}
+        for point in points.values():
+            assert point["kind"] == "sum" and point["temporality"] == 2  # cumulative
+            assert point["unit"] in ("{record}", "{failure}")
+        collector.shutdown(5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_child_exports_its_own_losses_only():
+    with OTLPReceiver() as receiver:
+        sink, collector = make(receiver.endpoint)
+        for _ in range(5):
+            collector.record("not a record")
+        assert collector.flush(10)
+        parent_id = sink.instance_id
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                collector.record("not a record")
+                collector.record(request(1))
+                code = 0 if collector.flush(10) else 3
+            finally:
+                os._exit(code)
+        assert reap(pid, 20) == 0, "forked child failed, or did not finish"
+        collector.record("not a record")
+        assert collector.flush(10)
+        by_instance = {
+            instance: point["value"]
+            for (instance, name, attrs), point in receiver.latest().items()
+            if name == "llm.records.dropped" and dict(attrs) == {"reason": "invalid"}
+        }
+        child = [instance for instance in by_instance if instance != parent_id]
+        assert by_instance[parent_id] == 6 and [by_instance[i] for i in child] == [1]
+        collector.shutdown(5)

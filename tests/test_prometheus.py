@@ -1,12 +1,17 @@
 """PrometheusMetricsSink: families and labels in one process, the web endpoints, and the
 multi-worker path end to end against a real Prometheus server.
 
+The pipeline's own health (records lost, sinks' failed exports) is read from the collectors
+that deliver to the sink: checked in one process, and across real forked workers sharing a
+multiprocess directory.
+
 The end-to-end test runs `gunicorn --preload -w 4 --max-requests 15` serving the Flask
 example (its views call the local LLM server) with PROMETHEUS_MULTIPROC_DIR set, and a real
 Prometheus (Debian's package, installed by .ci/run) scraping the app's /_steer/metrics every
 second. PromQL must then count exactly the requests served, although workers were recycled.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +21,7 @@ from functools import partial
 
 import pytest
 import requests
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from support import spawn
 from support.prometheus import (
     free_port,
@@ -183,6 +188,143 @@ def test_multiprocess_variable_set_too_late_is_refused():
     assert "refused: PROMETHEUS_MULTIPROC_DIR is set" in out.stdout, out.stderr
 
 
+# --------------------------------------------------------------------------- pipeline health
+class Refusing:
+    """A sink whose every call raises."""
+
+    name = "refusing"
+
+    def record(self, metrics):
+        raise ConnectionError("refused")
+
+    def flush(self):
+        raise ConnectionError("refused")
+
+
+def health(text):
+    """({(reason, sink): records dropped}, {sink: failed exports}) of an exposition."""
+    parsed = samples(text)
+    dropped = {
+        (labels["reason"], labels["sink"]): value
+        for (name, key), value in parsed.items()
+        for labels in [dict(key)]
+        if name == "llm_records_dropped_total"
+    }
+    failures = {
+        dict(key)["sink"]: value
+        for (name, key), value in parsed.items()
+        if name == "llm_sink_export_failures_total"
+    }
+    return dropped, failures
+
+
+def test_pipeline_losses_and_failed_exports_are_counters_of_the_collectors_stats(make_collector):
+    registry = CollectorRegistry()
+    # Two sinks sharing one registry's families: the collector's losses are counted once.
+    sinks = [PrometheusMetricsSink(registry=registry), PrometheusMetricsSink(registry=registry)]
+    collector = make_collector(
+        [*sinks, Refusing()], filters=[lambda m: None if m.model == "secret" else m]
+    )
+    assert health(sinks[0].exposition()[0].decode()) == ({}, {})  # nothing counted yet
+    for i in range(3):
+        collector.record(request_record(i))
+    collector.record(request_record(9, model="secret"))
+    for _ in range(4):
+        assert collector.record("not a record") is False
+    collector.flush(10)
+    collector.flush(10)  # the refusing sink's last failure is counted by now
+    stats = collector.stats()
+    dropped, failures = health(sinks[0].exposition()[0].decode())
+    assert dropped[("invalid", "")] == 4 == stats.dropped["invalid"]
+    assert dropped[("filtered", "")] == 1
+    assert dropped[("sink_error", "refusing")] == stats.sinks["refusing"].failed == 3
+    # Every reason has a series, 0 included, so that rate() sees its first loss.
+    assert {reason for reason, sink in dropped if not sink} == {
+        "sampled_out",
+        "filtered",
+        *stats.dropped,
+    }
+    assert dropped[("queue_full", "")] == 0 and dropped[("sink_error", "prometheus")] == 0
+    assert failures == {
+        "prometheus": 0,
+        "prometheus#2": 0,
+        "refusing": stats.sinks["refusing"].errors,
+    }
+    assert failures["refusing"] >= 5  # 3 records and 2 flushes
+
+
+def test_a_scrape_reads_losses_of_records_that_never_reach_the_sink(make_collector):
+    # Sampled out: the sink is never called, yet each scrape shows the count so far, served
+    # by the sink, by its standalone server, or (after a flush) by the application.
+    sink = PrometheusMetricsSink(registry=CollectorRegistry())
+    collector = make_collector([sink], request_sampling_rate=0.0)
+    for i in range(5):
+        assert collector.record(request_record(i)) is False
+    dropped, _ = health(sink.exposition()[0].decode())
+    assert dropped[("sampled_out", "")] == 5
+    collector.record(request_record(5))
+    port = free_port()
+    server, thread = sink.start_http_server(port)
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert health(text)[0][("sampled_out", "")] == 6
+    # A registry the application serves itself is brought up to date by a flush.
+    collector.record(request_record(6))
+    assert collector.flush(10)
+    assert health(generate_latest(sink.registry).decode())[0][("sampled_out", "")] == 7
+
+
+WORKERS = """
+import json, os, sys
+from steer_llm_sdk.observability import MetricsCollector, MetricsConfig
+from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
+from steer_llm_sdk.observability.sinks.prometheus import exposition
+
+sink = PrometheusMetricsSink()
+collector = MetricsCollector(MetricsConfig(flush_on_exit=False, batch_timeout_seconds=0.02), [sink])
+for _ in range(10):
+    collector.record("not a record")
+assert collector.flush(10)
+children = []
+for worker in range(3):  # pre-forked workers, each losing worker + 1 records
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for _ in range(worker + 1):
+                collector.record("not a record")
+            code = 0 if collector.flush(10) else 2
+        finally:
+            os._exit(code)
+    children.append(pid)
+codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+print(json.dumps({"codes": codes, "body": exposition()[0].decode()}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_losses_of_forked_workers_sum_in_multiprocess_mode(tmp_path):
+    # Each worker writes its own losses to its own files, counted from zero after the fork:
+    # the parent's 10 are not counted again by any worker, and every worker's are kept.
+    done = spawn.run(
+        [sys.executable, "-c", WORKERS],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["codes"] == [0, 0, 0]
+    dropped, failures = health(out["body"])
+    assert dropped[("invalid", "")] == 10 + 1 + 2 + 3
+    assert failures == {"prometheus": 0}
+
+
 # --------------------------------------------------------------------------- endpoints
 def _flask_app(**config):
     flask = pytest.importorskip("flask")
@@ -318,7 +460,7 @@ def test_real_prometheus_counts_every_request_across_recycled_workers(tmp_path):
 
 
 def test_bucketed_gaps_equal_one_observation_per_gap():
-    from prometheus_client import Histogram, generate_latest
+    from prometheus_client import Histogram
 
     from steer_llm_sdk.observability.conventions import DURATION_BUCKETS
     from steer_llm_sdk.observability.sinks.prometheus import _observe_bucketed

@@ -3,7 +3,8 @@
 prometheus_client grows its multiprocess files sparsely and writes through ``mmap``: on a
 full filesystem the write faults with SIGBUS and kills the process. The sink reserves the
 blocks before a file grows (``_prometheus_mp``), counts what it could not write, and keeps
-serving. A missing or read-only directory is a ``ValueError`` at construction; a sink made
+serving; the pipeline's health counters it could not write are written once space is back.
+A missing or read-only directory is a ``ValueError`` at construction; a sink made
 under a pre-fork server without the directory logs one warning.
 
 The tiny filesystem is a tmpfs mounted for the test, which needs root with CAP_SYS_ADMIN
@@ -21,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from functools import partial
 
 import pytest
@@ -92,6 +94,24 @@ def test_a_full_directory_is_counted_and_the_process_keeps_serving(tiny_fs):
     # Once space is back, new values are written again (and served).
     assert out["scraped_after_space_freed"] == 1, out
     assert out["failures_after_space_freed"] == out["write_failures"], out
+
+
+def test_pipeline_losses_not_written_while_full_are_written_once_space_is_back(tiny_fs):
+    directory = tiny_fs("256k")
+    done = spawn.run(
+        [sys.executable, __file__, "health", str(directory)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["full"], out  # the files could not grow: the new series were not written
+    assert out["while_full"] == {}, out
+    # Written late, not lost: the exposition holds what the collector counted.
+    assert out["after"] == out["expected"] == {"dropped": 1.0, "failures": 1.0}, out
 
 
 def test_every_block_is_reserved_before_a_file_grows(tmp_path, monkeypatch, multiprocess_mode):
@@ -230,6 +250,76 @@ def scenario_fill(directory):
         "failures_after_space_freed": sink.write_failures,
     }
     server.shutdown()
+    return result
+
+
+def scenario_health(directory):
+    """Fill the filesystem until the files cannot grow, then lose a record at a sink added
+    since (new health series), free the space and flush again."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, ReliabilityMetrics
+    from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
+    from steer_llm_sdk.observability.sinks.prometheus import exposition
+
+    class Refusing:
+        # A long name: its series need more room than the filler's left over.
+        name = "refusing-" + "x" * 300
+
+        def record(self, metrics):
+            raise ConnectionError("refused")
+
+        def flush(self):
+            pass
+
+    def refusing_series():
+        found = {}
+        for family in text_string_to_metric_families(exposition()[0].decode()):
+            for sample in family.samples:
+                if sample.labels.get("sink") == Refusing.name and (
+                    sample.labels.get("reason") == "sink_error"
+                    or sample.name == "llm_sink_export_failures_total"
+                ):
+                    kind = "failures" if "export" in sample.name else "dropped"
+                    found[kind] = sample.value
+        return found
+
+    sink = PrometheusMetricsSink()
+    collector = MetricsCollector(MetricsConfig(flush_on_exit=False), [sink])
+    collector.record(_request("first"))
+    assert collector.flush(10)
+    filler = os.path.join(directory, "filler")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass  # full
+    finally:
+        os.close(fd)
+    # New label sets of a counter alone (retries; no breaker state, so no gauge), until the
+    # counters' file cannot grow.
+    for i in range(5000):
+        retried = ReliabilityMetrics(time.time(), "r", "openai", f"model-{i}", retry_attempts=1)
+        retried.circuit_breaker_state = ""
+        sink.record(retried)
+        if sink.write_failures:
+            break
+    collector.add_sink(Refusing())
+    collector.record(_request("first"))
+    collector.flush(10)
+    assert collector.flush(10)
+    while_full = refusing_series()
+    os.unlink(filler)
+    assert collector.flush(10)
+    stats = collector.stats().sinks[Refusing.name]
+    result = {
+        "full": sink.write_failures > 0,
+        "while_full": while_full,
+        "after": refusing_series(),
+        "expected": {"dropped": float(stats.failed), "failures": float(stats.errors)},
+    }
+    collector.shutdown(5)
     return result
 
 

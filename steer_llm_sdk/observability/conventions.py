@@ -5,6 +5,12 @@ GenAI semantic conventions; the SDK's own families carry a configurable prefix (
 default). The OTLP sink creates its instruments from this table and the Prometheus sink its
 families, so the two cannot drift apart.
 
+Beside the families fed by records, :data:`HEALTH_FAMILIES` are the pipeline's own health
+(records not delivered, sinks' failed exports), read from the collectors' accounting.
+
+Attribute keys are OpenTelemetry's (dotted); the Prometheus sink turns each into a label
+name by replacing every character that is not a letter or digit with ``_``.
+
 Two first-arrival times of a stream, each exported once: ``{ns}.time_to_first_token`` is
 TTFT, the time to the first content (text, a tool call or reasoning), the one dashboards
 should show; ``gen_ai.client.operation.time_to_first_chunk`` is the conventions' time to
@@ -156,6 +162,52 @@ FAMILIES: Tuple[Family, ...] = (
     Family("usage_cost", "{ns}.usage.cost", "counter", "USD", "Cost per roll-up."),
 )
 
+#: The pipeline's own health: cumulative counters of each process, read from the
+#: accounting of the collectors a sink belongs to (``collector.stats()``), never from
+#: records. ``records_dropped`` carries :data:`REASON` (and :data:`SINK` for losses at one
+#: sink); ``export_failures`` carries :data:`SINK`.
+HEALTH_FAMILIES: Tuple[Family, ...] = (
+    Family(
+        "records_dropped",
+        "{ns}.records.dropped",
+        "counter",
+        "{record}",
+        "Metric records not delivered, by reason (sampled_out and filtered by choice).",
+        process=True,
+    ),
+    Family(
+        "export_failures",
+        "{ns}.sink.export_failures",
+        "counter",
+        "{failure}",
+        "Failed exports of each metrics sink (calls that raised, failed OTLP exports).",
+        process=True,
+    ),
+)
+
+# Attribute keys.
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+ERROR_TYPE = "error.type"
+SERVER_ADDRESS = "server.address"
+SERVER_PORT = "server.port"
+TOKEN_TYPE = "gen_ai.token.type"
+ERROR_CATEGORY = "error.category"
+#: Marks token counts (and their cost) the library estimated, when they are exported.
+ESTIMATED = "llm.usage.estimated"
+#: Why records were not delivered: ``sampled_out``, ``filtered``, each reason of
+#: ``CollectorStats.dropped``, or a loss at one sink (:data:`SINK_ERROR`,
+#: :data:`SINK_QUEUE_FULL`).
+REASON = "reason"
+#: The sink, as ``collector.stats().sinks`` names it.
+SINK = "sink"
+#: Records in calls to a sink that raised (``SinkStats.failed``).
+SINK_ERROR = "sink_error"
+#: Records a sink's full backlog refused (``SinkStats.dropped``).
+SINK_QUEUE_FULL = "sink_queue_full"
+
 #: Custom attribute keys exported as metric attributes (labels) unless told otherwise.
 DEFAULT_ALLOWLIST = ("http.route", "deployment.environment", "service.version")
 
@@ -192,6 +244,6 @@ def server_attributes(url: str) -> Dict[str, Any]:
     if not parts.hostname:
         return {}
     return {
-        "server.address": parts.hostname,
-        "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+        SERVER_ADDRESS: parts.hostname,
+        SERVER_PORT: parts.port or (443 if parts.scheme == "https" else 80),
     }

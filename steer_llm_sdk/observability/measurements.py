@@ -1,21 +1,42 @@
-"""One mapping from records to metric families, for every sink that exports metrics.
+"""What every sink that exports metrics exports, decided once for all of them.
 
-:func:`apply` decides, once for all such sinks, which families of :mod:`.conventions` a
-record feeds, with which value and which attributes beyond the record's own: the
-``error.type`` of a failed call (``_OTHER`` when its class is unknown), token types, the
-estimate mark and when estimated counts are left out, error categories, breaker states as
-numbers, and which records describe the process rather than a request (breaker state,
-roll-ups). A sink supplies the primitives (:class:`Instruments`): how an attribute set is
-built and extended in its own naming, and how a value reaches a counter, a histogram or a
-gauge. The sinks therefore differ only in their naming and storage, never in their rules.
+* :func:`apply` maps a record to the families of :mod:`.conventions` it feeds, with which
+  value and which attributes beyond the record's own: the ``error.type`` of a failed call
+  (``_OTHER`` when its class is unknown), the operation and provider names
+  (:func:`operation_of`, :func:`provider_of`), token types, the estimate mark and when
+  estimated counts are left out, error categories, breaker states as numbers, and which
+  records describe the process rather than a request (breaker state, roll-ups). A sink
+  supplies the primitives (:class:`Instruments`): how an attribute set is built and
+  extended in its own naming, and how a value reaches a counter, a histogram or a gauge.
+* :class:`AttributeSets` bounds the distinct attribute sets of each family.
+* :func:`health` maps a collector's accounting to the :data:`~.conventions.HEALTH_FAMILIES`;
+  :class:`HealthCounts` keeps those series monotonic for a sink, over every collector that
+  delivers to it (:func:`collectors_of`).
+
+The sinks therefore differ only in their naming and storage, never in their rules.
 """
 
-from typing import Any, Callable, Optional, Protocol
+import weakref
+from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Protocol, Tuple
 
-from .conventions import BREAKER_VALUES
+from . import _native, runtime
+from ._log import describe, rate_limited
+from .conventions import BREAKER_VALUES, SINK_ERROR, SINK_QUEUE_FULL
+from .sink import sink_name
 
-#: ``error.type`` of a failure whose class is unknown (the conventions' fallback).
+#: ``error.type`` of a failure whose class is unknown, and the provider of a record that
+#: names none (the conventions' fallback).
 OTHER = "_OTHER"
+
+
+def operation_of(record: Any) -> str:
+    """``gen_ai.operation.name`` of ``record`` (``chat`` unless it says otherwise)."""
+    return getattr(record, "operation", None) or "chat"
+
+
+def provider_of(record: Any) -> str:
+    """``gen_ai.provider.name`` of ``record`` (:data:`OTHER` when it names none)."""
+    return record.provider or OTHER
 
 
 class Instruments(Protocol):
@@ -195,4 +216,181 @@ def _usage(m: Any, out: Instruments) -> None:
         out.count("usage_cost", attrs, m.cost_usd)
 
 
-__all__ = ["OTHER", "Bound", "Instruments", "Primitives", "apply"]
+# ---------------------------------------------------------------------- bounded sets
+class AttributeSets:
+    """The distinct attribute sets of each family, at most ``limit`` per family.
+
+    Args:
+        limit: distinct sets a family may have (>= 1).
+        overflowed: where refusals are counted (family -> count); the sink's public
+            ``overflowed``, kept across a rebuild of the sets.
+
+    Thread-safety: :meth:`admits` is called by one thread at a time (the sink's delivery
+    thread); the count in ``overflowed`` may be read from any thread.
+    """
+
+    __slots__ = ("limit", "seen", "overflowed")
+
+    def __init__(self, limit: int, overflowed: Dict[str, int]) -> None:
+        self.limit = limit
+        self.seen: Dict[str, set] = {}
+        self.overflowed = overflowed
+
+    def admits(self, family: str, key: Hashable) -> bool:
+        """Whether ``key`` (a hashable form of an attribute set) has room in ``family``;
+        a refusal is counted, and the sink then records into its overflow set."""
+        seen = self.seen.get(family)
+        if seen is None:
+            seen = self.seen[family] = set()
+        if key in seen:
+            return True
+        if len(seen) < self.limit:
+            seen.add(key)
+            return True
+        self.overflowed[family] = self.overflowed.get(family, 0) + 1
+        return False
+
+
+# ---------------------------------------------------------------------- health
+#: One health series: (family key, reason or ``""``, sink name or ``""``).
+Series = Tuple[str, str, str]
+
+
+def health(stats: Any, sinks: Iterable[Any] = ()) -> Dict[Series, int]:
+    """The health families' values for one collector: cumulative since it was made (or
+    since the fork that made this process).
+
+    Args:
+        stats: its ``CollectorStats`` (``collector.stats()``).
+        sinks: its sinks (``collector.sinks``), read before ``stats``. A sink that counts
+            its own failed exports (an ``int`` attribute ``export_failures``, as the OTLP
+            sink's) is reported by that count, which includes the exports whose failure
+            its ``flush()`` raised; every other sink by its calls that raised
+            (``SinkStats.errors``).
+
+    Returns:
+        ``records_dropped`` by reason (``sampled_out``, ``filtered``, each reason of
+        ``stats.dropped``; per sink, :data:`~.conventions.SINK_ERROR` and
+        :data:`~.conventions.SINK_QUEUE_FULL`), and ``export_failures`` per sink. Nothing
+        while the collector has had nothing to count (no record offered, no failure): an
+        unused collector adds no series (a probe such as ``doctor()`` leaves no trace).
+    """
+    out: Dict[Series, int] = {
+        ("records_dropped", "sampled_out", ""): stats.sampled_out,
+        ("records_dropped", "filtered", ""): stats.filtered,
+    }
+    for reason, count in stats.dropped.items():
+        out[("records_dropped", reason, "")] = count
+    own = _own_failures(list(stats.sinks), list(sinks))
+    for name, counts in stats.sinks.items():
+        out[("records_dropped", SINK_ERROR, name)] = counts.failed
+        out[("records_dropped", SINK_QUEUE_FULL, name)] = counts.dropped
+        out[("export_failures", "", name)] = own.get(name, counts.errors)
+    if not stats.recorded and not any(out.values()):
+        return {}
+    return out
+
+
+def _own_failures(names: List[str], sinks: List[Any]) -> Dict[str, int]:
+    """{stats name: export_failures} of the sinks counting their own. The stats name a sink
+    by its ``name`` (``name#2`` for a second one), in the order of ``collector.sinks``; if
+    the two disagree (a sink added or removed between the reads), none this time."""
+    if len(names) != len(sinks):
+        return {}
+    out = {}
+    for name, sink in zip(names, sinks):
+        base = sink_name(sink)
+        count = getattr(sink, "export_failures", None)
+        if (name == base or name.startswith(base + "#")) and type(count) is int:
+            out[name] = count
+    return out
+
+
+def collectors_of(sink: Any) -> List[Any]:
+    """The live collectors of this process that deliver to ``sink``. Never raises (a
+    failure is logged, rate-limited, and none are found)."""
+    try:
+        return [c for c in runtime.collectors() if any(s is sink for s in c.sinks)]
+    except Exception as exc:
+        rate_limited.warning(
+            "health", "steer_llm_sdk could not find a sink's collectors", error=describe(exc)
+        )
+        return []
+
+
+class HealthCounts:
+    """The health series of the collectors delivering to a sink (or to sinks sharing one
+    set of families), summed over them and kept monotonic.
+
+    Each :meth:`update` reads the collectors given and returns how much every series grew
+    since the previous one; :attr:`totals` holds the sums so far (what an observable
+    counter reports). A series never goes down: a collector that is dropped keeps its share
+    in the totals, and a value lower than the last one read adds nothing.
+
+    Thread-safety: any thread may update (a delivery thread, a scrape, an exporter's
+    reader); each growth is handed out once. :meth:`after_fork` starts over in a forked
+    child, whose collectors count from zero again.
+    """
+
+    def __init__(self) -> None:
+        self.after_fork()
+
+    def after_fork(self) -> None:
+        """Forget every reading (in a forked child: no lock is taken)."""
+        self._lock = _native.allocate_lock()
+        self._last: weakref.WeakKeyDictionary[Any, Dict[Series, int]] = weakref.WeakKeyDictionary()
+        self.totals: Dict[Series, int] = {}
+
+    def update(self, collectors: Iterable[Any]) -> Dict[Series, int]:
+        """Read ``collectors``; returns {series: growth} of every series they have, 0
+        included (so a sink can create each series before it first grows). Never raises:
+        a collector that cannot be read is logged (rate-limited) and skipped."""
+        readings = []
+        for collector in collectors:
+            try:
+                sinks = collector.sinks
+                readings.append((collector, health(collector.stats(), sinks)))
+            except Exception as exc:
+                rate_limited.warning(
+                    "health",
+                    "steer_llm_sdk could not read a collector's stats",
+                    error=describe(exc),
+                )
+        grown: Dict[Series, int] = {}
+        with self._lock:
+            totals = self.totals
+            for collector, values in readings:
+                last = self._last.get(collector)
+                if last is None:
+                    last = self._last[collector] = {}
+                for series, value in values.items():
+                    step = value - last.get(series, 0)
+                    if step > 0:
+                        last[series] = value
+                        totals[series] = totals.get(series, 0) + step
+                    else:
+                        step = 0
+                        totals.setdefault(series, 0)
+                    grown[series] = grown.get(series, 0) + step
+        return grown
+
+    def snapshot(self, family: str) -> Dict[Tuple[str, str], int]:
+        """{(reason, sink): total} of one family."""
+        with self._lock:
+            return {(r, s): n for (key, r, s), n in self.totals.items() if key == family}
+
+
+__all__ = [
+    "OTHER",
+    "AttributeSets",
+    "Bound",
+    "HealthCounts",
+    "Instruments",
+    "Primitives",
+    "Series",
+    "apply",
+    "collectors_of",
+    "health",
+    "operation_of",
+    "provider_of",
+]

@@ -13,10 +13,21 @@ OpenTelemetry's Prometheus translation names them: dots become underscores, ``s`
     llm_cost_USD_total, llm_stream_chunks_total, llm_retry_attempts_total,
     llm_usage_*_total                                     counters
     llm_circuit_breaker_state                             gauge (0 closed, 1 half-open, 2 open)
+    llm_records_dropped_total (reason, sink)              counter  the pipeline's losses
+    llm_sink_export_failures_total (sink)                 counter  each sink's failed exports
 
 ``llm_time_to_first_token_seconds`` (time to the first text, tool call or reasoning) is the
 TTFT dashboards should show; both first-arrival times come from a streamed call's
 ``RequestMetrics``, each when known.
+
+The last two are the pipeline's own health, read from the collectors that deliver to the
+sink (see :func:`~..measurements.health`): records not delivered by ``reason``
+(``sampled_out`` and ``filtered`` by choice; ``queue_full``, ``after_shutdown``, ... and,
+with ``sink`` set, ``sink_error`` and ``sink_queue_full``), and each sink's failed exports.
+They are brought up to date on the sink's thread at most every :data:`HEALTH_SECONDS` while
+records arrive, at every ``flush()`` and ``close()``, and at every scrape this process
+serves; each worker adds its own losses to its own files, so in multiprocess mode a scrape
+sums every worker's, dead ones included.
 
 Labels are those of the OTLP sink with dots as underscores (``gen_ai_operation_name``,
 ``gen_ai_provider_name``, ``gen_ai_request_model``, ``gen_ai_response_model``,
@@ -48,6 +59,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
@@ -64,34 +76,91 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from .. import runtime
 from .._log import describe, logger, rate_limited
-from ..conventions import DEFAULT_ALLOWLIST, FAMILIES, Family
-from ..measurements import Primitives, apply
+from ..conventions import (
+    DEFAULT_ALLOWLIST,
+    ERROR_CATEGORY,
+    ERROR_TYPE,
+    ESTIMATED,
+    FAMILIES,
+    HEALTH_FAMILIES,
+    OPERATION,
+    PROVIDER,
+    REASON,
+    REQUEST_MODEL,
+    RESPONSE_MODEL,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    SINK,
+    TOKEN_TYPE,
+    Family,
+)
+from ..measurements import (
+    OTHER,
+    AttributeSets,
+    HealthCounts,
+    Primitives,
+    apply,
+    collectors_of,
+    operation_of,
+    provider_of,
+)
 from ..models import BaseMetrics
 from . import _prometheus_mp
 
 __all__ = ["PrometheusMetricsSink", "exposition", "multiprocess_dir"]
 
-_OTHER = "_OTHER"
+#: Seconds between two readings of the collectors' health on the sink's thread.
+HEALTH_SECONDS = 1.0
+
+
+def _label(key: str) -> str:
+    """The Prometheus label name of an attribute key."""
+    return "".join(c if c.isalnum() else "_" for c in key)
+
+
+_OPERATION, _PROVIDER, _REQUEST_MODEL = _label(OPERATION), _label(PROVIDER), _label(REQUEST_MODEL)
+_RESPONSE_MODEL, _ERROR_TYPE = _label(RESPONSE_MODEL), _label(ERROR_TYPE)
+_SERVER_ADDRESS, _SERVER_PORT = _label(SERVER_ADDRESS), _label(SERVER_PORT)
+_TOKEN_TYPE, _ESTIMATED, _CATEGORY = _label(TOKEN_TYPE), _label(ESTIMATED), _label(ERROR_CATEGORY)
 #: Label names shared by every request-scoped family, in order.
 _BASE_LABELS = (
-    "gen_ai_operation_name",
-    "gen_ai_provider_name",
-    "gen_ai_request_model",
-    "gen_ai_response_model",
-    "error_type",
-    "server_address",
-    "server_port",
+    _OPERATION,
+    _PROVIDER,
+    _REQUEST_MODEL,
+    _RESPONSE_MODEL,
+    _ERROR_TYPE,
+    _SERVER_ADDRESS,
+    _SERVER_PORT,
 )
-_PROCESS_LABELS = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
+_PROCESS_LABELS = (_OPERATION, _PROVIDER, _REQUEST_MODEL)
+#: The labels of each health family, in order.
+_HEALTH_LABELS = {
+    "records_dropped": (_label(REASON), _label(SINK)),
+    "export_failures": (_label(SINK),),
+}
 
 # One set of families per (registry, namespace): prometheus_client refuses a second family
 # of the same name in a registry, and two sinks of one process should share them. Keyed by
-# the registry object, held weakly (an id could be reused by a later registry).
+# the registry object, held weakly (an id could be reused by a later registry). Sinks that
+# share the families share their health readings too, so that two of them in one collector
+# do not count its losses twice.
 _FAMILIES_LOCK = threading.Lock()
-_FAMILY_CACHE: "weakref.WeakKeyDictionary[CollectorRegistry, Dict[Any, Dict[str, Any]]]" = (
+_FAMILY_CACHE: "weakref.WeakKeyDictionary[CollectorRegistry, Dict[Any, _Families]]" = (
     weakref.WeakKeyDictionary()
 )
 _DEFAULT_REGISTRY = CollectorRegistry(auto_describe=True)
+#: The sinks of this process, whose health a scrape brings up to date.
+_SINKS: "weakref.WeakSet[PrometheusMetricsSink]" = weakref.WeakSet()
+
+
+class _Families:
+    """The families of one (registry, namespace, labels), and their health readings."""
+
+    __slots__ = ("metrics", "health")
+
+    def __init__(self, metrics: Dict[str, Any]) -> None:
+        self.metrics = metrics  # family key -> (prometheus_client family, label names)
+        self.health = HealthCounts()
 
 
 def _after_fork() -> None:
@@ -103,7 +172,12 @@ def _after_fork() -> None:
     _prometheus_mp.renew_registry_lock(_DEFAULT_REGISTRY)
     for per_registry in list(_FAMILY_CACHE.values()):
         for families in per_registry.values():
-            _prometheus_mp.renew_metric_locks(metric for metric, _ in families.values())
+            _prometheus_mp.renew_metric_locks(metric for metric, _ in families.metrics.values())
+            # The child's collectors count from zero, and so do its values (its own files
+            # in multiprocess mode; single-process values go on from the parent's).
+            families.health.after_fork()
+    for sink in list(_SINKS):
+        sink._owed, sink._owed_lock = {}, threading.Lock()  # the parent's to write
 
 
 runtime.on_fork_call(_after_fork, runtime.SINKS)
@@ -196,11 +270,32 @@ def exposition(accept: Optional[str] = None) -> Tuple[bytes, str]:
     encoder, content_type = choose_encoder(accept or "")
     path = multiprocess_dir()
     if path is not None:
+        _refresh(list(_SINKS))
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)
     else:
+        _refresh([sink for sink in list(_SINKS) if sink.registry is _DEFAULT_REGISTRY])
         registry = _DEFAULT_REGISTRY
     return encoder(registry), content_type
+
+
+def _refresh(sinks: Iterable["PrometheusMetricsSink"]) -> None:
+    for sink in sinks:
+        sink._update_health()
+
+
+class _Refresh:
+    """A collector of no families whose collection brings the sink's health up to date: put
+    first in the registry a standalone server serves."""
+
+    def __init__(self, sink: "PrometheusMetricsSink") -> None:
+        self._sink = weakref.ref(sink)
+
+    def collect(self) -> Iterable[Any]:
+        sink = self._sink()
+        if sink is not None:
+            sink._update_health()
+        return ()
 
 
 def _observe_bucketed(child: Any, gaps: Any) -> None:
@@ -238,10 +333,6 @@ def _prom_name(family: Family, namespace: str) -> str:
     elif family.unit == "USD":
         name += "_USD"  # as the Collector's translation names it: one dashboard for both
     return name  # prometheus_client appends _total to counters
-
-
-def _label(key: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in key)
 
 
 class PrometheusMetricsSink(Primitives):
@@ -301,13 +392,19 @@ class PrometheusMetricsSink(Primitives):
         self.export_estimated_tokens = export_estimated_tokens
         self.overflowed: Dict[str, int] = {}
         self.write_failures = 0
-        self._sets: Dict[str, set] = {}
-        self._families = self._build()
+        self._sets = AttributeSets(max_label_sets, self.overflowed)
+        shared = self._build()
+        self._families = shared.metrics
+        self._health = shared.health
+        self._next_health = 0.0
+        self._owed: Dict[Any, int] = {}  # health growth not written yet
+        self._owed_lock = threading.Lock()
         self._out = self._instruments(genai=True, export_estimated=export_estimated_tokens)
+        _SINKS.add(self)
 
-    def _build(self) -> Dict[str, Any]:
+    def _build(self) -> _Families:
         scoped = _BASE_LABELS + tuple(_label(k) for k in self.allowlist)
-        estimated = ("llm_usage_estimated",) if self.export_estimated_tokens else ()
+        estimated = (_ESTIMATED,) if self.export_estimated_tokens else ()
         key = (self.namespace, scoped, self.export_estimated_tokens)
         with _FAMILIES_LOCK:
             per_registry = _FAMILY_CACHE.setdefault(self.registry, {})
@@ -315,17 +412,18 @@ class PrometheusMetricsSink(Primitives):
             if cached is not None:
                 return cached
             families: Dict[str, Any] = {}
-            for family in FAMILIES:
+            for family in FAMILIES + HEALTH_FAMILIES:
                 name = _prom_name(family, self.namespace)
                 labels: Tuple[str, ...] = _PROCESS_LABELS if family.process else scoped
                 if family.key in ("usage_requests", "usage_errors", "usage_tokens", "usage_cost"):
                     labels = _PROCESS_LABELS
                 if family.key in ("token_usage", "usage_tokens"):
-                    labels += ("gen_ai_token_type",)
+                    labels += (_TOKEN_TYPE,)
                 if family.key in ("token_usage", "cost"):
                     labels += estimated
                 if family.key == "errors":
-                    labels += ("error_category",)
+                    labels += (_CATEGORY,)
+                labels = _HEALTH_LABELS.get(family.key, labels)
                 options: Dict[str, Any] = {"registry": self.registry}
                 if family.kind == "histogram":
                     metric: Any = Histogram(
@@ -342,8 +440,8 @@ class PrometheusMetricsSink(Primitives):
                         **options,
                     )
                 families[family.key] = (metric, labels)
-            per_registry[key] = families
-            return families
+            shared = per_registry[key] = _Families(families)
+            return shared
 
     # ------------------------------------------------------------------ labels
     def _clip(self, value: Any) -> str:
@@ -355,13 +453,8 @@ class PrometheusMetricsSink(Primitives):
         """The family's child for ``values`` (label name -> value), bounded."""
         metric, labels = self._families[key]
         row = tuple(self._clip(values.get(label)) for label in labels)
-        seen = self._sets.setdefault(key, set())
-        if row not in seen:
-            if len(seen) >= self.max_label_sets:
-                self.overflowed[key] = self.overflowed.get(key, 0) + 1
-                row = tuple(_OTHER for _ in labels)
-            else:
-                seen.add(row)
+        if not self._sets.admits(key, row):
+            row = tuple(OTHER for _ in labels)
         return metric.labels(*row)
 
     # ------------------------------------------------------------------ the primitives of
@@ -378,13 +471,13 @@ class PrometheusMetricsSink(Primitives):
         # given to them are not used, so ``scoped`` needs no work here.
         extra = m.attributes
         out = {
-            "gen_ai_operation_name": getattr(m, "operation", "chat"),
-            "gen_ai_provider_name": m.provider,
-            "gen_ai_request_model": m.model,
-            "gen_ai_response_model": response_model,
-            "error_type": error_type,
-            "server_address": extra.get("server.address"),
-            "server_port": extra.get("server.port"),
+            _OPERATION: operation_of(m),
+            _PROVIDER: provider_of(m),
+            _REQUEST_MODEL: m.model,
+            _RESPONSE_MODEL: response_model,
+            _ERROR_TYPE: error_type,
+            _SERVER_ADDRESS: extra.get(SERVER_ADDRESS),
+            _SERVER_PORT: extra.get(SERVER_PORT),
         }
         for key in self.allowlist:
             if key in extra:
@@ -397,14 +490,14 @@ class PrometheusMetricsSink(Primitives):
     ) -> Dict[str, Any]:
         typed = dict(labels)
         if token_type is not None:
-            typed["gen_ai_token_type"] = token_type
+            typed[_TOKEN_TYPE] = token_type
         if estimated:
-            typed["llm_usage_estimated"] = "true"
+            typed[_ESTIMATED] = "true"
         return typed
 
     @staticmethod
     def _categorised(labels: Dict[str, Any], category: str) -> Dict[str, Any]:
-        return {**labels, "error_category": category}
+        return {**labels, _CATEGORY: category}
 
     def _count(self, key: str, labels: Dict[str, Any], value: float) -> None:
         self._child(key, labels).inc(value)
@@ -428,6 +521,44 @@ class PrometheusMetricsSink(Primitives):
                 apply(m, self._out)
             except OSError as exc:  # no space in the multiprocess directory: count, go on
                 self._write_failed(exc)
+        if time.monotonic() >= self._next_health:
+            self._update_health()
+
+    # ------------------------------------------------------------------ health
+    def _update_health(self) -> None:
+        """Add what the collectors delivering to this sink lost since the last reading
+        (see :class:`~..measurements.HealthCounts`); a series is created at its first
+        reading, 0 included, so that ``rate()`` sees its first loss. A growth that cannot
+        be written (a full multiprocess directory) is kept and written next time. Never
+        raises; any thread may call it."""
+        self._next_health = time.monotonic() + HEALTH_SECONDS
+        grown = self._health.update(collectors_of(self))
+        with self._owed_lock:
+            owed, self._owed = self._owed, {}
+        for series, step in owed.items():
+            grown[series] = grown.get(series, 0) + step
+        failure: Optional[Exception] = None
+        unwritten: Dict[Any, int] = {}
+        for series, step in grown.items():
+            key, reason, sink = series
+            metric, _ = self._families[key]
+            try:
+                child = metric.labels(reason, sink) if reason else metric.labels(sink)
+                if step:
+                    child.inc(step)
+            except Exception as exc:
+                failure = exc
+                unwritten[series] = step
+        if failure is not None:
+            with self._owed_lock:
+                for series, step in unwritten.items():
+                    self._owed[series] = self._owed.get(series, 0) + step
+            rate_limited.warning(
+                "prometheus_health",
+                "steer_llm_sdk could not write the pipeline's health families",
+                directory=self.multiprocess_dir,
+                error=describe(failure),
+            )
 
     def _write_failed(self, exc: OSError) -> None:
         self.write_failures += 1
@@ -440,15 +571,20 @@ class PrometheusMetricsSink(Primitives):
         )
 
     def flush(self) -> None:
-        """Nothing to do: values are visible to the next scrape as soon as recorded."""
+        """Bring the health families up to date; the other values are visible to the next
+        scrape as soon as recorded."""
+        self._update_health()
 
     def close(self) -> None:
-        """Nothing to release; multiprocess files stay for the other workers' scrapes."""
+        """Bring the health families up to date; nothing to release (multiprocess files
+        stay for the other workers' scrapes)."""
+        self._update_health()
 
     # ------------------------------------------------------------------ serving
     def exposition(self, accept: Optional[str] = None) -> Tuple[bytes, str]:
         """See :func:`exposition` (a sink given its own registry serves that registry)."""
         if self.multiprocess_dir is None and self.registry is not _DEFAULT_REGISTRY:
+            self._update_health()
             encoder, content_type = choose_encoder(accept or "")
             return encoder(self.registry), content_type
         return exposition(accept)
@@ -458,12 +594,14 @@ class PrometheusMetricsSink(Primitives):
         process without a web server of its own. Returns prometheus_client's
         ``(server, thread)``; ``server.shutdown()`` stops it. Binds to loopback unless told
         otherwise."""
+        # Described (so ``name[]`` filters work) unless it reads the multiprocess files.
+        served = CollectorRegistry(auto_describe=self.multiprocess_dir is None)
+        served.register(_Refresh(self))  # first: the health is read before the families
         if self.multiprocess_dir is not None:
-            registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=self.multiprocess_dir)
+            MultiProcessCollector(served, path=self.multiprocess_dir)
         else:
-            registry = self.registry
-        return prometheus_client.start_http_server(port, addr=addr, registry=registry)
+            served.register(self.registry)
+        return prometheus_client.start_http_server(port, addr=addr, registry=served)
 
     def __repr__(self) -> str:
         mode = f"multiprocess {self.multiprocess_dir!r}" if self.multiprocess_dir else "single"
