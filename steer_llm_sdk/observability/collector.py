@@ -192,6 +192,7 @@ class MetricsCollector:
             on_reset=_weakly(self._choose_admission),
             on_fork_noticed=runtime.fork_noticed,
             rollup_seconds=config.usage_rollup_seconds,
+            trace_spans=config.trace_spans,
         )
         self._choose_admission()
         self._runtime = CollectorRuntime(self)

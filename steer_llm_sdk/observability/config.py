@@ -62,6 +62,7 @@ _SCALARS: Dict[str, Tuple[str, Tuple[float, float]]] = {
     "max_attribute_length": ("int", (1, 1_000_000)),
     "model_argument": ("str", (0, 0)),
     "usage_rollup_seconds": ("float", (0.0, 86_400.0)),
+    "trace_spans": ("bool", (0, 0)),
 }
 
 
@@ -98,6 +99,10 @@ class MetricsConfig:
             multiples of the period) and sends it to every sink once the window has ended,
             the open windows at shutdown; 0 (default) turns roll-ups off. Roll-ups are
             records: they count in ``stats()`` and pass the filters. [0, 86,400].
+        trace_spans: when the application has set a global OpenTelemetry
+            ``TracerProvider``, emit one GenAI client span per measured call, a child of
+            the span current when the call started (see :mod:`.tracing`); False emits
+            none. Nothing is done, and nothing costs, while no provider is set.
 
     Raises:
         TypeError: a field has the wrong type.
@@ -125,6 +130,7 @@ class MetricsConfig:
     max_attribute_length: int
     model_argument: str
     usage_rollup_seconds: float
+    trace_spans: bool
     pricing: Optional[PriceTable]
 
     def __init__(
@@ -148,6 +154,7 @@ class MetricsConfig:
         model_argument: str = "model",
         pricing: Union[None, PriceTable, Mapping[str, Any]] = None,
         usage_rollup_seconds: float = 0.0,
+        trace_spans: bool = True,
     ) -> None:
         values = dict(locals())
         del values["self"]

@@ -171,6 +171,10 @@ class RequestMetrics(BaseMetrics):
         time_to_first_chunk_ms: until the first chunk of any kind (the GenAI conventions'
             ``time_to_first_chunk``: a role-only or metadata chunk counts); None if not
             streamed or no chunk came.
+        trace_id, span_id: the OpenTelemetry ids (32 and 16 lowercase hex digits) of the
+            GenAI client span of this call, when one was started and sampled (see
+            :mod:`.tracing`); None otherwise. Set on the flush thread after the filters,
+            so filters never see them.
     """
 
     metric_type: ClassVar[str] = "request"
@@ -194,6 +198,8 @@ class RequestMetrics(BaseMetrics):
     cache_creation_tokens: Optional[int] = None
     price_source: Optional[str] = None
     time_to_first_chunk_ms: Optional[float] = None
+    trace_id: Optional[str] = None
+    span_id: Optional[str] = None
     _start: float = private(0.0)  # perf_counter() at the start of the call
     _response: Any = private(None)  # read for usage on the background thread
     _extractor: Any = private(None)
@@ -204,6 +210,10 @@ class RequestMetrics(BaseMetrics):
     # call has ended: an ended call is never joined (see measure/scope.py).
     _outer: Any = private(None)
     _ended: bool = private(False)
+    # Tracing (see tracing.py): the OpenTelemetry context current when the call started
+    # (captured only while tracing is active), replaced on the flush thread by the span
+    # started for the call, which the span sink ends; None otherwise.
+    _trace: Any = private(None)
 
     def _failed(self) -> bool:
         return not self.success

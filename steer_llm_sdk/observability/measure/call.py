@@ -22,6 +22,7 @@ from ...streaming.usage import TokenUsage
 from .._ids import next_seq
 from .._signals import signal_exception
 from ..models import ChunkGaps, ErrorMetrics, Reported, RequestMetrics, StreamingMetrics
+from ..tracing import STATE as _TRACING
 from .scope import ATTRIBUTES, SCOPE
 
 _MESSAGE_LIMIT = 500
@@ -40,7 +41,8 @@ def new_request(
     """A RequestMetrics for a call starting now in the current context: the ambient
     attributes (shared, read-only) plus ``extra``, the call in scope as its parent (and as
     its ``_outer``). Marked trusted (built by the SDK); its clock is not started and it is
-    not put in scope.
+    not put in scope. While tracing is active (see :mod:`..tracing`) it keeps the current
+    OpenTelemetry context, the parent of its span.
     """
     scope = _scope()
     attributes = _attributes()
@@ -67,6 +69,8 @@ def new_request(
         metrics._outer = scope
     if operation != "chat":  # the field's default: most calls skip the store
         metrics.operation = operation
+    if _TRACING.active:  # one attribute read while no TracerProvider is set
+        metrics._trace = _TRACING.capture()
     return metrics
 
 

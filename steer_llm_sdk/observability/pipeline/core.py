@@ -11,6 +11,7 @@ from .._log import describe, rate_limited
 from ..models import BaseMetrics
 from ..rollup import UsageRollup
 from ..sink import MetricsSink, close
+from ..tracing import SpanStage
 from .accounting import Accounting, Drop
 from .admit import Admitter
 from .channels import STOP, Channel, FlushMarker, arrive, flush_sink, make_channels
@@ -47,6 +48,8 @@ class Pipeline:
         rollup_seconds: > 0 to sum delivered requests into UsageMetrics per period
             (see ``MetricsConfig.usage_rollup_seconds``).
         clock: wall clock of the roll-up windows (default ``time.time``).
+        trace_spans: start a GenAI span for each admitted call that kept a context, and
+            attach the sink that ends them (see :mod:`..tracing`).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class Pipeline:
         wait: Waiter = _wait,
         rollup_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
+        trace_spans: bool = False,
     ) -> None:
         self.rollup_seconds = rollup_seconds
         self.clock = clock
@@ -77,6 +81,7 @@ class Pipeline:
         self._sinks: List[MetricsSink] = list(sinks)
         self.enricher = Enricher(prices, max_attribute_length, self._log_failure)
         self.admitter = Admitter(filters, max_attributes, max_attribute_length, self._log_failure)
+        self.spans = SpanStage(trace_spans, self.add_sink, self._internal_error)
         self.accounting = Accounting()
         self.intake = Intake(
             self.accounting,
@@ -269,10 +274,12 @@ class Pipeline:
             raise
 
     def _process(self, records: List[BaseMetrics], markers: List[FlushMarker]) -> None:
-        """Enrich, admit, roll up and dispatch one batch; deliver to nonblocking sinks. Each
-        marker leaves ``markers`` as it arrives."""
+        """Enrich, admit, start spans, roll up and dispatch one batch; deliver to nonblocking
+        sinks. Each marker leaves ``markers`` as it arrives."""
+        self.spans.refresh()
         _each(self.enricher.enrich, records, self._enrich_failed)
         kept, sanitized, filtered, errors, invalid = self.admitter.admit(records)
+        self.spans.start(kept)  # after the filters: a filtered record gets no span
         with self.lock:
             self.accounting.settle(sanitized, filtered, errors, invalid)
             rollup = self.rollup

@@ -1,4 +1,6 @@
-"""Enrichment, on the flush thread: usage read from a stored response, and price.
+"""Enrichment, on the flush thread: usage read from a stored response, and price; and
+whether another instrumentation makes a call's span (see :mod:`..tracing`), decided here
+while the call's response is still stored.
 
 (Request ids need no step here: a record formats its id when it is first read.)
 
@@ -15,6 +17,7 @@ from ...pricing import Pricer
 from ...streaming.usage import TokenUsage, extract_model, extract_usage
 from .._log import rate_limited
 from ..models import BaseMetrics, Reported, RequestMetrics
+from ..tracing import spanned_elsewhere
 from .accounting import OnFailure
 
 #: Called with (component, exception) when user code (a usage extractor) fails.
@@ -38,6 +41,8 @@ class Enricher:
     def enrich(self, record: BaseMetrics) -> None:
         if record.metric_type != "request":
             return
+        if record._trace is not None and spanned_elsewhere(record):  # type: ignore[attr-defined]
+            record._trace = None  # type: ignore[attr-defined]  # no span of ours
         if record._response is not None or record._joined:  # type: ignore[attr-defined]
             try:
                 complete_from_response(record, self.max_length)  # type: ignore[arg-type]
