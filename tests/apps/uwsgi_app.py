@@ -1,12 +1,19 @@
 """A WSGI app for the uWSGI tests: it makes a measured call while it loads (in the master,
 unless lazy-apps), one per request, and writes each delivered record as "pid request_id" to
-``$RECORDS_FILE``."""
+``$RECORDS_FILE``. Each answer also says what the loading process left running (see
+``uwsgi_load.py``). SIGURG dumps every thread's stack to uWSGI's log."""
 
 import faulthandler
 import json
 import os
+import signal
+
+import uwsgi_load
 
 from steer_llm_sdk.observability import MetricsCollector, MetricsConfig, lifecycle
+from steer_llm_sdk.observability.runtime.forks import threads_stall_forks
+
+faulthandler.register(signal.SIGURG, all_threads=True)
 
 
 class FileSink:
@@ -34,6 +41,8 @@ with collector.track_request("openai", "gpt-4o"):
 at_fork_ran = []
 os.register_at_fork(after_in_child=lambda: at_fork_ran.append(os.getpid()))
 
+LOADED = uwsgi_load.loaded()
+
 
 def application(environ, start_response):
     # A request that takes this long is stuck: every thread's stack goes to uWSGI's log,
@@ -49,6 +58,8 @@ def application(environ, start_response):
             "flushed": flushed,
             "reset_by": lifecycle.fork_state()["reset_by"],
             "at_fork_ran": os.getpid() in at_fork_ran,
+            "loaded": LOADED,
+            "threads_stall_forks": threads_stall_forks(),
         }
     ).encode()
     faulthandler.cancel_dump_traceback_later()

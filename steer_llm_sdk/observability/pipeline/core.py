@@ -10,6 +10,7 @@ from .. import _native
 from .._log import describe, rate_limited
 from ..models import BaseMetrics
 from ..rollup import UsageRollup
+from ..runtime.forks import threads_stall_forks
 from ..sink import MetricsSink, close
 from ..tracing import SpanStage
 from .accounting import Accounting, Drop
@@ -26,6 +27,10 @@ Waiter = Callable[[Wake, float], Any]
 
 def _wait(wake: Wake, timeout: float) -> bool:
     return wake.wait(timeout)
+
+
+#: The deadline of one delivery on the caller's thread (checked between batches).
+INLINE_DEADLINE_SECONDS = 5.0
 
 
 class Pipeline:
@@ -102,6 +107,11 @@ class Pipeline:
         self.intake.reset()
         self.stopping = False
         self.threads = Threads(self._run_worker)
+        # In a uWSGI master forking without Python's fork hooks, a thread of ours running
+        # when it forks leaves the GIL held in that worker for good (threads_stall_forks):
+        # there no thread starts, and each record is delivered on the caller's thread.
+        self.deliver_at_once = threads_stall_forks()
+        self.threads.refused = self.deliver_at_once
         self.channels: Tuple[Channel, ...] = tuple(
             make_channels(self._sinks, self.lock, self.sink_queue_size, self._log_failure)
         )
@@ -137,6 +147,8 @@ class Pipeline:
             self.intake.started = True
             threads = self.threads
             if threads.refused:
+                if self.deliver_at_once:
+                    self.drain_inline(time.monotonic() + INLINE_DEADLINE_SECONDS)
                 return False
             if self.stopping:
                 return threads.worker is not None

@@ -9,11 +9,15 @@ clients), so a collector restarting in the child already sees fresh sinks.
 A fork is noticed by Python's at-fork hook (``os.fork()``), by uWSGI's post-fork hook (its
 workers, with or without ``py-call-uwsgi-fork-hooks``), or by a collector whose record
 finds the pid changed (:func:`fork_noticed`); the resets run once whichever comes first.
+
+A uWSGI master that forks without Python's fork hooks must run no thread of ours
+(:func:`threads_stall_forks`): the pipeline and the sinks ask before starting one.
 """
 
 import os
 import threading
 import weakref
+from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import _ids
@@ -63,6 +67,8 @@ _reset_by: Optional[str] = None
 #: run_fork_hooks through os.register_at_fork): the reset is named after the uWSGI hook.
 _resetting_as: Optional[str] = None
 _uwsgi_hook_installed = False
+#: uWSGI's embedded module, where this process runs inside uWSGI.
+_uwsgi: Optional[ModuleType] = None
 
 
 def fork_state() -> Dict[str, Any]:
@@ -132,7 +138,61 @@ def uwsgi_threads_off(version: bytes, options: Dict[str, Any]) -> bool:
         return False
     if parts >= (2, 0, 27):
         return False
-    return not (options.get("enable-threads") or options.get("threads"))
+    return not (_option_on(options.get("enable-threads")) or options.get("threads"))
+
+
+def _option_on(value: Any) -> bool:
+    """A uWSGI flag's value in ``uwsgi.opt`` read as uWSGI reads it: ``True`` from the
+    command line, bytes from a configuration file, where "false", "off", "no" and "0" turn
+    it off; a list when given more than once (the last wins)."""
+    if isinstance(value, list):
+        value = value[-1] if value else None
+    if isinstance(value, bytes):
+        return value.decode(errors="replace").lower() not in ("false", "off", "no", "0")
+    return bool(value)
+
+
+def uwsgi_forks_stall(options: Dict[str, Any], pid: int, master_pid: int) -> bool:
+    """Whether a thread of the process ``pid`` can stall what it forks, for a uWSGI started
+    with ``options`` (``uwsgi.opt``) whose master is ``master_pid`` (``uwsgi.masterpid()``,
+    0 without a master): only in that master, and only without
+    ``py-call-uwsgi-fork-hooks``. See :func:`threads_stall_forks`."""
+    return (
+        bool(master_pid)
+        and pid == master_pid
+        and not _option_on(options.get("py-call-uwsgi-fork-hooks"))
+    )
+
+
+def threads_stall_forks() -> bool:
+    """Whether a thread of ours running in this process could stall the processes it forks.
+
+    True only in a uWSGI master that forks its workers (mules, spoolers) without Python's
+    fork hooks, uWSGI's default. Such a master releases the GIL once the app is loaded and
+    lets its Python threads run; every child it forks then takes the GIL back in uWSGI's
+    own C code (the Python plugin's ``master_fixup``), before any Python code or at-fork
+    callback runs there. A child forked while another thread of the master held the GIL
+    waits for a holder that does not exist in it: the worker never serves a request, and
+    the master kills it only after ``worker-reload-mercy`` (60 s by default). Nothing in
+    the child can undo that, so in such a master nothing of ours may run on a thread of its
+    own: the pipeline delivers on the caller's thread and the OTLP sink exports without a
+    reader thread. ``py-call-uwsgi-fork-hooks`` makes uWSGI take the GIL before it forks;
+    with ``lazy-apps`` the app, and the library with it, loads in the workers.
+
+    Returns:
+        True in such a master; False in its workers, in a master forking with the hooks,
+        under any other server and outside uWSGI. Asked again after a fork (the answer
+        changes in the child). Thread-safe.
+    """
+    uwsgi = _uwsgi
+    if uwsgi is None:
+        return False
+    try:
+        master_pid = int(uwsgi.masterpid())
+        options = dict(getattr(uwsgi, "opt", {}))
+    except Exception:
+        return False
+    return uwsgi_forks_stall(options, os.getpid(), master_pid)
 
 
 def _interpreter_after_fork() -> None:
@@ -176,11 +236,12 @@ def _chain_uwsgi_post_fork() -> None:
     """Under uWSGI, run the resets from its own post-fork hook, which it calls in every
     worker with or without ``py-call-uwsgi-fork-hooks``; an existing hook (such as
     ``uwsgidecorators.postfork``'s chain) still runs first."""
-    global _uwsgi_hook_installed
+    global _uwsgi_hook_installed, _uwsgi
     try:
         import uwsgi  # only importable inside uWSGI
     except Exception:
         return
+    _uwsgi = uwsgi
     previous = getattr(uwsgi, "post_fork_hook", None)
     if getattr(previous, "_steer_llm_sdk", False):
         return

@@ -34,6 +34,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.version import __version__ as sdk_version
 
 from .. import _native
+from ..runtime.forks import threads_stall_forks
 from ._otel_env import ExportSettings
 from ._otel_hist import HistogramPoints
 
@@ -186,7 +187,9 @@ class Setup:
         exports_itself: True where gevent patched threading: the reader then has no thread
             of its own (it would be a greenlet sharing the exporter's sockets with the
             sink's real thread, and gevent sockets cannot cross threads), and the sink
-            exports on its own thread when an export is due.
+            exports on its own thread when an export is due; and in a uWSGI master forking
+            without Python's fork hooks, where a thread of ours would stall the workers
+            forked while it runs (``threads_stall_forks``).
     """
 
     def __init__(
@@ -197,7 +200,7 @@ class Setup:
         histogram_families: Sequence[Tuple[str, str, str, Sequence[float]]],
         views: Sequence[View],
     ) -> None:
-        self.exports_itself = _native.green()
+        self.exports_itself = _native.green() or threads_stall_forks()
         self.exporter: Optional[CountingExporter] = None
         readers = self._readers(settings, preferred)
         own = resource(settings, instance_id)
