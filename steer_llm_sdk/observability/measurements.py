@@ -8,6 +8,10 @@
   records describe the process rather than a request (breaker state, roll-ups). A sink
   supplies the primitives (:class:`Instruments`): how an attribute set is built and
   extended in its own naming, and how a value reaches a counter, a histogram or a gauge.
+* Exemplars: :func:`apply` decides which values carry the span of their call (the latency
+  histograms: duration, time to first chunk, time to first token; only a request record
+  whose ``span_id`` is set pays anything); the sink decides the exemplar's form, or that it
+  keeps none (:meth:`Instruments.link`). :func:`span_ids` reads the ids of a record.
 * :class:`AttributeSets` bounds the distinct attribute sets of each family.
 * :func:`health` maps a collector's accounting to the :data:`~.conventions.HEALTH_FAMILIES`;
   :class:`HealthCounts` keeps those series monotonic for a sink, over every collector that
@@ -16,6 +20,7 @@
 The sinks therefore differ only in their naming and storage, never in their rules.
 """
 
+import re
 import weakref
 from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Protocol, Tuple
 
@@ -37,6 +42,26 @@ def operation_of(record: Any) -> str:
 def provider_of(record: Any) -> str:
     """``gen_ai.provider.name`` of ``record`` (:data:`OTHER` when it names none)."""
     return record.provider or OTHER
+
+
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def span_ids(trace_id: Any, span_id: Any) -> Optional[Tuple[int, int]]:
+    """The ids of a record's span as numbers: ``trace_id`` and ``span_id`` as
+    :class:`~.models.RequestMetrics` carries them (32 and 16 lowercase hex digits, not all
+    zeros). None for anything else: a record built by user code may carry any value, and
+    an exemplar must name a real span. Never raises."""
+    if not (
+        type(trace_id) is str
+        and type(span_id) is str
+        and _TRACE_ID.fullmatch(trace_id)
+        and _SPAN_ID.fullmatch(span_id)
+    ):
+        return None
+    trace, span = int(trace_id, 16), int(span_id, 16)
+    return (trace, span) if trace and span else None
 
 
 class Instruments(Protocol):
@@ -71,8 +96,14 @@ class Instruments(Protocol):
     def count(self, key: str, attrs: Any, value: float) -> None:
         """Add ``value`` to the counter of family ``key``."""
 
-    def observe(self, key: str, attrs: Any, value: float) -> None:
-        """Record ``value`` in the histogram of family ``key``."""
+    def link(self, trace_id: str, span_id: str) -> Any:
+        """The exemplar of a call's span in the sink's own form, handed back to
+        :meth:`observe`; None when the sink keeps no exemplars or the ids name no span
+        (see :func:`span_ids`). Called once per request record whose ``span_id`` is set."""
+
+    def observe(self, key: str, attrs: Any, value: float, link: Any = None) -> None:
+        """Record ``value`` in the histogram of family ``key``; with a ``link`` (from
+        :meth:`link`), as the exemplar of the bucket it falls in."""
 
     def set(self, key: str, attrs: Any, value: float) -> None:
         """Set the gauge of family ``key``."""
@@ -93,6 +124,7 @@ class Bound:
         "typed",
         "categorised",
         "count",
+        "link",
         "observe",
         "set",
         "gaps",
@@ -107,7 +139,8 @@ class Bound:
         typed: Callable[..., Any],
         categorised: Callable[[Any, str], Any],
         count: Callable[[str, Any, float], None],
-        observe: Callable[[str, Any, float], None],
+        link: Callable[[str, str], Any],
+        observe: Callable[..., None],
         set: Callable[[str, Any, float], None],
         gaps: Callable[[str, Any, Any], None],
     ) -> None:
@@ -117,6 +150,7 @@ class Bound:
         self.typed = typed
         self.categorised = categorised
         self.count = count
+        self.link = link
         self.observe = observe
         self.set = set
         self.gaps = gaps
@@ -124,7 +158,7 @@ class Bound:
 
 class Primitives:
     """Base of a sink that feeds :func:`apply`: it defines ``_attributes``, ``_typed``,
-    ``_categorised``, ``_count``, ``_observe``, ``_set`` and ``_gaps`` (see
+    ``_categorised``, ``_count``, ``_link``, ``_observe``, ``_set`` and ``_gaps`` (see
     :class:`Instruments`), and :meth:`_instruments` binds them once."""
 
     def _instruments(self, genai: bool, export_estimated: bool) -> Bound:
@@ -136,6 +170,7 @@ class Primitives:
             typed=me._typed,
             categorised=me._categorised,
             count=me._count,
+            link=me._link,
             observe=me._observe,
             set=me._set,
             gaps=me._gaps,
@@ -164,14 +199,17 @@ def _request(m: Any, out: Instruments) -> None:
     out.count("requests", attrs, 1)
     if m.cached_tokens:
         out.count("cached_tokens", attrs, m.cached_tokens)
+    # The latency values of a call with a sampled span carry it as their exemplar.
+    span_id = m.span_id
+    link = None if span_id is None else out.link(m.trace_id, span_id)
     if m.time_to_first_token_ms is not None:
-        out.observe("time_to_first_token", attrs, m.time_to_first_token_ms / 1000.0)
+        out.observe("time_to_first_token", attrs, m.time_to_first_token_ms / 1000.0, link)
     genai = out.genai
     if genai:
         if m.duration_ms is not None:
-            out.observe("duration", attrs, m.duration_ms / 1000.0)
+            out.observe("duration", attrs, m.duration_ms / 1000.0, link)
         if m.time_to_first_chunk_ms is not None:
-            out.observe("time_to_first_chunk", attrs, m.time_to_first_chunk_ms / 1000.0)
+            out.observe("time_to_first_chunk", attrs, m.time_to_first_chunk_ms / 1000.0, link)
     estimated = m.tokens_estimated
     if estimated and not out.export_estimated:
         return  # the conventions: estimates are not usage unless asked for
@@ -393,4 +431,5 @@ __all__ = [
     "health",
     "operation_of",
     "provider_of",
+    "span_ids",
 ]

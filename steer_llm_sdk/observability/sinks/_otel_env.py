@@ -19,6 +19,7 @@ PROTOCOLS = ("http/protobuf", "grpc")
 COMPRESSIONS = ("gzip", "deflate", "none")
 TEMPORALITIES = ("cumulative", "delta", "lowmemory")
 EXPORTERS = ("otlp", "console", "none")
+EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
 
 
 def pick(env: Mapping[str, str], *names: str) -> Optional[str]:
@@ -146,6 +147,14 @@ class ExportSettings:
                 f"temporality must be one of {TEMPORALITIES}, got {self.temporality!r}"
             )
         self.resource = self._resource(env, service_name, resource_attributes)
+        #: ``OTEL_METRICS_EXEMPLAR_FILTER``: ``trace_based`` (default), ``always_on`` or
+        #: ``always_off``.
+        self.exemplar_filter = (pick(env, "OTEL_METRICS_EXEMPLAR_FILTER") or "trace_based").lower()
+        if self.exemplar_filter not in EXEMPLAR_FILTERS:
+            raise ValueError(
+                f"OTEL_METRICS_EXEMPLAR_FILTER must be one of {EXEMPLAR_FILTERS}, "
+                f"got {self.exemplar_filter!r}"
+            )
 
     @staticmethod
     def _exporters(env: Mapping[str, str]) -> List[str]:

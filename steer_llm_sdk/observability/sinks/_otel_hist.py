@@ -8,6 +8,13 @@ additions a value; a whole bucketed stream at once) and its exporter wrapper add
 to what the SDK exports, in the same resource and instrumentation scope, with the same
 temporality. On a provider passed in by the application the SDK's instruments are used.
 
+**Exemplars.** The SDK's instruments take exemplars from the context of each measurement,
+which these histograms bypass: they keep their own, as the SDK's reservoir for explicit
+buckets does. A value recorded with a link (the span of its call: ``(time in ns, trace id,
+span id)``) becomes its bucket's exemplar, the newest one in a bucket wins, and each
+export carries the exemplars recorded since the previous one (with either temporality).
+An SDK without exemplars (before 1.27) exports none.
+
 No I/O. Thread-safe: values arrive on the sink's delivery thread, exports run on the
 reader's thread.
 """
@@ -29,11 +36,21 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+_Exemplar: Any
+try:  # SDK >= 1.27
+    from opentelemetry.sdk.metrics import Exemplar as _Exemplar
+except ImportError:  # pragma: no cover - older SDKs export no exemplars
+    _Exemplar = None
+
 Key = FrozenSet[Tuple[str, Any]]
+#: How a value names the span of its call: (time in ns, trace id, span id).
+Link = Tuple[int, int, int]
+#: Whether the installed SDK exports exemplars.
+EXEMPLARS = _Exemplar is not None
 
 
 class _Point:
-    __slots__ = ("attributes", "counts", "count", "sum", "min", "max")
+    __slots__ = ("attributes", "counts", "count", "sum", "min", "max", "exemplars")
 
     def __init__(self, attributes: Mapping[str, Any], buckets: int) -> None:
         self.attributes = dict(attributes)
@@ -42,6 +59,19 @@ class _Point:
         self.sum = 0.0
         self.min = float("inf")
         self.max = float("-inf")
+        #: bucket index -> (value, link) of its newest exemplar since the last export.
+        self.exemplars: Optional[Dict[int, Tuple[float, Link]]] = None
+
+    def take_exemplars(self) -> List[Any]:
+        """The SDK exemplars since the last export, by bucket; forgets them."""
+        kept = self.exemplars
+        if not kept or _Exemplar is None:
+            return []
+        self.exemplars = None
+        return [
+            _Exemplar(None, value, time_ns, span_id, trace_id)
+            for _, (value, (time_ns, trace_id, span_id)) in sorted(kept.items())
+        ]
 
 
 class _Family:
@@ -53,6 +83,22 @@ class _Family:
         self.description = description
         self.bounds = tuple(float(b) for b in bounds)
         self.points: Dict[Key, _Point] = {}
+
+
+def _data_point(point: _Point, family: _Family, start: int, now: int) -> HistogramDataPoint:
+    exemplars = {"exemplars": point.take_exemplars()} if EXEMPLARS else {}
+    return HistogramDataPoint(
+        attributes=dict(point.attributes),
+        start_time_unix_nano=start,
+        time_unix_nano=now,
+        count=point.count,
+        sum=point.sum,
+        bucket_counts=list(point.counts),
+        explicit_bounds=list(family.bounds),
+        min=point.min,
+        max=point.max,
+        **exemplars,
+    )
 
 
 class HistogramPoints:
@@ -85,13 +131,26 @@ class HistogramPoints:
             point = family.points[key] = _Point(attributes, len(family.bounds) + 1)
         return point
 
-    def record(self, name: str, attributes: Mapping[str, Any], value: float) -> None:
-        """Add one value (upper-inclusive buckets, as the SDK's)."""
+    def record(
+        self,
+        name: str,
+        attributes: Mapping[str, Any],
+        value: float,
+        link: Optional[Link] = None,
+    ) -> None:
+        """Add one value (upper-inclusive buckets, as the SDK's); with a ``link``, as the
+        exemplar of its bucket."""
         family = self.families[name]
         key = frozenset(attributes.items())
         with self.lock:
             point = self._point(family, key, attributes)
-            point.counts[bisect_left(family.bounds, value)] += 1
+            bucket = bisect_left(family.bounds, value)
+            point.counts[bucket] += 1
+            if link is not None:
+                exemplars = point.exemplars
+                if exemplars is None:
+                    exemplars = point.exemplars = {}
+                exemplars[bucket] = (value, link)
             point.count += 1
             point.sum += value
             if value < point.min:
@@ -131,20 +190,7 @@ class HistogramPoints:
             for family in self.families.values():
                 if not family.points:
                     continue
-                points = [
-                    HistogramDataPoint(
-                        attributes=dict(p.attributes),
-                        start_time_unix_nano=start,
-                        time_unix_nano=now,
-                        count=p.count,
-                        sum=p.sum,
-                        bucket_counts=list(p.counts),
-                        explicit_bounds=list(family.bounds),
-                        min=p.min,
-                        max=p.max,
-                    )
-                    for p in family.points.values()
-                ]
+                points = [_data_point(p, family, start, now) for p in family.points.values()]
                 out.append(
                     Metric(
                         name=family.name,

@@ -7,20 +7,58 @@ batch and added once (each measurement costs the SDK a validation and a hash of 
 attributes), histograms go to the sink's own aggregation when it has one
 (:mod:`._otel_hist`), every attribute set is bounded first.
 
+Exemplars: :func:`~..measurements.apply` hands the span of a call to its latency values
+(:meth:`Recorder.link`, once per record whose ``span_id`` is set). The sink's own
+histograms keep it as the value's exemplar; the SDK's histogram instruments get it as the
+measurement's context, a non-recording span carrying the ids (the values are recorded on
+the sink's thread, where no span of the call is current), from which the provider's
+exemplar filter and reservoir take it (trace-based, its default, keeps it: the span is
+sampled). With exemplars off, or an API whose instruments take no context (before 1.27),
+no link is made.
+
 The :data:`~..conventions.HEALTH_FAMILIES` are observable counters: at each collection
 they read the collectors that deliver to the sink (:class:`~..measurements.HealthCounts`)
 and report the cumulative totals.
 """
 
+import inspect
+import time
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from opentelemetry import metrics as _metrics_api
+from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from ..conventions import FAMILIES, HEALTH_FAMILIES, REASON, SINK
-from ..measurements import Bound, HealthCounts, apply, collectors_of
+from ..measurements import Bound, HealthCounts, apply, collectors_of, span_ids
 from ._otel_attrs import OVERFLOW, Attributes
-from ._otel_hist import HistogramPoints
+from ._otel_hist import EXEMPLARS, HistogramPoints
+
+#: Whether the API's histograms take a measurement's context (API >= 1.27).
+TAKES_CONTEXT = "context" in inspect.signature(_metrics_api.Histogram.record).parameters
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+
+
+def _no_link(trace_id: str, span_id: str) -> None:
+    return None
+
+
+def own_link(trace_id: str, span_id: str) -> Optional[Tuple[int, int, int]]:
+    """The link of :mod:`._otel_hist`: (now in ns, trace id, span id)."""
+    ids = span_ids(trace_id, span_id)
+    return None if ids is None else (time.time_ns(), ids[0], ids[1])
+
+
+def context_link(trace_id: str, span_id: str) -> Any:
+    """A context whose current span carries the ids (sampled), for an SDK instrument."""
+    ids = span_ids(trace_id, span_id)
+    if ids is None:
+        return None
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(ids[0], ids[1], is_remote=False, trace_flags=_SAMPLED)
+    )
+    return trace.set_span_in_context(span)
 
 
 class Recorder:
@@ -35,6 +73,8 @@ class Recorder:
         attributes: the attribute sets.
         health: the health totals the observable counters report.
         owner: the sink (held weakly): the collectors delivering to it are read.
+        exemplars: False makes no exemplar link (``OTEL_METRICS_EXEMPLAR_FILTER`` is
+            ``always_off``).
 
     Attributes:
         families: family key -> instrument name, for every family created.
@@ -54,8 +94,15 @@ class Recorder:
         attributes: Attributes,
         health: HealthCounts,
         owner: Any,
+        exemplars: bool = True,
     ) -> None:
         self.histograms = histograms
+        #: The link primitive (see the module docstring), chosen once.
+        self.link: Callable[[str, str], Any] = _no_link
+        if exemplars and histograms is not None and EXEMPLARS:
+            self.link = own_link
+        elif exemplars and histograms is None and TAKES_CONTEXT:
+            self.link = context_link
         self.attributes = attributes
         self.health = health
         self._owner = weakref.ref(owner)
@@ -104,6 +151,7 @@ class Recorder:
             typed=attributes.typed,
             categorised=attributes.categorised,
             count=self.count,
+            link=self.link,
             observe=self.observe,
             set=self.set,
             gaps=self.gaps,
@@ -130,14 +178,16 @@ class Recorder:
         else:
             entry[1] += value
 
-    def observe(self, key: str, attrs: Dict[str, Any], value: float) -> None:
+    def observe(self, key: str, attrs: Dict[str, Any], value: float, link: Any = None) -> None:
         name = self.families[key]
         attrs = self.attributes.bounded(name, attrs)
         histograms = self.histograms
         if histograms is not None:
-            histograms.record(name, attrs, value)
-        else:
+            histograms.record(name, attrs, value, link)
+        elif link is None:  # an API before 1.27 takes no context (and gets no link)
             self.instruments[key].record(value, attrs)
+        else:
+            self.instruments[key].record(value, attrs, link)
 
     def set(self, key: str, attrs: Dict[str, Any], value: float) -> None:
         self.instruments[key].set(value, self.attributes.bounded(self.families[key], attrs))

@@ -43,6 +43,8 @@ SCOPE = "steer_llm_sdk"
 
 # View(aggregation_cardinality_limit=) exists from SDK 1.42 on.
 _VIEW_TAKES_LIMIT = "aggregation_cardinality_limit" in inspect.signature(View).parameters
+# MeterProvider(exemplar_filter=) from SDK 1.27 on.
+_PROVIDER_TAKES_FILTER = "exemplar_filter" in inspect.signature(MeterProvider).parameters
 
 
 class CountingExporter(MetricExporter):
@@ -162,6 +164,22 @@ def views(namespace: str, max_attribute_sets: int) -> Sequence[View]:
     ]
 
 
+def exemplar_filter(name: str) -> Dict[str, Any]:
+    """``MeterProvider``'s argument for the filter named by ``OTEL_METRICS_EXEMPLAR_FILTER``
+    as the sink resolved it (the provider would read ``os.environ`` again), or nothing on
+    an SDK without exemplars."""
+    if not _PROVIDER_TAKES_FILTER:
+        return {}
+    from opentelemetry.sdk import metrics
+
+    kinds: Dict[str, Any] = {
+        "trace_based": metrics.TraceBasedExemplarFilter,
+        "always_on": metrics.AlwaysOnExemplarFilter,
+        "always_off": metrics.AlwaysOffExemplarFilter,
+    }
+    return {"exemplar_filter": kinds[name]()}
+
+
 def resource(settings: ExportSettings, instance_id: str) -> Resource:
     """The resource of the settings with this provider's ``service.instance.id``. Built
     here, not with ``Resource.create()``, which would read ``os.environ`` again."""
@@ -215,6 +233,7 @@ class Setup:
             # would run first and drop what is still pending.
             shutdown_on_exit=False,
             views=views,
+            **exemplar_filter(settings.exemplar_filter),
         )
 
     def _readers(

@@ -49,6 +49,17 @@ Token counts estimated locally (``RequestMetrics.tokens_estimated``) are not exp
 ``gen_ai.client.token.usage`` and are not priced into ``<ns>.cost`` unless
 ``export_estimated_tokens=True``; then their points carry ``llm.usage.estimated=true``.
 
+**Exemplars.** The latency histograms (``gen_ai.client.operation.duration``,
+``gen_ai.client.operation.time_to_first_chunk``, ``<ns>.time_to_first_token``) carry the
+trace and span id of each call whose GenAI span was sampled (see :mod:`..tracing`): on a
+provider the sink owns, the newest such value of each bucket since the previous export is
+that bucket's exemplar; on a provider passed in, the ids reach the SDK's histograms as the
+measurement's context and the provider's exemplar filter and reservoir decide.
+``OTEL_METRICS_EXEMPLAR_FILTER=always_off`` turns them off; ``trace_based`` (the default)
+and ``always_on`` keep them, and the sink's own histograms never make an exemplar of a value
+without a span (it would link to nothing). Without tracing there are no exemplars and
+nothing is paid for them.
+
 The sink owns its ``MeterProvider`` (never the global one) unless one is passed in; the
 histograms carry the conventions' boundaries either way (the instrument API's explicit
 bucket-boundary advisory). ``record()`` only updates instruments; exports happen on the
@@ -250,6 +261,7 @@ class OTelMetricsSink:
             attributes,
             self._health,
             self,
+            exemplars=self.settings.exemplar_filter != "always_off",
         )
         self._recorder = recorder
         self._out = recorder.bound(self.genai_instruments, self.export_estimated_tokens)

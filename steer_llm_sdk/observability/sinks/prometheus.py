@@ -50,6 +50,20 @@ before it grows, and a record that cannot be written is counted in
 with SIGBUS. A fork from any thread leaves the child fresh locks: prometheus_client's and the
 sink's (see :mod:`._prometheus_mp`).
 
+**Exemplars.** In one process, the latency histograms
+(``gen_ai_client_operation_duration_seconds``,
+``gen_ai_client_operation_time_to_first_chunk_seconds``, ``llm_time_to_first_token_seconds``)
+carry the ``trace_id`` and ``span_id`` of a call whose GenAI span was sampled (see
+:mod:`..tracing`) as the exemplar of the bucket its value fell in, the newest one per
+bucket. Only the OpenMetrics exposition shows them: :func:`exposition`, the integrations'
+endpoints and :meth:`PrometheusMetricsSink.start_http_server` serve it to a scrape whose
+``Accept`` header asks for it (Prometheus' does; it stores exemplars when started with
+``--enable-feature=exemplar-storage``); the classic text format has no place for them.
+**Multiprocess mode carries no exemplars**: prometheus_client's worker files hold numbers
+only, so the sink makes none there (nothing is paid, nothing fails) and the served families
+have no exemplars; counts, sums and buckets are complete as always. The OTLP sink exports
+exemplars in every mode.
+
 Expose the families with the Flask or Django integration's ``metrics`` endpoint (off by
 default), or with :meth:`PrometheusMetricsSink.start_http_server` in a process without a web
 server.
@@ -103,6 +117,7 @@ from ..measurements import (
     collectors_of,
     operation_of,
     provider_of,
+    span_ids,
 )
 from ..models import BaseMetrics
 from . import _prometheus_mp
@@ -502,8 +517,16 @@ class PrometheusMetricsSink(Primitives):
     def _count(self, key: str, labels: Dict[str, Any], value: float) -> None:
         self._child(key, labels).inc(value)
 
-    def _observe(self, key: str, labels: Dict[str, Any], value: float) -> None:
-        self._child(key, labels).observe(value)
+    def _link(self, trace_id: str, span_id: str) -> Optional[Dict[str, str]]:
+        # prometheus_client's multiprocess values drop exemplars: none is made there.
+        if self.multiprocess_dir is not None or span_ids(trace_id, span_id) is None:
+            return None
+        return {"trace_id": trace_id, "span_id": span_id}
+
+    def _observe(
+        self, key: str, labels: Dict[str, Any], value: float, link: Optional[Dict[str, str]] = None
+    ) -> None:
+        self._child(key, labels).observe(value, link)
 
     def _set(self, key: str, labels: Dict[str, Any], value: float) -> None:
         self._child(key, labels).set(value)
