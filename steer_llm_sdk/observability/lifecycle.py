@@ -48,16 +48,19 @@ def configure(
     Module-level ``track_request`` resolves the default at call time, so calling this after
     decorating functions applies to them.
     """
-    collector = _new_default(config, sinks)
+    collector = new_default(config, sinks)
     previous = swap_default(collector)
     if previous is not None:
         previous.shutdown()
     return collector
 
 
-def _new_default(
+def new_default(
     config: Optional[MetricsConfig] = None, sinks: Sequence["MetricsSink"] = ()
 ) -> MetricsCollector:
+    """A collector made as the default one is: ``config`` or ``MetricsConfig.from_env()``,
+    ``sinks`` or one in-memory sink. Raises what MetricsConfig.from_env raises for invalid
+    ``STEER_METRICS_*`` variables. Does not install it (see :func:`configure`)."""
     return MetricsCollector(
         config if config is not None else MetricsConfig.from_env(),
         list(sinks) if sinks else [InMemoryMetricsSink()],
@@ -75,7 +78,7 @@ def shutdown(timeout: Optional[float] = None) -> bool:
     return collector.shutdown(timeout) if collector is not None else True
 
 
-set_factory(_new_default)
+set_factory(new_default)
 
 __all__ = [
     "CLIENTS",
