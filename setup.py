@@ -22,6 +22,12 @@ DEV = (
     + [
         "pytest>=8",
         "pytest-timeout>=2.3",
+        # `make test` runs the suite on several workers (many tests wait on subprocesses).
+        "pytest-xdist>=3.5",
+        # instrument() reaches these too (each needs Python >= 3.10).
+        "groq>=1.7; python_version >= '3.10'",
+        "mistralai>=3.7; python_version >= '3.10'",
+        "cohere>=7.3; python_version >= '3.10'",
         "hypothesis>=6.100",
         "ruff>=0.6",
         "mypy>=1.10",

@@ -125,21 +125,35 @@ class InvalidRequestError(ProviderError):
 
 
 class ContentFilterError(ProviderError):
-    """The provider refused the content (the prompt, or the answer it withheld). Never
+    """The provider refused the content: the prompt, or the answer it withheld or cut short
+    (OpenAI's and Azure's content filters, Anthropic's ``stop_reason: "refusal"``). Never
     retried.
 
     Attributes:
         filter_results: what the provider said of its filters (Azure OpenAI's
-            ``content_filter_results``/``prompt_filter_results``), {} when it said nothing.
+            ``content_filter_results``/``prompt_filter_results``, Anthropic's
+            ``stop_details``), {} when it said nothing.
+        text: the answer's text up to where it was stopped, "" when none came.
+        usage: the token counts the provider reported, and billed, for the refused call
+            (a ``TokenUsage``, as the call's records hold them), or None when it reported
+            none.
     """
 
     category = CONTENT_FILTER
 
     def __init__(
-        self, message: str = "", *, filter_results: Optional[Dict[str, Any]] = None, **kw: Any
+        self,
+        message: str = "",
+        *,
+        filter_results: Optional[Dict[str, Any]] = None,
+        text: str = "",
+        usage: Any = None,
+        **kw: Any,
     ) -> None:
         super().__init__(message, **kw)
         self.filter_results: Dict[str, Any] = dict(filter_results or {})
+        self.text = text
+        self.usage = usage
 
 
 class ServerError(ProviderError):

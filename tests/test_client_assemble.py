@@ -287,40 +287,92 @@ def test_the_shapes_last_event_ends_the_read(shape, last):
     assert not assembler.ended
 
 
+class Carried(Exception):
+    pass
+
+
+def carrying(checked: List[Any]) -> Any:
+    """A check that notes each chunk it is given and raises :class:`Carried`."""
+
+    def check(event: Any) -> None:
+        checked.append(event)
+        raise Carried
+
+    return check
+
+
+@pytest.mark.parametrize(
+    "shape, chunk",
+    [
+        ("anthropic", {"type": "error", "error": {"type": "overloaded_error"}}),
+        ("responses", {"type": "error", "message": "boom"}),
+    ],
+)
+def test_an_error_event_goes_to_the_check_first_and_raises_at_once(shape, chunk):
+    checked: List[Any] = []
+    reader = StreamReader()
+    with pytest.raises(Carried):
+        Assembler(shape, carrying(checked)).read(reader, chunk)
+    assert checked == [chunk]
+    assert state(reader) == state(StreamReader())  # nothing read before the check
+
+
 @pytest.mark.parametrize(
     "shape, chunk, finish",
     [
         (
             "chat",
-            {"choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]},
+            {
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 2},
+            },
             "content_filter",
         ),
-        ("anthropic", {"type": "error", "error": {"type": "overloaded_error"}}, None),
-        ("responses", {"type": "error", "message": "boom"}, None),
-        ("responses", {"type": "response.failed", "response": {"status": "failed"}}, "failed"),
+        (
+            "anthropic",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "refusal"},
+                "usage": {"output_tokens": 2},
+            },
+            "refusal",
+        ),
         (
             "responses",
-            {"type": "response.incomplete", "response": {"status": "incomplete"}},
+            {
+                "type": "response.failed",
+                "response": {"status": "failed", "usage": {"input_tokens": 7, "output_tokens": 2}},
+            },
+            "failed",
+        ),
+        (
+            "responses",
+            {
+                "type": "response.incomplete",
+                "response": {
+                    "status": "incomplete",
+                    "usage": {"input_tokens": 7, "output_tokens": 2},
+                },
+            },
             "incomplete",
         ),
     ],
 )
-def test_an_event_that_may_carry_an_error_goes_to_the_check_first(shape, chunk, finish):
-    class Carried(Exception):
-        pass
-
-    def check(event):
-        checked.append(event)
-        raise Carried
-
-    checked = []
+def test_a_chunk_that_ends_the_answer_early_is_read_and_its_error_held_to_the_end(
+    shape, chunk, finish
+):
+    # The provider bills an answer it stopped: the chunk's usage is read (and any that
+    # follows it), and the check's error raised only when the stream ends.
+    checked: List[Any] = []
     reader = StreamReader()
-    with pytest.raises(Carried):
-        Assembler(shape, check).read(reader, chunk)
+    assembler = Assembler(shape, carrying(checked))
+    assembler.read(reader, chunk)
     assert checked == [chunk]
-    assert state(reader) == state(StreamReader())  # nothing read before the check
-    Assembler(shape).read(reader, chunk)  # without a check: read as any other
     assert reader.finish_reason == finish
+    assert reader.completion_tokens == 2
+    with pytest.raises(Carried):
+        assembler.finish(reader)
+    assembler.finish(reader)  # raised once
 
 
 # ---------------------------------------------------------------------- through the client

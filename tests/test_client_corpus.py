@@ -14,6 +14,7 @@ import pytest
 from support.corpus import (
     Exchange,
     _anthropic_usage,
+    _groq_usage,
     _openai_usage,
     _responses_usage,
     cassettes,
@@ -63,8 +64,9 @@ def _chat_expected(exchange: Exchange) -> Optional[Expected]:
     calls: Dict[int, List[Any]] = {}
     finish, usage = None, None
     for event in exchange.events():
-        if event.get("usage"):
-            usage = _client(_openai_usage(event["usage"])) or usage
+        reported = _groq_usage(event, exchange.name) or event.get("usage")
+        if reported:
+            usage = _client(_openai_usage(reported)) or usage
         for choice in event.get("choices") or ():
             if choice.get("index", 0) != 0:
                 continue

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import requests
 
 from .._secrets import mask_key, redact
-from ..errors import SteerLLMError
+from ..errors import ContentFilterError, SteerLLMError
 from ..observability import (
     MetricsCollector,
     MetricsConfig,
@@ -39,6 +39,15 @@ from .options import CallOptions
 from .routing import Routed, route_call
 from .streams import StreamRun, TextStream, as_usage
 from .transport import Transport
+
+
+def _keep_billed(metrics: Any, joined: bool, usage: Any) -> None:
+    """The usage of an answer the provider refused but billed, onto the call's record (or,
+    for a call that joined another, handed to that one)."""
+    if joined:
+        join_usage(metrics, usage, None)
+    else:
+        metrics.set_usage(*usage)
 
 
 class SteerLLMClient:
@@ -259,8 +268,10 @@ class SteerLLMClient:
             **params: sent as they are in the request body (``n=2`` for several choices).
 
         Raises:
-            ContentFilterError: the provider withheld the answer (``filter_results`` says
-                why); recorded with category ``content_filter``.
+            ContentFilterError: the provider withheld or refused the answer
+                (``filter_results`` says why; ``text`` holds what came of the answer,
+                ``usage`` what the provider billed); recorded with category
+                ``content_filter`` and that usage.
             SteerLLMError: a subclass per failure (see :mod:`steer_llm_sdk.errors`);
                 ``CircuitOpenError`` without a network call while the circuit is open.
         """
@@ -290,6 +301,8 @@ class SteerLLMClient:
             )
             choices, answered, usage = call.protocol.parse_response(data)
         except BaseException as exc:
+            if isinstance(exc, ContentFilterError) and exc.usage is not None:
+                _keep_billed(metrics, joined, exc.usage)
             if not joined:
                 record_failure(collector, metrics, exc, perf_counter())
             raise

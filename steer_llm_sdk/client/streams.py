@@ -158,32 +158,42 @@ class StreamRun:
 
         Raises:
             StreamError: the stream ended before its end marker.
-            SteerLLMError: the provider's error an event carries.
+            SteerLLMError: the provider's error an event carries; that of an answer the
+                provider ended early (a content filter, a refusal) once the stream has
+                ended, its usage read (see :meth:`Assembler.finish`).
         """
         decode = self.protocol.decode_event
         assembler = self.assembler
         read = assembler.read
         reader = self.meter.reader  # this attempt's: the meter renews it for each
-        for event in iter_events(self.response, self.provider):
-            chunk = decode(event)
-            if chunk is END:
-                return
-            if chunk is SKIP:
-                yield ""  # counted, carries nothing
-                continue
-            try:
-                content = read(reader, chunk)
-            except SteerLLMError:
-                raise
-            except Exception:  # an odd chunk passes through, counted, not read
-                reader.errors += 1
-                content = ""
-            yield content
-            if assembler.ended:
-                return
-        raise StreamError(
-            f"{self.provider} stream ended before its end marker", provider=self.provider
-        )
+        try:
+            for event in iter_events(self.response, self.provider):
+                chunk = decode(event)
+                if chunk is END:
+                    break
+                if chunk is SKIP:
+                    yield ""  # counted, carries nothing
+                    continue
+                try:
+                    content = read(reader, chunk)
+                except SteerLLMError:
+                    raise
+                except Exception:  # an odd chunk passes through, counted, not read
+                    reader.errors += 1
+                    content = ""
+                yield content
+                if assembler.ended:
+                    break
+            else:
+                raise StreamError(
+                    f"{self.provider} stream ended before its end marker", provider=self.provider
+                )
+        except SteerLLMError:
+            # After an answer ended early (a content filter, a refusal), the error held for
+            # it says more than a connection lost or an error event that followed.
+            assembler.finish(reader)
+            raise
+        assembler.finish(reader)
 
     def finish(self) -> None:
         """Record the stream's end (once, through :class:`FinishOnce`) and, if it completed,

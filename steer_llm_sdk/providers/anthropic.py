@@ -7,6 +7,11 @@ tokens (taken, not added), ``message_stop`` the end (the stream's reader,
 :class:`~steer_llm_sdk.streaming.assemble.Assembler`, knows it). Anthropic has no JSON
 response format parameter: ``response_format`` is recorded in metrics but not sent.
 
+An answer that stops with ``stop_reason: "refusal"`` (Anthropic's classifiers stopped it)
+raises :class:`~steer_llm_sdk.errors.ContentFilterError`, as a content filter does on
+OpenAI: with the text so far, the usage (billed up to the refusal) and ``stop_details``
+as its ``filter_results``.
+
 The client speaks OpenAI's shapes; they are translated here:
 
 * content parts: ``text`` stays a text block, ``image_url`` becomes an ``image`` block (a
@@ -23,7 +28,13 @@ The client speaks OpenAI's shapes; they are translated here:
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..errors import InvalidRequestError, ProviderError, ServerError, StreamError
+from ..errors import (
+    ContentFilterError,
+    InvalidRequestError,
+    ProviderError,
+    ServerError,
+    StreamError,
+)
 from ..streaming.sse import ServerSentEvent
 from ..streaming.usage import extract_model, extract_usage, field
 from ..types import Choice, ToolCall
@@ -204,6 +215,8 @@ def parse_response(data: Any) -> Parsed:
     """The one choice (text, tool calls, stop reason), model and usage of a message body.
 
     Raises:
+        ContentFilterError: the answer was refused (``stop_reason: "refusal"``), with its
+            text so far and the body's usage.
         ProviderError: the body has no ``content``.
     """
     content = field(data, "content")
@@ -219,8 +232,30 @@ def parse_response(data: Any) -> Parsed:
         for block in content
         if isinstance(block, dict) and block.get("type") == "tool_use"
     ]
-    choice = Choice(0, text, calls, field(data, "stop_reason"))
+    stop = field(data, "stop_reason")
+    if stop == REFUSAL:
+        raise _refused(data, text, extract_usage(data))
+    choice = Choice(0, text, calls, stop)
     return Parsed([choice], extract_model(data), extract_usage(data))
+
+
+#: The stop reason of an answer Anthropic's classifiers stopped.
+REFUSAL = "refusal"
+
+
+def _refused(carrier: Any, text: str = "", usage: Any = None) -> ContentFilterError:
+    """The error of a refused answer; ``carrier`` (the message, or a stream's
+    ``message_delta``) may hold ``stop_details`` (its category and explanation)."""
+    details = field(carrier, "stop_details")
+    if details is None:
+        details = field(field(carrier, "delta"), "stop_details")
+    return ContentFilterError(
+        "anthropic: the answer was refused",
+        provider=NAME,
+        filter_results={"stop_details": details} if isinstance(details, dict) else None,
+        text=text,
+        usage=usage,
+    )
 
 
 def describe_error(data: Any) -> Tuple[Optional[str], Optional[str]]:
@@ -254,11 +289,18 @@ def decode_event(event: ServerSentEvent) -> Any:
 
 def raise_for_chunk(chunk: Any) -> None:
     """Raise for an ``error`` event (the stream's reader finds one by its ``type`` when
-    the event is not named so).
+    the event is not named so), or a ``message_delta`` whose stop reason is ``refusal``
+    (the stream's reader holds that error until the stream ends, and puts the text and
+    usage on it).
 
     Raises:
-        ServerError: always; status 529 for ``overloaded_error``.
+        ContentFilterError: a refused answer.
+        ServerError: an error event; status 529 for ``overloaded_error``.
     """
+    if field(chunk, "type") == "message_delta":
+        if field(field(chunk, "delta"), "stop_reason") == REFUSAL:
+            raise _refused(chunk)
+        return
     message, kind = describe_error(chunk)
     status = 529 if kind == "overloaded_error" else None
     raise ServerError(

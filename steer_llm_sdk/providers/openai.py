@@ -8,7 +8,8 @@ function (``{"name", "description", "parameters"}``) and a ``tool_choice`` as a 
 
 A content filter (Azure OpenAI's, or OpenAI's own) shows as ``finish_reason:
 "content_filter"`` or as an error object with code ``content_filter`` in a 200 body; both
-raise :class:`~steer_llm_sdk.errors.ContentFilterError` with the filter results.
+raise :class:`~steer_llm_sdk.errors.ContentFilterError` with the filter results, the text
+the filtered choice has and the usage the body reports (billed though withheld).
 """
 
 import json
@@ -91,8 +92,9 @@ def parse_response(data: Any) -> Parsed:
     """Choices (text, tool calls, finish reason), model and usage of a chat.completion body.
 
     Raises:
-        ContentFilterError: a choice was withheld by a content filter, or the body is an
-            error object with code ``content_filter``.
+        ContentFilterError: a choice was withheld by a content filter (with its text, if
+            any, and the body's usage), or the body is an error object with code
+            ``content_filter``.
         ProviderError: the body has no ``choices``.
     """
     choices = field(data, "choices")
@@ -103,6 +105,7 @@ def parse_response(data: Any) -> Parsed:
                 f"openai: {message or 'content filtered'}",
                 provider=NAME,
                 filter_results=_filter_results(field(data, "error")),
+                usage=extract_usage(data),
             )
         raise ProviderError("openai response has no choices", provider=NAME)
     out = []
@@ -110,14 +113,16 @@ def parse_response(data: Any) -> Parsed:
         if not isinstance(choice, dict):
             continue
         finish = choice.get("finish_reason")
+        answer = choice.get("message") or {}
+        content = answer.get("content")
         if finish == "content_filter":
             raise ContentFilterError(
                 "openai: the answer was withheld by the content filter",
                 provider=NAME,
                 filter_results=_filter_results(choice) or _filter_results(data),
+                text=content if isinstance(content, str) else "",
+                usage=extract_usage(data),
             )
-        answer = choice.get("message") or {}
-        content = answer.get("content")
         calls = [
             ToolCall.from_raw(
                 call.get("id"),

@@ -12,7 +12,8 @@ Answers come back in the chat-completions vocabulary the rest of the client uses
 of the ``message`` output items, ``function_call`` items as tool calls, and a finish reason
 derived from the status: ``tool_calls`` when it calls tools, ``stop`` when completed,
 ``length`` when cut at ``max_output_tokens``. A response withheld by the content filter
-raises :class:`~steer_llm_sdk.errors.ContentFilterError`. Streams are named events; the
+raises :class:`~steer_llm_sdk.errors.ContentFilterError` (with the text it has and the
+usage it reports, billed though withheld). Streams are named events; the
 stream ends with ``response.completed`` (or ``.incomplete``/``.failed``), which the stream's
 reader (:class:`~steer_llm_sdk.streaming.assemble.Assembler`) knows.
 """
@@ -198,7 +199,10 @@ def _raise_for(response: Any) -> None:
     reason = field(field(response, "incomplete_details"), "reason")
     if reason == "content_filter":
         raise ContentFilterError(
-            "openai: the response was cut by the content filter", provider=NAME
+            "openai: the response was cut by the content filter",
+            provider=NAME,
+            text=read_output(response)[0],
+            usage=extract_usage(response),
         )
     if field(response, "status") == "failed":
         error = field(response, "error") or {}

@@ -12,16 +12,24 @@ and name first, then pieces of the arguments' JSON; Anthropic a ``tool_use`` blo
 the events that carry only measures (Anthropic's ``message_start``, the Responses API's
 ``response.created``, reasoning deltas, ...) go to the readers' own handlers.
 
+An answer the provider ended early (a content filter, Anthropic's refusal, a failed or
+filtered response) is still billed: its usage comes after the chunk that says so (OpenAI's
+in a later chunk, Anthropic's and the Responses API's later in the same event). So the
+error such a chunk carries is held while the rest of the stream is read, and raised by
+:meth:`Assembler.finish` at the stream's end, with the usage read.
+
 Decoded JSON dicts of the OpenAI chat-completions and Anthropic messages streams and of the
 OpenAI Responses API's; any other value is left to the readers. Pure: no I/O, no imports
-from the package beyond ``types``, :mod:`.usage` and :mod:`.readers`.
+from the package beyond ``errors``, ``types``, :mod:`.usage` and :mod:`.readers`.
 """
 
 from typing import Any, Callable, Dict, List, Optional
 
+from ..errors import ContentFilterError
 from ..types import Choice, ToolCall
 from .readers import Content, Reader, StreamReader
 from .readers.anthropic import EVENTS as ANTHROPIC_EVENTS
+from .readers.openai_chat import read_groq_usage
 from .readers.openai_responses import EVENTS as RESPONSES_EVENTS
 from .usage import field, usage_from_usage_object
 
@@ -79,8 +87,11 @@ class Assembler:
             ``responses`` (OpenAI Responses API events), else chat-completion chunks.
         check: called with a chunk that the shape marks as carrying an error (an
             ``error`` event, a failed or incomplete response, a choice the content filter
-            finished) before the rest of it is read; raises the provider's error, or
-            returns when the chunk carries none (a response cut at its token limit).
+            finished, an Anthropic ``message_delta`` whose stop reason is ``refusal``);
+            raises the provider's error, or returns when the chunk carries none (a response
+            cut at its token limit). An ``error`` event's error is raised at once, before
+            the event is read; that of a chunk that ends the answer early is held, the
+            chunk read, and raised by :meth:`finish`.
 
     Attributes:
         read: ``read(reader, chunk)``, a :data:`~.readers.Reader`: notes what the chunk
@@ -92,6 +103,8 @@ class Assembler:
         ended: whether the shape's last event was read (Anthropic's ``message_stop``, the
             Responses API's ``response.completed``/``incomplete``/``failed``); a
             chat-completions stream ends with a marker that is not a chunk.
+        held: the error ``check`` raised for a chunk that ended the answer early, until
+            :meth:`finish` raises it; None when there is none.
     """
 
     def __init__(self, shape: str, check: Optional[Check] = None) -> None:
@@ -105,6 +118,37 @@ class Assembler:
         """Forget everything (a stream asked for again from its start)."""
         self._answers: Dict[int, _Answer] = {}
         self.ended = False
+        self.held: Optional[Exception] = None
+
+    def finish(self, reader: StreamReader) -> None:
+        """The stream has ended (its end marker, its last event, or the connection): raise
+        the error held for an answer the provider ended early, if any. A
+        :class:`~steer_llm_sdk.errors.ContentFilterError` gets the first choice's text so
+        far (``text``) and the usage ``reader`` has read (``usage``: billed though
+        refused).
+
+        Raises:
+            Exception: the held error (once; :attr:`held` is cleared).
+        """
+        error = self.held
+        if error is None:
+            return
+        self.held = None
+        if isinstance(error, ContentFilterError):
+            answer = self._answers.get(0)
+            error.text = "" if answer is None else "".join(answer.text)
+            error.usage = reader.token_usage()
+        raise error
+
+    def _hold(self, chunk: Any) -> None:
+        """``check`` a chunk that ends the answer early; keep the error it raises (the
+        first) for :meth:`finish`."""
+        if self._check is None or self.held is not None:
+            return
+        try:
+            self._check(chunk)
+        except Exception as error:
+            self.held = error
 
     def choices(self) -> List[Choice]:
         """The choices so far, by index (at least one)."""
@@ -157,18 +201,24 @@ class Assembler:
                 reader.model = model
         choices = chunk.get("choices")
         if not choices:
+            if usage is None:
+                read_groq_usage(reader, chunk)
             return ""
         if len(choices) == 1:
-            return self._choice(reader, chunk, choices[0])
-        first, extra = "", 0
-        for choice in choices:
-            content = self._choice(reader, chunk, choice)
-            if content:
-                if not first:
-                    first = content
-                else:
-                    extra += len(content)
-        reader.extra_chars += extra
+            first = self._choice(reader, chunk, choices[0])
+        else:
+            first, extra = "", 0
+            for choice in choices:
+                content = self._choice(reader, chunk, choice)
+                if content:
+                    if not first:
+                        first = content
+                    else:
+                        extra += len(content)
+            reader.extra_chars += extra
+        # Groq's usage comes with the finish reason: looked for from there on only.
+        if reader.finish_reason is not None and usage is None:
+            read_groq_usage(reader, chunk)
         return first
 
     def _choice(self, reader: StreamReader, chunk: Dict[str, Any], choice: Any) -> str:
@@ -179,8 +229,8 @@ class Assembler:
         answer = self._answer(index if isinstance(index, int) else 0)
         reason = choice.get("finish_reason")
         if reason:
-            if reason == "content_filter" and self._check is not None:
-                self._check(chunk)
+            if reason == "content_filter":
+                self._hold(chunk)  # the usage follows, in a later chunk
             answer.finish = reason
             if primary:
                 reader.finish_reason = reason
@@ -265,13 +315,21 @@ def _measured(read: Reader) -> _Handler:
     return handler
 
 
-def _checked(then: Optional[_Handler] = None) -> _Handler:
-    """The handler of an event that may carry an error: ``check`` first, then ``then``."""
+def _checked(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
+    """The handler of an ``error`` event: ``check`` raises its error at once."""
+    if assembler._check is not None:
+        assembler._check(event)
+    return ""
+
+
+def _held(then: _Handler) -> _Handler:
+    """The handler of an event that may end the answer early: read by ``then`` (its usage
+    included), and the error ``check`` raises for it held for :meth:`Assembler.finish`."""
 
     def handler(assembler: Assembler, reader: StreamReader, event: Dict[str, Any]) -> str:
-        if assembler._check is not None:
-            assembler._check(event)
-        return "" if then is None else then(assembler, reader, event)
+        content = then(assembler, reader, event)
+        assembler._hold(event)
+        return content
 
     return handler
 
@@ -333,6 +391,8 @@ def _anthropic_message_delta(
     ANTHROPIC_EVENTS["message_delta"](reader, event)
     if reader.finish_reason:
         assembler._first().finish = reader.finish_reason
+        if reader.finish_reason == "refusal":  # the usage was in this event: read above
+            assembler._hold(event)
     return ""
 
 
@@ -342,7 +402,7 @@ _ANTHROPIC: Dict[str, _Handler] = {
     "message_start": _measured(ANTHROPIC_EVENTS["message_start"]),
     "message_delta": _anthropic_message_delta,
     "message_stop": _end(_nothing),
-    "error": _checked(),
+    "error": _checked,
 }
 
 
@@ -405,9 +465,9 @@ _RESPONSES: Dict[str, _Handler] = {
     "response.output_item.added": _responses_item,
     "response.function_call_arguments.done": _responses_arguments_done,
     "response.completed": _end(_responses_done(RESPONSES_EVENTS["response.completed"])),
-    "response.incomplete": _end(_checked(_responses_done(RESPONSES_EVENTS["response.incomplete"]))),
-    "response.failed": _end(_checked(_responses_done(RESPONSES_EVENTS["response.failed"]))),
-    "error": _checked(),
+    "response.incomplete": _end(_held(_responses_done(RESPONSES_EVENTS["response.incomplete"]))),
+    "response.failed": _end(_held(_responses_done(RESPONSES_EVENTS["response.failed"]))),
+    "error": _checked,
 }
 
 #: The event handlers of each shape told by its events' ``type``.

@@ -3,7 +3,10 @@ official SDKs, with what each recorded exchange says the records must hold.
 
 Each interaction of a covered API shape is classified by its path; the expected usage and
 content are read from the recorded response body here, straight from the wire format, as an
-oracle independent of the library's readers.
+oracle independent of the library's readers. Every field a provider bills by counts: Groq's
+``x_groq.usage``, DeepSeek's ``prompt_cache_hit_tokens`` (its cache reads), Gemini's
+``toolUsePromptTokenCount`` (input). Where a body reports a count twice, the two must agree
+(checked here, on the corpus itself).
 """
 
 import json
@@ -151,8 +154,9 @@ class Exchange:
             return _openai_usage((self.response_body or {}).get("usage")), None
         usage, chars = None, 0
         for event in self.events():
-            if event.get("usage"):
-                usage = _openai_usage(event["usage"])
+            reported = _groq_usage(event, self.name) or event.get("usage")
+            if reported:
+                usage = _openai_usage(reported)
             for choice in event.get("choices") or ():
                 chars += chars_of(choice)
         return usage, chars
@@ -269,11 +273,30 @@ def _content_chars(delta: Dict[str, Any]) -> int:
     return len(refusal) if isinstance(refusal, str) else 0
 
 
+def _groq_usage(event: Dict[str, Any], name: str) -> Any:
+    """Groq's ``x_groq.usage`` of a streamed chunk (its streams' only usage without
+    ``include_usage``), or None; where the chunk has ``usage`` too, they must agree."""
+    groq = (event.get("x_groq") or {}).get("usage")
+    if groq and event.get("usage"):
+        assert groq == event["usage"], (name, groq, event["usage"])
+    return groq
+
+
 def _openai_usage(usage: Any) -> Optional[Tuple[Any, Any, Any]]:
+    """(prompt, completion, cached) of a chat usage: cached from
+    ``prompt_tokens_details.cached_tokens``, else DeepSeek's ``prompt_cache_hit_tokens``
+    (where both are reported they must agree)."""
     if not usage:
         return None
-    details = usage.get("prompt_tokens_details") or {}
-    return usage.get("prompt_tokens"), usage.get("completion_tokens"), details.get("cached_tokens")
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    hits = usage.get("prompt_cache_hit_tokens")
+    if cached is not None and hits is not None:
+        assert cached == hits, usage
+    return (
+        usage.get("prompt_tokens"),
+        usage.get("completion_tokens"),
+        cached if cached is not None else hits,
+    )
 
 
 def _responses_usage(usage: Any) -> Optional[Tuple[Any, Any, Any]]:
@@ -294,10 +317,15 @@ def _anthropic_usage(usage: Any) -> Optional[Tuple[Any, Any, Any]]:
 
 
 def _gemini_usage(usage: Dict[str, Any]) -> Tuple[Any, Any, Any]:
+    """(prompt, completion, cached): the prompt of tool use (search, code execution) is
+    billed as input, thoughts as output."""
     completion = None
     if "candidatesTokenCount" in usage or "thoughtsTokenCount" in usage:
         completion = usage.get("candidatesTokenCount", 0) + usage.get("thoughtsTokenCount", 0)
-    return usage.get("promptTokenCount"), completion, usage.get("cachedContentTokenCount")
+    prompt = usage.get("promptTokenCount")
+    if usage.get("toolUsePromptTokenCount"):
+        prompt = (prompt or 0) + usage["toolUsePromptTokenCount"]
+    return prompt, completion, usage.get("cachedContentTokenCount")
 
 
 def _bedrock_usage(usage: Any) -> Optional[Tuple[Any, Any, Any]]:

@@ -1,7 +1,8 @@
 """Closing the official SDKs' clients that tests make, and finding the ones left open.
 
-Each client keeps a pool of connections (httpx for openai, anthropic and google-genai,
-urllib3 for boto3) open to the test's local server until it is closed. The clients sit in
+Each client keeps a pool of connections (httpx for openai, anthropic, google-genai, groq
+and cohere, httpx2 for mistralai, urllib3 for boto3) open to the test's local server until
+it is closed. The clients sit in
 reference cycles, so one left open is freed only by a garbage collection, which closes its
 sockets quietly or fails whatever test it happens to run in with ``ResourceWarning:
 unclosed socket``, depending on the order in which it finalizes the cycle's objects.
@@ -79,10 +80,15 @@ def local_sdk_clients(
 
 def close_client(client: Any) -> None:
     """Close one client of openai (``AzureOpenAI`` too), anthropic (``AnthropicBedrock``
-    too), google-genai or boto3: each has ``close()``, except google-genai releases from
-    before it came, whose sync httpx client is closed instead. (google-genai's ``close()``
-    leaves the async client of ``client.aio`` open; no test makes requests with it.)"""
+    too), google-genai, boto3, groq, mistralai or cohere: each has ``close()``, except
+    mistralai's and cohere's, closed by leaving them as context managers, and google-genai
+    releases from before it came, whose sync httpx client is closed instead. (google-genai's
+    ``close()`` and mistralai's exit leave their async clients open; no test makes requests
+    with them.)"""
     close = getattr(client, "close", None)
+    if close is None and hasattr(type(client), "__exit__"):  # mistralai, cohere
+        client.__exit__(None, None, None)
+        return
     if close is None:
         close = client._api_client._httpx_client.close
     close()
@@ -117,13 +123,17 @@ def _client_classes() -> Set[type]:
     imported cannot exist): their base classes and every subclass (boto3 makes one per
     service)."""
     bases: List[type] = []
-    for name in ("openai", "anthropic"):
-        if name in sys.modules:
+    for name in ("openai", "anthropic", "groq"):
+        if f"{name}._base_client" in sys.modules:
             bases.append(sys.modules[f"{name}._base_client"].SyncAPIClient)
-    if "google.genai" in sys.modules:
-        bases.append(sys.modules["google.genai"].Client)
-    if "botocore.client" in sys.modules:
-        bases.append(sys.modules["botocore.client"].BaseClient)
+    for module, name in (
+        ("google.genai", "Client"),
+        ("botocore.client", "BaseClient"),
+        ("mistralai.client.sdk", "Mistral"),
+        ("cohere.base_client", "BaseCohere"),  # Client, ClientV2 and the cloud ones
+    ):
+        if module in sys.modules:
+            bases.append(getattr(sys.modules[module], name))
     classes: Set[type] = set()
     while bases:
         cls = bases.pop()
@@ -141,6 +151,12 @@ def _is_open(client: Any) -> bool:
     if api_client is not None:  # google-genai
         httpx_client = getattr(api_client, "_httpx_client", None)
         return httpx_client is not None and not httpx_client.is_closed
+    configuration = getattr(client, "sdk_configuration", None)
+    if configuration is not None:  # mistralai: leaving the client drops its sync client
+        return configuration.client is not None and not configuration.client.is_closed
+    wrapper = getattr(client, "_client_wrapper", None)
+    if wrapper is not None:  # cohere
+        return not wrapper.httpx_client.httpx_client.is_closed
     # boto3: close() empties the pool manager, which holds a pool once a request was made
     manager = getattr(getattr(client._endpoint, "http_session", None), "_manager", None)
     return manager is not None and len(manager.pools) > 0

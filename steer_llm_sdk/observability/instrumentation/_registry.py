@@ -34,6 +34,10 @@ SDKS: Dict[str, Tuple[str, str]] = {
     "anthropic": ("anthropic", "anthropic"),
     "google_genai": ("google.genai", "google_genai"),
     "bedrock": ("botocore", "bedrock"),
+    "groq": ("groq", "groq"),
+    # mistralai's top-level package is a namespace package, which the hooks do not watch.
+    "mistralai": ("mistralai.client", "mistral"),
+    "cohere": ("cohere", "cohere"),
 }
 
 _lock = threading.RLock()
@@ -76,8 +80,8 @@ def instrument(*sdks: str, collector: Any = None) -> List[str]:
     Idempotent: calling it again arms more SDKs and sets ``collector`` anew.
 
     Args:
-        *sdks: any of ``openai``, ``anthropic``, ``google_genai``, ``bedrock``; none means
-            every supported SDK that is installed.
+        *sdks: any of ``openai``, ``anthropic``, ``google_genai``, ``bedrock``, ``groq``,
+            ``mistralai``, ``cohere``; none means every supported SDK that is installed.
         collector: where records go; None means the default collector at the time of each
             call (so ``testing.capture_metrics()`` sees them).
 

@@ -11,9 +11,11 @@ chunks of a class that declares no fields are looked at one by one
 from typing import TYPE_CHECKING, Any, Dict
 
 from ._base import Reader, _fields_of, _read_nothing
+from .cohere import COHERE_TYPES, _cohere_event_reader, _read_cohere_event
 from .events import _event_reader, _read_event
 from .gemini import _read_gemini, _read_gemini_object
-from .openai_chat import _has_delta, _read_chat, _read_chat_object
+from .mistral import _read_mistral_chunk, _read_mistral_event, wraps_chat_chunk
+from .openai_chat import _has_delta, _read_chat, _read_chat_object, _read_groq_object
 from .plain import _read_bytes, _read_dict, _read_str
 
 if TYPE_CHECKING:
@@ -23,13 +25,19 @@ if TYPE_CHECKING:
 def _read_by_instance(reader: "StreamReader", chunk: Any) -> str:
     """A chunk of a class that declares no fields (not a pydantic model): its reader is
     decided by the attributes of each instance, the slow way."""
-    names = {n for n in ("choices", "type", "candidates", "usage_metadata") if hasattr(chunk, n)}
+    names = {
+        n for n in ("choices", "type", "candidates", "usage_metadata", "data") if hasattr(chunk, n)
+    }
     if "choices" in names:
         return _read_chat(reader, chunk)
     if "candidates" in names or "usage_metadata" in names:
         return _read_gemini(reader, chunk)
     if "type" in names:
+        if chunk.type in COHERE_TYPES:
+            return _read_cohere_event(reader, chunk)
         return _read_event(reader, chunk)
+    if "data" in names and hasattr(chunk.data, "choices"):  # an event around a chat chunk
+        return _read_mistral_chunk(reader, chunk.data)
     return ""
 
 
@@ -45,11 +53,15 @@ def _choose(cls: type) -> Reader:
     if fields is None or callable(fields):
         return _read_by_instance
     if "choices" in fields:
-        return _read_chat_object if _has_delta(fields) else _read_chat
+        if not _has_delta(fields):
+            return _read_chat
+        return _read_groq_object if "x_groq" in fields else _read_chat_object
     if "candidates" in fields or "usage_metadata" in fields:
         return _read_gemini_object
     if "type" in fields:
-        return _event_reader(fields)
+        return _cohere_event_reader(fields) or _event_reader(fields)
+    if "data" in fields and wraps_chat_chunk(fields):
+        return _read_mistral_event
     return _read_nothing
 
 

@@ -4,7 +4,9 @@ the events of the openai SDK's ``chat.completions.stream()`` helper.
 
 Choices are kept apart by ``index``: the first choice's text is the answer, the content of
 any other choice is :class:`Content`. Usage comes in a last chunk with empty ``choices``
-(``stream_options.include_usage``), or on a text chunk from some compatible servers.
+(``stream_options.include_usage``), or on a text chunk from some compatible servers; Groq
+puts it in ``x_groq.usage`` of its last chunk, where it is the only usage of a stream that
+did not ask for ``include_usage``.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -27,19 +29,57 @@ def _read_chat(reader: "StreamReader", chunk: Any) -> str:
             reader.model = model
     choices = _g(chunk, "choices")
     if not choices:
+        if usage is None:
+            read_groq_usage(reader, chunk)
         return ""
     if len(choices) == 1:
-        return _read_choice(reader, choices[0])
-    first, extra = "", 0
-    for choice in choices:
-        content = _read_choice(reader, choice)
-        if content:
-            if not first:
-                first = content
-            else:
-                extra += len(content)
-    reader.extra_chars += extra
+        first = _read_choice(reader, choices[0])
+    else:
+        first, extra = "", 0
+        for choice in choices:
+            content = _read_choice(reader, choice)
+            if content:
+                if not first:
+                    first = content
+                else:
+                    extra += len(content)
+        reader.extra_chars += extra
+    # Groq's usage comes with the finish reason: looked for from there on only.
+    if reader.finish_reason is not None and usage is None:
+        read_groq_usage(reader, chunk)
     return first
+
+
+def groq_usage(chunk: Any) -> Any:
+    """The usage in Groq's ``x_groq`` of a chunk (a dict, or an SDK model that keeps it
+    among its extra fields: no attribute look-up that can miss), or None. Chunks of a class
+    that declares ``x_groq`` (the groq SDK's) are read by :func:`_read_groq_object`."""
+    if type(chunk) is dict:
+        extra = chunk.get("x_groq")
+    else:
+        fields = getattr(chunk, "__pydantic_extra__", None)
+        extra = fields.get("x_groq") if type(fields) is dict else None
+    return None if extra is None else _g(extra, "usage")
+
+
+def read_groq_usage(reader: "StreamReader", chunk: Any) -> None:
+    """Take the usage in Groq's ``x_groq`` of a chunk, if any (see :func:`groq_usage`)."""
+    usage = groq_usage(chunk)
+    if usage is not None:
+        reader.apply(usage_from_usage_object(usage))
+
+
+def _read_groq_object(reader: "StreamReader", chunk: Any) -> str:
+    """A chunk of a class that declares ``x_groq`` (the groq SDK's): read as any chat
+    chunk, then the usage in ``x_groq`` when ``usage`` has none (Groq sends ``x_groq`` in
+    a stream's first and last chunks only)."""
+    text = _read_chat_object(reader, chunk)
+    extra = chunk.x_groq
+    if extra is not None and chunk.usage is None:
+        usage = extra.usage
+        if usage is not None:
+            reader.apply(usage_from_usage_object(usage))
+    return text
 
 
 def _read_choice(reader: "StreamReader", choice: Any) -> str:

@@ -1,5 +1,7 @@
 """Anthropic's messages protocol (``/v1/messages``): a ``message`` body or its named stream
-events, with a text or ``tool_use`` block and usage."""
+events, with a text or ``tool_use`` block and usage; a ``completion`` content-filter fault
+makes it a refusal (``stop_reason: "refusal"`` after half the text, with ``stop_details``
+and the usage billed up to there)."""
 
 import json
 import zlib
@@ -14,10 +16,21 @@ def error_body(status: int, message: str, kind: str) -> Tuple[Dict[str, Any], Di
     return {"type": "error", "error": {"type": kind, "message": message}}, {}
 
 
+#: What a refusal says of itself (Anthropic's ``stop_details``).
+STOP_DETAILS = {
+    "type": "refusal",
+    "category": "cyber",
+    "explanation": "This request was declined because it could enable cyber harm.",
+}
+
+
 def answer(body: Dict[str, Any], fault: Fault, replies: content.Replies, path: str) -> Answer:
     """The answer to ``body``: one block, a tool call when it gets one, else text."""
     call = content.tool_call(body, replies, "toolu_")
     pieces = content.pieces(body, replies) if call is None else call[2]
+    refused = fault.content_filter == "completion" and call is None
+    if refused:
+        pieces = pieces[: len(pieces) // 2]
     usage = {
         "input_tokens": content.prompt_tokens(body),
         "output_tokens": content.completion_tokens(body, pieces),
@@ -30,7 +43,7 @@ def answer(body: Dict[str, Any], fault: Fault, replies: content.Replies, path: s
         "role": "assistant",
         "model": str(body.get("model") or "unknown"),
     }
-    stop = "end_turn" if call is None else "tool_use"
+    stop = "refusal" if refused else "end_turn" if call is None else "tool_use"
     if call is None:
         block: Dict[str, Any] = {"type": "text", "text": ""}
     else:
@@ -38,13 +51,15 @@ def answer(body: Dict[str, Any], fault: Fault, replies: content.Replies, path: s
     if not body.get("stream"):
         whole = "".join(pieces)
         block = {**block, "text": whole} if call is None else {**block, "input": json.loads(whole)}
-        payload = {
+        payload: Dict[str, Any] = {
             **message,
             "content": [block],
             "stop_reason": stop,
             "stop_sequence": None,
             "usage": usage,
         }
+        if refused:
+            payload["stop_details"] = STOP_DETAILS
         return Whole(payload, tokens=len(pieces))
     return Streamed(_frames(message, block, pieces, stop, usage), first_content=3)
 
@@ -81,13 +96,16 @@ def _frames(
         )
         for p in pieces
     ]
+    delta: Dict[str, Any] = {"stop_reason": stop, "stop_sequence": None}
+    if stop == "refusal":
+        delta["stop_details"] = STOP_DETAILS
     return frames + [
         event("content_block_stop", {"type": "content_block_stop", "index": 0}),
         event(
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "delta": delta,
                 "usage": {"output_tokens": usage["output_tokens"]},
             },
         ),

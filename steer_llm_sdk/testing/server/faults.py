@@ -23,9 +23,12 @@ class Fault:
         stall: seconds to wait before answering (or, with ``drop_after``/``stall_after``
             unset, before the first byte).
         stall_after: for streams, stall after this many events.
-        content_filter: ``"prompt"`` (a 400 with code ``content_filter``) or
-            ``"completion"`` (the answer withheld: ``finish_reason: content_filter`` with
-            the filter results), OpenAI protocol.
+        content_filter: ``"prompt"`` (a 400 with code ``content_filter``, OpenAI
+            protocol) or ``"completion"``: the answer withheld (chat completions:
+            ``finish_reason: content_filter`` with the filter results) or cut short
+            after half its text (Responses API: ``incomplete`` for ``content_filter``;
+            Anthropic: ``stop_reason: "refusal"`` with ``stop_details``), each with the
+            usage billed for what was answered.
         echo_request: with ``status``: ``"message"`` quotes the request's messages (as
             JSON) in the error message; ``"body"`` puts the whole request in the error
             body under ``"request"``, beside an error message that does not quote it.

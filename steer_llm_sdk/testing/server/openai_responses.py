@@ -1,11 +1,13 @@
 """OpenAI's Responses protocol (``.../responses``, Azure OpenAI's too): a ``response`` body
 with one output item (a message or a function call) or its named stream events; an answer
-cut by ``max_output_tokens`` is ``incomplete``."""
+cut by ``max_output_tokens`` is ``incomplete``, and so is one a ``completion``
+content-filter fault cuts after half its text (``content_filter``, with the usage billed up
+to there)."""
 
 import json
 import time
 import zlib
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from . import content
 from .azure import answering_model
@@ -45,8 +47,12 @@ def answer(body: Dict[str, Any], fault: Fault, replies: content.Replies, path: s
     """A message or a function call, whole or as named events."""
     call = content.tool_call(body, replies, "call_")
     limit = body.get("max_output_tokens")
-    cut = isinstance(limit, int) and call is None and limit < replies.reply_words
+    cut: Optional[str] = None
+    if isinstance(limit, int) and call is None and limit < replies.reply_words:
+        cut = "max_output_tokens"
     pieces = content.pieces({**body, "max_tokens": limit}, replies) if call is None else call[2]
+    if fault.content_filter == "completion" and call is None:
+        cut, pieces = "content_filter", pieces[: len(pieces) // 2]
     ident = f"{zlib.crc32(json.dumps(body).encode()):x}"
     response = _response(body, pieces, cut, ident, answering_model(path, body, replies.azure_model))
     item = _item(call, pieces, ident)
@@ -77,9 +83,9 @@ def _item(call: content.ToolCallPlan, pieces: List[str], ident: str) -> Dict[str
 
 
 def _response(
-    body: Dict[str, Any], pieces: List[str], cut: bool, ident: str, model: str
+    body: Dict[str, Any], pieces: List[str], cut: Optional[str], ident: str, model: str
 ) -> Dict[str, Any]:
-    """The ``response`` object, but its output."""
+    """The ``response`` object, but its output; ``cut``: why it is incomplete, or None."""
     prompt = content.prompt_tokens(body)
     completion = content.completion_tokens(body, pieces)
     return {
@@ -87,7 +93,7 @@ def _response(
         "object": "response",
         "created_at": int(time.time()),
         "status": "incomplete" if cut else "completed",
-        "incomplete_details": {"reason": "max_output_tokens"} if cut else None,
+        "incomplete_details": {"reason": cut} if cut else None,
         "error": None,
         "model": model,
         "instructions": body.get("instructions"),
