@@ -23,6 +23,8 @@ from support import spawn
 from support.corpus import Exchange, cassettes, corpus_required, exchanges
 from support.paths import ROOT
 
+from steer_llm_sdk.observability.instrumentation import SDKS as REGISTRY
+
 pytestmark = pytest.mark.timeout(180)
 
 #: Per SDK: its package, and the corpus folder and API shape of the call the child makes.
@@ -222,9 +224,13 @@ def test_instrument_imports_no_sdk_and_not_the_metrics_core():
         )
         after_import = [name for name in unwanted if name in sys.modules]
         returned = observability.instrument()
+        after_instrument = [name for name in unwanted if name in sys.modules]
+        observability.get_collector()  # the default collector: the core, one in-memory sink
         report(
             after_import=after_import,
-            after_instrument=[name for name in unwanted if name in sys.modules],
+            after_instrument=after_instrument,
+            sink_libraries=[n for n in ("structlog", "prometheus_client") if n in sys.modules]
+            + [n for n in sys.modules if n.startswith("opentelemetry.sdk")],
             returned=returned,
             finders=our_finders(),
             first=repr(sys.meta_path[0]),
@@ -233,7 +239,11 @@ def test_instrument_imports_no_sdk_and_not_the_metrics_core():
     )
     assert facts["after_import"] == []
     assert facts["after_instrument"] == []
-    assert facts["returned"] == [sdk for sdk in SDKS if installed(sdk)]
+    assert facts["sink_libraries"] == []
+    # Every SDK of the registry that is installed, imported yet or not.
+    assert facts["returned"] == [
+        name for name, (package, _) in REGISTRY.items() if importlib.util.find_spec(package)
+    ]
     if facts["returned"]:  # one finder, first
         assert len(facts["finders"]) == 1 and facts["first"] == facts["finders"][0]
     else:  # nothing to watch: no finder
@@ -657,7 +667,11 @@ def test_what_instrument_returns_and_raises():
     results = facts["results"]
     assert results["openai,anthropic"] == ["ImportError", []]  # nothing armed
     assert results["nope"] == ["ValueError", []]
-    assert results["all"] == [sdk for sdk in SDKS if installed(sdk) and sdk != "anthropic"]
+    assert results["all"] == [
+        name
+        for name, (package, _) in REGISTRY.items()
+        if importlib.util.find_spec(package) and name != "anthropic"
+    ]
     assert results["openai twice"] == ["openai"]
     assert len(facts["finders"]) == 1
 

@@ -1,7 +1,8 @@
 """Sinks: where metric records go. See :mod:`.base` for the protocol.
 
 ``OTelMetricsSink`` loads the OpenTelemetry SDK on first use, ``PrometheusMetricsSink``
-prometheus_client (extra ``[prometheus]``).
+prometheus_client (extra ``[prometheus]``), ``StructlogMetricsSink`` structlog: the default
+collector (an in-memory sink) loads none of them.
 """
 
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 from ..sink import MetricsSink
 from ..summary import MetricsSummary, ModelSummary
 from .in_memory import InMemoryMetricsSink
-from .structlog import StructlogMetricsSink
 
 __all__ = [
     "InMemoryMetricsSink",
@@ -23,7 +23,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The OpenTelemetry SDK takes ~100 ms to import: only when the sink is asked for.
+    # These libraries take long to import (the OpenTelemetry SDK most): loaded only when
+    # their sink is asked for.
     if name == "OTelMetricsSink":
         from .otlp import OTelMetricsSink
 
@@ -34,4 +35,9 @@ def __getattr__(name: str) -> Any:
 
         globals()[name] = PrometheusMetricsSink
         return PrometheusMetricsSink
+    if name == "StructlogMetricsSink":
+        from .structlog import StructlogMetricsSink
+
+        globals()[name] = StructlogMetricsSink
+        return StructlogMetricsSink
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
