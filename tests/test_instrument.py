@@ -185,7 +185,8 @@ def clean():
 
 def test_instrument_is_idempotent_and_reversible(clean, clients):
     create = openai.resources.chat.completions.Completions.__dict__["create"]
-    assert set(instrument()) == {"openai", "anthropic", "google_genai", "bedrock"}
+    # Every installed SDK of the registry (groq, mistralai, cohere need Python >= 3.10).
+    assert {"openai", "anthropic", "google_genai", "bedrock"} <= set(instrument())
     first = instrumented()
     assert instrument("openai") == ["openai"] and instrumented() == first
     assert "openai.resources.chat.completions.completions.Completions.create" in first
@@ -193,7 +194,7 @@ def test_instrument_is_idempotent_and_reversible(clean, clients):
     assert instrumented() == []
     assert openai.resources.chat.completions.Completions.__dict__["create"] is create
     with pytest.raises(ValueError, match="unknown SDK"):
-        instrument("cohere")
+        instrument("no_such_sdk")
 
 
 def test_streams_keep_the_sdks_types_and_attributes(clean, module_server, clients):

@@ -70,6 +70,9 @@ _DISTRIBUTIONS = {
     "anthropic": "anthropic",
     "google_genai": "google-genai",
     "bedrock": "botocore",
+    "groq": "groq",
+    "mistralai": "mistralai",
+    "cohere": "cohere",
 }
 #: Providers whose streams report usage only when asked (OpenAI's protocol, Azure's too).
 _OPENAI_LIKE = ("openai", "azure.ai.openai")
@@ -738,7 +741,9 @@ def _check_instrumentation(ctx: _Context) -> Iterable[Finding]:
     sdks: Dict[str, Dict[str, Any]] = {}
     for name, (module, _) in SDKS.items():
         try:
-            version: Optional[str] = importlib.metadata.version(_DISTRIBUTIONS[name])
+            # An SDK added to the registry without a distribution name here is looked up
+            # under its own name.
+            version: Optional[str] = importlib.metadata.version(_DISTRIBUTIONS.get(name, name))
         except importlib.metadata.PackageNotFoundError:
             continue
         paths = [p for p in patched if p.startswith(module + ".")]
