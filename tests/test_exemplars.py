@@ -28,6 +28,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from support import spawn
 from support.paths import ROOT
 from support.records import request_record
+from support.tracing import install_provider
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.observability import RequestMetrics, tracing
@@ -62,17 +63,6 @@ OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
 
 # --------------------------------------------------------------------------- tracing
-def _install(provider: Any) -> None:
-    """Make ``provider`` the global TracerProvider (None: none), and have it noticed."""
-    from opentelemetry.util._once import Once
-
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
-    if provider is not None:
-        trace.set_tracer_provider(provider)
-    tracing.refresh()
-
-
 class Spans:
     """A global SDK TracerProvider exporting to memory (on span end)."""
 
@@ -94,17 +84,17 @@ class Spans:
 def traced() -> Iterator[Spans]:
     """A global TracerProvider, installed before the test makes its collectors."""
     spans = Spans()
-    _install(spans.provider)
+    install_provider(spans.provider)
     try:
         yield spans
     finally:
-        _install(None)
+        install_provider(None)
         spans.provider.shutdown()
 
 
 @pytest.fixture
 def untraced() -> Iterator[None]:
-    _install(None)
+    install_provider(None)
     yield
 
 

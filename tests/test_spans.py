@@ -22,6 +22,7 @@ import pytest
 from support.local import local_client
 from support.peers import openai_v2_instrumentor
 from support.sdk_clients import closing
+from support.tracing import install_provider
 from support.waiting import reap, wait_until
 
 from steer_llm_sdk.observability import (
@@ -64,17 +65,6 @@ GENAI_KEYS = {
 
 
 # --------------------------------------------------------------------------- set-up
-def _install(provider: Any) -> None:
-    """Make ``provider`` the global TracerProvider (None: none), and have it noticed."""
-    from opentelemetry.util._once import Once
-
-    trace._TRACER_PROVIDER_SET_ONCE = Once()
-    trace._TRACER_PROVIDER = None
-    if provider is not None:
-        trace.set_tracer_provider(provider)
-    tracing.refresh()
-
-
 class Tracing:
     """A global SDK TracerProvider exporting to memory (synchronously, on span end)."""
 
@@ -85,7 +75,7 @@ class Tracing:
         self.tracer = self.provider.get_tracer("tests")
 
     def install(self) -> None:
-        _install(self.provider)
+        install_provider(self.provider)
 
     def spans(self, name_prefix: str = "") -> List[Any]:
         return [s for s in self.exporter.get_finished_spans() if s.name.startswith(name_prefix)]
@@ -105,7 +95,7 @@ def otel() -> Iterator[Tracing]:
     try:
         yield made
     finally:
-        _install(None)
+        install_provider(None)
         made.provider.shutdown()
 
 
@@ -197,7 +187,7 @@ def test_an_unsampled_call_gets_no_ids(otel, collector):
     sampler = sdk_trace.sampling.ParentBased(sdk_trace.sampling.ALWAYS_ON)
     provider = sdk_trace.TracerProvider(sampler=sampler, shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(otel.exporter))
-    _install(provider)
+    install_provider(provider)
     try:
         unsampled = trace.NonRecordingSpan(
             trace.SpanContext(1, 2, is_remote=True, trace_flags=trace.TraceFlags(0))
@@ -516,7 +506,7 @@ def test_a_blocking_span_exporter_delays_no_other_sink(otel, collector):
     exporter = BlockingExporter()
     provider = sdk_trace.TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    _install(provider)
+    install_provider(provider)
     try:
         call = collector.track_request("openai")(lambda: None)
         call()
