@@ -499,6 +499,8 @@ def stream_sources(tmp_path_factory: Any) -> Dict[str, Exchange]:
         if exchange.response_body["message"]["content"]:
             found["cohere"] = _streamed(_cohere_stream(exchange, folder))
             break
+    if len(found) < 3:  # only without the corpus, where the module's other tests skip too
+        pytest.skip(f"the corpus has no stream for {sorted(set(SPECS) - set(found))}")
     return found
 
 
