@@ -21,7 +21,9 @@ def sdk_clients_closed(request: pytest.FixtureRequest) -> Iterator[None]:
     which a garbage collection happens to free it, and only when that collection
     finalizes the socket before the client (see support/sdk_clients.py): looking for open
     clients at the end of each module makes the failure certain and puts it in the module
-    that leaked."""
+    that leaked. Under pytest-xdist (``make test``) each worker process looks at the end of
+    each run of a module's tests it was given, so a client is found in the process that
+    made it, and blamed on that module."""
     yield
     left = open_clients()
     if left:

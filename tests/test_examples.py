@@ -1,12 +1,22 @@
 """Every example runs as documented and prints what it promises."""
 
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Dict
 
 import pytest
+import requests
 from support import spawn
-from support.paths import EXAMPLES
+from support.network import free_port, wait_serving
+from support.paths import EXAMPLES, ROOT
+from support.prometheus import samples, total
+from support.sdk_clients import closing
+from support.waiting import wait_for
+
+from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
 
 
 def run(name):
@@ -56,12 +66,172 @@ def test_custom_sink_example():
     assert "sampled out" in proc.stderr
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in EXAMPLES.glob("*.py")) + ["flask_instrument/"]
+)
 def test_every_example_is_covered(name):
-    assert f"test_{name[:-3]}" in Path(__file__).read_text() or name == "quickstart.py"
+    stem = name[:-3] if name.endswith(".py") else name.rstrip("/")
+    assert f"test_{stem}" in Path(__file__).read_text() or name == "quickstart.py"
 
 
 def test_otlp_export_example():
     out = run("otlp_export.py").stdout
     assert "gen_ai.client.operation.duration" in out and "llm.requests" in out
     assert "gen_ai.client.operation.time_to_first_chunk" in out
+
+
+# --------------------------------------------------------------------------- flask_instrument
+INSTRUMENT_APP = EXAMPLES / "flask_instrument"
+#: The calls made to each view of the example: (route, provider, model, streamed).
+VIEWS = {
+    "/chat": ("openai", "gpt-4o-mini", False),
+    "/stream": ("openai", "gpt-4o-mini", True),
+    "/claude": ("anthropic", "claude-3-5-haiku-latest", False),
+}
+CALLS = {"/chat": 3, "/stream": 2, "/claude": 2}
+PROMPT = "What is a token?"
+
+
+def provider_usage(llm: LocalLLMServer) -> Dict[str, Any]:
+    """(input, output) tokens the local server reports for one call of each view, asked
+    with the official SDKs directly, as the views ask."""
+    import anthropic
+    import openai
+
+    messages = [{"role": "user", "content": PROMPT}]
+    oa = openai.OpenAI(base_url=llm.openai_base_url, api_key="test", max_retries=0)
+    an = anthropic.Anthropic(base_url=llm.anthropic_base_url, api_key="test", max_retries=0)
+    with closing(oa, an):
+        chat = oa.chat.completions.create(model="gpt-4o-mini", messages=messages).usage
+        chunks = oa.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        (streamed,) = [c.usage for c in chunks if c.usage is not None]
+        claude = an.messages.create(
+            model="claude-3-5-haiku-latest", max_tokens=256, messages=messages
+        ).usage
+    return {
+        "/chat": (chat.prompt_tokens, chat.completion_tokens),
+        "/stream": (streamed.prompt_tokens, streamed.completion_tokens),
+        "/claude": (claude.input_tokens, claude.output_tokens),
+    }
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not spawn.GUNICORN.exists(), reason="gunicorn is not installed")
+def test_flask_instrument_example_under_gunicorn(tmp_path):
+    """The README's way: gunicorn with the example's gunicorn.conf.py (two pre-forked
+    workers), the SDKs pointed at a local server by their own variables. After real requests
+    to the three views, the Prometheus endpoint holds exactly the calls and tokens the
+    provider reported, per route; the debug endpoint refuses a request without the token and
+    holds the same calls, summed over the workers that answered it; and after a graceful
+    stop an OTLP receiver holds them too."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    token = {"Authorization": "Bearer change-me"}
+    with LocalLLMServer(reply_words=5) as llm, OTLPReceiver("http") as receiver:
+        usage = provider_usage(llm)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "ANTHROPIC"))}
+        env.update(
+            OPENAI_BASE_URL=llm.openai_base_url,
+            ANTHROPIC_BASE_URL=llm.anthropic_base_url,
+            OPENAI_API_KEY="test",
+            ANTHROPIC_API_KEY="test",
+            PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+            STEER_DEBUG_TOKEN="change-me",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            GUNICORN_BIND=f"127.0.0.1:{port}",
+            PYTHONPATH=str(ROOT),
+        )
+        # posix_spawn takes no cwd: the README's relative paths are run from the root by cd.
+        proc = spawn.popen(
+            ["bash", "-c", 'cd "$0" && exec "$@"', str(ROOT), str(spawn.GUNICORN),
+             "-c", "examples/flask_instrument/gunicorn.conf.py",
+             "--chdir", "examples/flask_instrument", "app:create_app()"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            # The master imports both SDKs before it forks: slow on a busy machine.
+            wait_serving(base + "/healthz", proc, timeout=90)
+            assert requests.get(base + "/_steer/debug", timeout=10).status_code == 403
+            wrong = {"Authorization": "Bearer wrong"}
+            assert (
+                requests.get(base + "/_steer/debug", headers=wrong, timeout=10).status_code == 403
+            )
+            for route, count in CALLS.items():
+                for _ in range(count):
+                    answer = requests.post(base + route, json={"prompt": PROMPT}, timeout=30)
+                    assert answer.status_code == 200 and answer.json()["text"], answer.text
+            check_prometheus(base, usage)
+            check_debug_page(base, token, usage)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                output, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                output, _ = proc.communicate()
+        assert proc.returncode == 0, output
+        for route, count in CALLS.items():
+            assert receiver.total("llm.requests", **{"http.route": route}) == count, route
+        instances = {instance for instance, name, _ in receiver.latest() if name == "llm.requests"}
+        assert len(instances) == 2, instances  # one per worker
+
+
+def check_prometheus(base: str, usage: Dict[str, Any]) -> None:
+    def scraped() -> Any:
+        parsed = samples(requests.get(base + "/_steer/metrics", timeout=10).text)
+        return parsed if total(parsed, "llm_requests_total") == sum(CALLS.values()) else None
+
+    parsed = wait_for(scraped, 20, "every call on /_steer/metrics")
+    for route, (provider, model, streamed) in VIEWS.items():
+        labels = {"http_route": route, "gen_ai_provider_name": provider}
+        calls = CALLS[route]
+        assert total(parsed, "llm_requests_total", error_type="", **labels) == calls, route
+        prompt, completion = usage[route]
+        for kind, tokens in (("input", prompt), ("output", completion)):
+            assert total(
+                parsed, "gen_ai_client_token_usage_sum", gen_ai_token_type=kind,
+                gen_ai_request_model=model, **labels,
+            ) == calls * tokens, (route, kind)  # fmt: skip
+        first_tokens = total(parsed, "llm_time_to_first_token_seconds_count", **labels)
+        assert first_tokens == (calls if streamed else 0), route
+
+
+def check_debug_page(base: str, token: Dict[str, str], usage: Dict[str, Any]) -> None:
+    # Each answer describes the worker that gave it: collect every worker's newest summary
+    # until together they hold every call.
+    newest: Dict[int, Dict[str, Any]] = {}
+
+    def complete() -> bool:
+        reply = requests.get(base + "/_steer/debug", headers=token, timeout=10)
+        assert reply.status_code == 200, reply.status_code
+        body = reply.json()
+        assert body["summary"] is not None, body.get("error")
+        newest[body["process"]["pid"]] = body["summary"]
+        return sum(s["total_requests"] for s in newest.values()) == sum(CALLS.values())
+
+    wait_for(complete, 30, "the workers' debug pages to hold every call", interval=0.1)
+    by_model: Dict[str, Dict[str, int]] = {}
+    for summary in newest.values():
+        for key, part in summary["by_model"].items():
+            seen = by_model.setdefault(key, {"calls": 0, "streamed": 0, "input": 0, "output": 0})
+            seen["calls"] += part["total_requests"]
+            seen["streamed"] += part["streamed_requests"]
+            seen["input"] += part["prompt_tokens"]
+            seen["output"] += part["completion_tokens"]
+    expected: Dict[str, Dict[str, int]] = {}
+    for route, (provider, model, streamed) in VIEWS.items():
+        seen = expected.setdefault(
+            f"{provider}/{model}", {"calls": 0, "streamed": 0, "input": 0, "output": 0}
+        )
+        seen["calls"] += CALLS[route]
+        seen["streamed"] += CALLS[route] if streamed else 0
+        seen["input"] += CALLS[route] * usage[route][0]
+        seen["output"] += CALLS[route] * usage[route][1]
+    assert by_model == expected
+    page = requests.get(base + "/_steer/debug/dashboard", headers=token, timeout=10)
+    assert page.status_code == 200 and "gpt-4o-mini" in page.text
