@@ -14,7 +14,7 @@ from support.network import free_port, wait_serving
 from support.paths import EXAMPLES, ROOT
 from support.prometheus import samples, total
 from support.sdk_clients import closing
-from support.waiting import wait_for
+from support.waiting import wait_for, wait_until
 
 from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
 
@@ -182,23 +182,41 @@ def test_flask_instrument_example_under_gunicorn(tmp_path):
 
 
 def check_prometheus(base: str, usage: Dict[str, Any]) -> None:
-    def scraped() -> Any:
-        parsed = samples(requests.get(base + "/_steer/metrics", timeout=10).text)
-        return parsed if total(parsed, "llm_requests_total") == sum(CALLS.values()) else None
-
-    parsed = wait_for(scraped, 20, "every call on /_steer/metrics")
-    for route, (provider, model, streamed) in VIEWS.items():
-        labels = {"http_route": route, "gen_ai_provider_name": provider}
+    # A record's families are written one after another, so a scrape can land between a
+    # record's request count and its tokens: wait for the whole expected picture.
+    expected: Dict[Any, float] = {}
+    for route, (_, _, streamed) in VIEWS.items():
         calls = CALLS[route]
-        assert total(parsed, "llm_requests_total", error_type="", **labels) == calls, route
-        prompt, completion = usage[route]
-        for kind, tokens in (("input", prompt), ("output", completion)):
-            assert total(
-                parsed, "gen_ai_client_token_usage_sum", gen_ai_token_type=kind,
-                gen_ai_request_model=model, **labels,
-            ) == calls * tokens, (route, kind)  # fmt: skip
-        first_tokens = total(parsed, "llm_time_to_first_token_seconds_count", **labels)
-        assert first_tokens == (calls if streamed else 0), route
+        expected[("llm_requests_total", route, "")] = calls
+        for kind, tokens in zip(("input", "output"), usage[route]):
+            expected[("gen_ai_client_token_usage_sum", route, kind)] = calls * tokens
+        expected[("llm_time_to_first_token_seconds_count", route, "")] = calls if streamed else 0
+
+    def seen(parsed: Any) -> Dict[Any, float]:
+        out: Dict[Any, float] = {}
+        for route, (provider, model, _) in VIEWS.items():
+            labels = {"http_route": route, "gen_ai_provider_name": provider}
+            out[("llm_requests_total", route, "")] = total(
+                parsed, "llm_requests_total", error_type="", **labels
+            )
+            for kind in ("input", "output"):
+                out[("gen_ai_client_token_usage_sum", route, kind)] = total(
+                    parsed, "gen_ai_client_token_usage_sum", gen_ai_token_type=kind,
+                    gen_ai_request_model=model, **labels,
+                )  # fmt: skip
+            out[("llm_time_to_first_token_seconds_count", route, "")] = total(
+                parsed, "llm_time_to_first_token_seconds_count", **labels
+            )
+        return out
+
+    last: Dict[str, Any] = {}
+
+    def scraped() -> bool:
+        last["seen"] = seen(samples(requests.get(base + "/_steer/metrics", timeout=10).text))
+        return last["seen"] == expected
+
+    if not wait_until(scraped, 20, 0.2):
+        assert last.get("seen") == expected  # names the family that differs
 
 
 def check_debug_page(base: str, token: Dict[str, str], usage: Dict[str, Any]) -> None:
