@@ -821,6 +821,7 @@ def test_an_error_status_is_raised_unchanged_and_recorded(
     (record,) = sink.get_metrics(metric_type="request")
     (error,) = sink.get_metrics(metric_type="error")
     assert not record.success and record.error_class == type(raised.value).__name__
+    assert record.method == ("stream" if streamed else "generate")
     assert error.message and "ThrottlingException" in error.message
 
 

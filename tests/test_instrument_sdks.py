@@ -55,6 +55,7 @@ SPECS: Dict[str, Sdk] = {
 #: The API paths these SDKs call, as corpus shapes.
 _SHAPES = (("/chat/completions", "chat"), ("/v2/chat", "cohere"))
 
+
 @pytest.fixture(autouse=True)
 def clean() -> Iterator[None]:
     uninstrument()
@@ -204,21 +205,12 @@ CASSETTES = sorted(
     key=lambda item: (item[0], item[1].name),
 )
 
-#: Until streaming/usage.py reads Cohere's usage (/tmp/briefs/sdk_usage_proposals.md), a
-#: decorated, uninstrumented co.chat() records no tokens. Remove this mark when it does.
-_COHERE_DECORATED = pytest.mark.xfail(
-    strict=True, reason="extract_usage does not read Cohere's usage yet"
-)
-
 
 def _recorded_params() -> List[Any]:
     params = []
     for sdk, cassette in CASSETTES:
         for mode in MODES:
-            marks = [_COHERE_DECORATED] if sdk == "cohere" and mode == "decorator" else []
-            params.append(
-                pytest.param(sdk, cassette, mode, marks=marks, id=f"{cassette.stem}-{mode}")
-            )
+            params.append(pytest.param(sdk, cassette, mode, id=f"{cassette.stem}-{mode}"))
     return params or [pytest.param(None, None, None, id="no-corpus")]
 
 
@@ -777,7 +769,7 @@ def test_mistral_chunks_of_every_shape():
 
 
 def test_cohere_usage_prefers_the_billed_counts():
-    from steer_llm_sdk.streaming.readers.cohere import cohere_usage
+    from steer_llm_sdk.streaming.usage import cohere_usage
 
     both = {
         "billed_units": {"input_tokens": 2406.0, "output_tokens": 2.0},

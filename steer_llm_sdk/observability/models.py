@@ -203,6 +203,9 @@ class RequestMetrics(BaseMetrics):
     _start: float = private(0.0)  # perf_counter() at the start of the call
     _response: Any = private(None)  # read for usage on the background thread
     _extractor: Any = private(None)
+    # The type of a response read already on the caller's thread (measure/sdk.py), which
+    # tracing.spanned_elsewhere still needs once the response itself is gone.
+    _response_type: Any = private(None)
     # What calls that joined this one reported (responses or TokenUsage), read for usage
     # on the background thread when the record carries none of its own.
     _joined: Any = private(None)

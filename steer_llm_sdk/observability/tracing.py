@@ -257,7 +257,8 @@ def spanned_elsewhere(record: Any) -> bool:
     GenAI client span of a model call (an instrumentation wrapping ours, or the user's own
     span of this call), or the call returned, or was handed by a call that joined it, an
     object of an SDK call another active instrumentation spans. Read on the flush thread,
-    before the stored response is dropped. Never raises.
+    before the stored response is dropped (or from the type kept of a response read on the
+    caller's thread). Never raises.
 
     Not seen: a stream that another instrumentation wrapped inside ours (its objects are
     not kept on the record).
@@ -270,7 +271,8 @@ def spanned_elsewhere(record: Any) -> bool:
         covered = state.covered
         if not covered:
             return False
-        if type(record._response).__module__.startswith(covered):
+        answered = record._response_type or type(record._response)
+        if answered.__module__.startswith(covered):
             return True
         return any(type(item).__module__.startswith(covered) for item in record._joined or ())
     except Exception:

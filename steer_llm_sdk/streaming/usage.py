@@ -13,6 +13,8 @@ decoded JSON dicts:
   counts cached tokens inside ``input_tokens``.
 * Gemini: ``usageMetadata``; the prompt of tool use (search grounding, code execution,
   ``toolUsePromptTokenCount``) is billed as input, so it counts as prompt tokens.
+* Cohere v2 chat: ``usage.billed_units`` (what is billed), else ``usage.tokens``
+  (see :func:`cohere_usage`).
 * Anthropic messages: ``usage.input_tokens``, ``output_tokens``, ``cache_read_input_tokens``,
   ``cache_creation_input_tokens``. ``input_tokens`` excludes the cache, so prompt tokens follow
   the OpenTelemetry GenAI convention: input + cache read + cache creation, and
@@ -38,7 +40,9 @@ def field(obj: Any, name: str) -> Any:
 
 
 def _int(value: Any) -> Optional[int]:
-    if isinstance(value, bool):
+    if type(value) is int:
+        return value
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
@@ -69,15 +73,25 @@ def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
     """Normalise one provider ``usage`` object or dict; None if it holds no counts."""
     if usage is None:
         return None
-    prompt = _int(field(usage, "prompt_tokens"))
-    completion = _int(field(usage, "completion_tokens"))
+    # The chat shape first, read with as few calls as possible: it is every OpenAI-compatible
+    # answer, read once per call (``field`` and ``_int`` below, inlined).
+    if type(usage) is dict:
+        get: Any = usage.get
+    else:
+
+        def get(name: str, _of: Any = usage) -> Any:
+            return getattr(_of, name, None)
+
+    prompt = get("prompt_tokens")
+    prompt = prompt if type(prompt) is int else _int(prompt)
+    completion = get("completion_tokens")
+    completion = completion if type(completion) is int else _int(completion)
     if prompt is not None or completion is not None:
-        total = _int(field(usage, "total_tokens"))
-        details = field(usage, "prompt_tokens_details")
-        cached = _int(field(details, "cached_tokens"))
+        total = _int(get("total_tokens"))
+        cached = _int(field(get("prompt_tokens_details"), "cached_tokens"))
         if cached is None:
             cached = _cache_hits(usage)
-        reasoning = _int(field(field(usage, "completion_tokens_details"), "reasoning_tokens"))
+        reasoning = _int(field(get("completion_tokens_details"), "reasoning_tokens"))
         if total is None and prompt is not None and completion is not None:
             total = prompt + completion
         return TokenUsage(prompt, completion, total, cached, reasoning)
@@ -120,6 +134,31 @@ def _cache_hits(usage: Any) -> Optional[int]:
     if type(extra) is dict:
         return _int(extra.get(_CACHE_HITS))
     return _int(getattr(usage, _CACHE_HITS, None))
+
+
+def cohere_usage(usage: Any) -> Optional[TokenUsage]:
+    """Cohere's ``usage`` (of a v2 chat response or a ``message-end`` event), object or dict.
+
+    The counts are the billed ones, ``billed_units.input_tokens``/``output_tokens``: what
+    Cohere charges. Its ``tokens`` count what the model processed, Cohere's own system
+    prompt included (hundreds of tokens it does not bill: 496 input tokens for a one-token
+    question), and are taken only when no billed units are given; ``cached_tokens``
+    counts those processed tokens too, so it goes with them only (beside billed units it
+    could exceed the billed prompt). None when no counts are given."""
+    billed = field(usage, "billed_units")
+    prompt, completion = _int(field(billed, "input_tokens")), _int(field(billed, "output_tokens"))
+    cached = None
+    if prompt is None and completion is None:
+        tokens = field(usage, "tokens")
+        prompt, completion = (
+            _int(field(tokens, "input_tokens")),
+            _int(field(tokens, "output_tokens")),
+        )
+        if prompt is None and completion is None:
+            return None
+        cached = _int(field(usage, "cached_tokens"))
+    total = None if prompt is None or completion is None else prompt + completion
+    return TokenUsage(prompt, completion, total, cached)
 
 
 def gemini_usage(usage: Any) -> Optional[TokenUsage]:
@@ -331,7 +370,9 @@ def extract_usage(response: Any) -> Optional[TokenUsage]:
         if usage is not None:
             if isinstance(usage, dict) and "inputTokens" in usage:
                 return bedrock_usage(usage)
-            return usage_from_usage_object(usage)
+            found = usage_from_usage_object(usage)
+            # No OpenAI or Anthropic counts: Cohere's billed units (or processed tokens).
+            return found if found is not None else cohere_usage(usage)
         if isinstance(response, dict):
             metadata = response.get("usageMetadata")
             if metadata is None:

@@ -46,17 +46,30 @@ def provider_of(url: Any, default: str) -> str:
 _ENDPOINTS: Dict[Tuple[str, str], Tuple[str, Dict[str, Any]]] = {}
 _ENDPOINTS_MAX = 256
 
+#: id(base URL object) -> (that object, default provider, what :func:`endpoint` returns).
+#: An SDK client keeps one URL object until its base URL is set anew, so most calls find it
+#: here without turning it into text (``str()`` of an httpx URL costs ~0.5 µs). Each entry
+#: holds its object, so its id cannot be reused by another while the entry exists; bounded.
+_BY_OBJECT: Dict[int, Tuple[Any, str, Tuple[str, Dict[str, Any]]]] = {}
+
 
 def endpoint(url: Any, default: str) -> Tuple[str, Dict[str, Any]]:
     """``(provider_of(url, default), server_attributes(url))``, remembered per URL: parsing
-    a URL costs several µs a call, and a client's base URL seldom changes. The attributes
-    dict is shared by every call to that URL (records copy it). Thread-safe."""
+    a URL costs several µs a call, and a client's base URL seldom changes. ``url`` is taken
+    to be immutable (a ``str``, an httpx ``URL``): the same object is known by its identity.
+    The attributes dict is shared by every call to that URL (records copy it). Thread-safe.
+    """
+    known = _BY_OBJECT.get(id(url))
+    if known is not None and known[0] is url and known[1] == default:
+        return known[2]
     key = (str(url), default)
     found = _ENDPOINTS.get(key)
     if found is None:
         found = (provider_of(key[0], default), server_attributes(key[0]))
         if len(_ENDPOINTS) < _ENDPOINTS_MAX:  # past it, a fleet of URLs is parsed each call
             _ENDPOINTS[key] = found
+    if len(_BY_OBJECT) < _ENDPOINTS_MAX:
+        _BY_OBJECT[id(url)] = (url, default, found)
     return found
 
 
@@ -102,11 +115,15 @@ def _whole(result: Any, wrap: Callable[[Any], Any]) -> Any:
     return wrap(result)
 
 
+def _model_keyword(kwargs: Any) -> Any:
+    return kwargs.get("model")
+
+
 def entry_point(
     client_info: Callable[[Any], Tuple[str, Dict[str, Any]]],
     operation: str,
     mode: str,
-    model_of: Callable[[Any], Any] = lambda kwargs: kwargs.get("model"),
+    model_of: Callable[[Any], Any] = _model_keyword,
     secrets_of: Optional[Callable[[Any], Iterable[str]]] = None,
 ) -> Callable[..., Any]:
     """The ``wrapt`` wrapper of one SDK entry point: each call measured by
@@ -116,28 +133,33 @@ def entry_point(
         client_info: ``(resource instance) -> (provider, server attributes)``.
         operation: ``chat``, ``text_completion``, ``embeddings``, ``generate_content``.
         mode: :data:`PLAIN`, :data:`CREATE`, :data:`STREAM` or :data:`HELPER`.
-        model_of: ``(call keyword arguments) -> requested model``.
+        model_of: ``(call keyword arguments) -> requested model`` (default: the ``model``
+            keyword argument).
         secrets_of: ``(resource instance) -> the SDK client's credentials``, called only
             when a call fails, to keep them (and the call's text) out of its error record.
     """
+    # Decided once per entry point, not per call: what its calls return, and where their
+    # model is named.
+    shape: Optional[Callable[..., Any]] = (
+        measure_helper if mode == HELPER else _whole if mode == STREAM else None
+    )
+    create = mode == CREATE
+    by_keyword = model_of is _model_keyword
+    chosen = _target
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         provider, attributes = client_info(instance)
-        if mode == HELPER:
-            stream: Any = measure_helper
-        elif mode == STREAM or (mode == CREATE and kwargs.get("stream") is True):
-            stream = _whole
-        else:
-            stream = None
         return measure(
-            target(),
-            lambda: wrapped(*args, **kwargs),
+            chosen["collector"] or get_collector(),
+            wrapped,
             provider,
             operation,
-            model_of(kwargs),
+            kwargs.get("model") if by_keyword else model_of(kwargs),
             attributes,
-            stream,
+            _whole if create and kwargs.get("stream") is True else shape,
             None if secrets_of is None else (secrets_of, instance, kwargs),
+            args,
+            kwargs,
         )
 
     return wrapper

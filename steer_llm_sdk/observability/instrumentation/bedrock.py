@@ -60,12 +60,11 @@ def _invoke(result: Any, wrap: Wrap) -> Any:
     body's raw stream, when one is needed), its call ended now or once the body is read.
 
     It is handed to :func:`..measure.sdk.measure` as a stream's shape only so that the
-    call is not ended when it returns: it is a blocking call, recorded as one."""
+    call is not ended when it returns: it is a blocking call, recorded as one
+    (``method="generate"``, failed or not)."""
     returned = perf_counter()
     done = partial(_end, wrap, returned)
     try:
-        if not wrap.joined:
-            wrap.metrics.method = "generate"
         metadata = result.get("ResponseMetadata") if isinstance(result, dict) else None
         headers = metadata.get("HTTPHeaders") if isinstance(metadata, dict) else None
         if bedrock_header_usage(headers) is not None:
@@ -310,13 +309,16 @@ def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) 
         request = _InvokeText(params.get("body") if isinstance(params, dict) else None)
     return measure(
         target(),
-        lambda: wrapped(*args, **kwargs),
+        wrapped,
         "aws.bedrock",
         kind,
         model,
         endpoint(getattr(meta, "endpoint_url", ""), "aws.bedrock")[1],
         shape,
         (secrets, instance, request),
+        args,
+        kwargs,
+        "generate" if shape is _invoke else None,
     )
 
 

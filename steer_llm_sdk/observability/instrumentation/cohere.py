@@ -8,7 +8,7 @@ so patching ``V2Client`` would miss every client made before ``instrument()``.
 
 * ``chat``: the raw call returns an ``HttpResponse``; the call ends when it returns, its
   usage read (on the flush thread) from the ``V2ChatResponse`` in its ``data``: the billed
-  counts (:func:`...streaming.readers.cohere.cohere_usage`).
+  counts (:func:`...streaming.usage.cohere_usage`).
 * ``chat_stream``: the raw call returns a context manager that sends the request when
   entered and gives an ``HttpResponse`` whose ``data`` iterates the stream's events; that
   iterator is measured (:mod:`...streaming.readers.cohere` reads the events). The caller
@@ -17,15 +17,13 @@ so patching ``V2Client`` would miss every client made before ``instrument()``.
   ends when it is read to its end, fails, or the ``with`` block is left.
 """
 
-from functools import partial
 from time import perf_counter
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import wrapt
 
-from ...streaming.readers.cohere import cohere_usage
+from ...streaming.usage import cohere_usage
 from ..measure.call import end_call, join_failure, join_usage, record_failure
-from ..measure.scope import SCOPE
 from ..measure.sdk import Wrap, measure
 from ._measure import client_secrets, endpoint, target
 
@@ -61,14 +59,13 @@ def _answered(response: Any, wrap: Any) -> Any:
 
     It is handed to :func:`..measure.sdk.measure` as a stream's shape only so that the
     call ends with ``data`` instead of the response around it: a blocking call, recorded
-    as one."""
+    as one (``method="generate"``, failed or not)."""
     returned = perf_counter()
     data = response.data
     metrics = wrap.metrics
     if wrap.joined:
         join_usage(metrics, _usage_of(data), None)
         return response
-    metrics.method = "generate"
     metrics.set_response(data, _usage_of)
     end_call(wrap.collector, metrics, returned)
     return response
@@ -124,33 +121,20 @@ def _streamed(manager: Any, wrap: Any) -> Any:
     return _StreamManager(manager, wrap)
 
 
-def _blocking(outer: Any, wrapped: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    """Run the blocking chat inside :func:`..measure.sdk.measure`, ``outer`` being the scope
-    measure() was called in. measure() starts a call given a shape as a stream
-    (``method="stream"``) and records a failure before any shape runs, so a chat that fails
-    marks its own record as the blocking call it is. Its record is the call measure() puts
-    in scope while the chat runs; a chat that joins another call, or runs unmeasured, finds
-    the scope as it was and changes nothing."""
-    try:
-        return wrapped(*args, **kwargs)
-    except BaseException:
-        mine = SCOPE.get()
-        if mine is not None and mine is not outer:
-            mine.method = "generate"
-        raise
-
-
 def _chat(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
     provider, attributes = _client_info(instance)
     return measure(
         target(),
-        partial(_blocking, SCOPE.get(), wrapped, args, kwargs),
+        wrapped,
         provider,
         "chat",
         kwargs.get("model"),
         attributes,
         _answered,
         (secrets, instance, kwargs),
+        args,
+        kwargs,
+        "generate",
     )
 
 
@@ -158,13 +142,15 @@ def _chat_stream(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: 
     provider, attributes = _client_info(instance)
     return measure(
         target(),
-        lambda: wrapped(*args, **kwargs),
+        wrapped,
         provider,
         "chat",
         kwargs.get("model"),
         attributes,
         _streamed,
         (secrets, instance, kwargs),
+        args,
+        kwargs,
     )
 
 

@@ -5,8 +5,9 @@ while the call's response is still stored.
 (Request ids need no step here: a record formats its id when it is first read.)
 
 A tracked blocking call stores its return value on the record (``RequestMetrics._response``);
-token counts and the response model are read from it here, so neither the attribute walking
-nor a user's ``usage_extractor`` runs on the caller's thread. Calls that joined it (an
+token counts and the response model are read from it here, so a user's ``usage_extractor``
+never runs on the caller's thread. (A call ``instrument()`` measures alone is read with
+:func:`complete_from_response` when it returns, on its thread: see ``measure/sdk.py``.) Calls that joined it (an
 instrumented SDK call inside a tracked function) left their responses, or what their
 streams reported, in ``RequestMetrics._joined``: their usage, summed, is the call's.
 """
@@ -106,11 +107,12 @@ def complete_from_response(record: RequestMetrics, max_length: int) -> None:
     if usage is None and response is not None:
         usage = extractor(response) if extractor is not None else extract_usage(response)
     if usage is not None and record.prompt_tokens is None and record.completion_tokens is None:
-        if isinstance(usage, Mapping):
-            usage = TokenUsage(*(usage.get(name) for name in TokenUsage._fields))
-        elif not isinstance(usage, tuple):
-            usage = TokenUsage(*(getattr(usage, name, None) for name in TokenUsage._fields))
-        record.set_usage(*(_count(value) for value in usage[:6]))
+        if type(usage) is not TokenUsage:  # what a user extractor may return instead
+            if isinstance(usage, Mapping):
+                usage = TokenUsage(*(usage.get(name) for name in TokenUsage._fields))
+            elif not isinstance(usage, tuple):
+                usage = TokenUsage(*(getattr(usage, name, None) for name in TokenUsage._fields))
+        record.set_usage(*map(_count, usage[:6]))
     if record.response_model is None and response is not None:
         model = extract_model(response)
         record.response_model = None if model is None else model[:max_length]

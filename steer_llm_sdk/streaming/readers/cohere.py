@@ -11,42 +11,11 @@ argument fragments of its tool calls (``tool-call-start``/``-delta``) are
 
 from typing import TYPE_CHECKING, Any, Dict, Literal, Optional
 
-from ..usage import TokenUsage
+from ..usage import cohere_usage
 from ._base import Content, Reader, _g, _read_nothing
 
 if TYPE_CHECKING:
     from .stream_reader import StreamReader
-
-
-def _int(value: Any) -> Optional[int]:
-    """A count as Cohere sends it (a JSON number the SDK types as float)."""
-    if type(value) is int:
-        return value
-    if type(value) is float and value.is_integer() and value >= 0:
-        return int(value)
-    return None
-
-
-def cohere_usage(usage: Any) -> Optional[TokenUsage]:
-    """Cohere's ``usage`` (of a v2 chat response or a ``message-end`` event), object or dict.
-
-    The counts are the billed ones, ``billed_units.input_tokens``/``output_tokens``: what
-    Cohere charges. Its ``tokens`` count what the model processed, Cohere's own system
-    prompt included (hundreds of tokens it does not bill: 496 input tokens for a one-token
-    question), and are taken only when no billed units are given; ``cached_tokens``
-    counts those processed tokens too, so it goes with them only (beside billed units it
-    could exceed the billed prompt). None when no counts are given."""
-    billed = _g(usage, "billed_units")
-    prompt, completion = _int(_g(billed, "input_tokens")), _int(_g(billed, "output_tokens"))
-    cached = None
-    if prompt is None and completion is None:
-        tokens = _g(usage, "tokens")
-        prompt, completion = _int(_g(tokens, "input_tokens")), _int(_g(tokens, "output_tokens"))
-        if prompt is None and completion is None:
-            return None
-        cached = _int(_g(usage, "cached_tokens"))
-    total = None if prompt is None or completion is None else prompt + completion
-    return TokenUsage(prompt, completion, total, cached)
 
 
 def _message(event: Any) -> Any:
