@@ -64,7 +64,7 @@ without OpenTelemetry installed.
 import atexit
 import sys
 import weakref
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .conventions import (
     ERROR_TYPE,
@@ -95,7 +95,8 @@ TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
 _MODEL_CALLS = frozenset({"chat", "text_completion", "embeddings", "generate_content"})
 
 #: Other instrumentations that make a GenAI span per SDK call, by module, with the modules
-#: of the objects their spanned calls return (a prefix each). A measured call that returned
+#: of the objects their spanned calls return (a prefix each; objects of the instrumentation's
+#: own package, such as a wrapper around a stream, count too). A measured call that returned
 #: (or was handed, by a call that joined it) such an object was spanned by them.
 OTHER_GENAI_SPANS: Dict[str, Tuple[str, ...]] = {
     # OpenTelemetry's openai-v2: chat.completions.create and embeddings.create only.
@@ -221,34 +222,45 @@ def _flush_spans_at_exit() -> None:
             pass
 
 
-def covered_modules() -> Tuple[str, ...]:
-    """Module prefixes of the objects returned by the SDK calls that another active GenAI
-    instrumentation spans (see :data:`OTHER_GENAI_SPANS`); empty when none is active.
+def active_instrumentations(known: Dict[str, Any]) -> List[Any]:
+    """The values of ``known`` (keyed by an instrumentation's package, e.g.
+    ``opentelemetry.instrumentation.openai_v2``) whose instrumentor is active now.
 
     Looks only at instrumentations already imported (never imports one) that report
     themselves instrumented through OpenTelemetry's ``BaseInstrumentor``: its singleton
     sits in the class attribute ``_instance``, the one private name read here
-    (tests/test_spans.py fails if a release renames it).
+    (tests/test_spans.py fails if a release renames it). Never raises.
     """
     base = sys.modules.get("opentelemetry.instrumentation.instrumentor")
     if base is None:
-        return ()
-    found: Tuple[str, ...] = ()
+        return []
+    found: List[Any] = []
     try:
         pending = list(base.BaseInstrumentor.__subclasses__())
         while pending:
             cls = pending.pop()
             pending.extend(cls.__subclasses__())
             module = cls.__module__
-            prefixes = OTHER_GENAI_SPANS.get(module) or OTHER_GENAI_SPANS.get(
-                module.rpartition(".")[0]
-            )
+            if module not in known:
+                module = module.rpartition(".")[0]
+            value = known.get(module)
             instance = cls.__dict__.get("_instance")
-            if prefixes and getattr(instance, "is_instrumented_by_opentelemetry", False):
-                found += prefixes
+            if value is not None and getattr(instance, "is_instrumented_by_opentelemetry", False):
+                found.append(value)
     except Exception:
         return found
     return found
+
+
+#: :data:`OTHER_GENAI_SPANS` with each instrumentation's own package added to its prefixes
+#: (the wrapper it returns around a stream is its own object).
+_SPANNED = {module: (*prefixes, module + ".") for module, prefixes in OTHER_GENAI_SPANS.items()}
+
+
+def covered_modules() -> Tuple[str, ...]:
+    """Module prefixes of the objects returned by the SDK calls that another active GenAI
+    instrumentation spans (see :data:`OTHER_GENAI_SPANS`); empty when none is active."""
+    return tuple(prefix for found in active_instrumentations(_SPANNED) for prefix in found)
 
 
 def spanned_elsewhere(record: Any) -> bool:
@@ -260,8 +272,8 @@ def spanned_elsewhere(record: Any) -> bool:
     before the stored response is dropped (or from the type kept of a response read on the
     caller's thread). Never raises.
 
-    Not seen: a stream that another instrumentation wrapped inside ours (its objects are
-    not kept on the record).
+    A stream counts by the type of what the call returned (kept as ``_response_type``):
+    another instrumentation's wrapper when it wrapped the SDK inside ours.
     """
     state = STATE
     try:

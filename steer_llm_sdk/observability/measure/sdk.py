@@ -106,6 +106,9 @@ def measure(
         raise
     SCOPE.reset(token)
     if stream is not None:
+        # What returned the stream (the SDK's, or another instrumentation's wrapper around
+        # it) tells the span stage whether that instrumentation spans this call.
+        metrics._response_type = type(result)
         try:
             return stream(result, Wrap(collector, metrics, False, sensitive))
         except Exception as exc:  # the shape was not the expected one: hand it back untouched

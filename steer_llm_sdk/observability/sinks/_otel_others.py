@@ -5,11 +5,11 @@ finds one active: at construction, then at most every :data:`CHECK_OTHERS_SECOND
 be switched on later). Looks only at modules already imported, never imports one.
 """
 
-import sys
 import time
 from typing import List
 
 from .._log import logger
+from ..tracing import active_instrumentations
 
 #: How often the sink looks again for another active GenAI instrumentation.
 CHECK_OTHERS_SECONDS = 30.0
@@ -27,26 +27,9 @@ OTHER_GENAI_INSTRUMENTATIONS = {
 
 
 def active_genai_instrumentations() -> List[str]:
-    """Names of other GenAI instrumentations that are imported and active in this process.
-
-    Looks only at modules already imported (never imports one) and at instrumentors that
-    report themselves instrumented through OpenTelemetry's ``BaseInstrumentor``.
-    """
-    base_module = sys.modules.get("opentelemetry.instrumentation.instrumentor")
-    if base_module is None:
-        return []
-    found = []
-    pending = list(base_module.BaseInstrumentor.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        label = OTHER_GENAI_INSTRUMENTATIONS.get(cls.__module__.rpartition(".")[0]) or (
-            OTHER_GENAI_INSTRUMENTATIONS.get(cls.__module__)
-        )
-        instance = cls.__dict__.get("_instance")
-        if label and getattr(instance, "_is_instrumented_by_opentelemetry", False):
-            found.append(label)
-    return sorted(set(found))
+    """Names of other GenAI instrumentations that are imported and active in this process
+    (:func:`..tracing.active_instrumentations`: never imports one)."""
+    return sorted(set(active_instrumentations(OTHER_GENAI_INSTRUMENTATIONS)))
 
 
 class OthersWarning:
