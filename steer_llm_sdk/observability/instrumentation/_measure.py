@@ -48,14 +48,14 @@ _ENDPOINTS_MAX = 256
 
 #: id(base URL object) -> (that object, default provider, what :func:`endpoint` returns).
 #: An SDK client keeps one URL object until its base URL is set anew, so most calls find it
-#: here without turning it into text (``str()`` of an httpx URL costs ~0.5 µs). Each entry
+#: here without turning it into text (``str()`` of an httpx URL is not free). Each entry
 #: holds its object, so its id cannot be reused by another while the entry exists; bounded.
 _BY_OBJECT: Dict[int, Tuple[Any, str, Tuple[str, Dict[str, Any]]]] = {}
 
 
 def endpoint(url: Any, default: str) -> Tuple[str, Dict[str, Any]]:
     """``(provider_of(url, default), server_attributes(url))``, remembered per URL: parsing
-    a URL costs several µs a call, and a client's base URL seldom changes. ``url`` is taken
+    a URL is costly, and a client's base URL seldom changes. ``url`` is taken
     to be immutable (a ``str``, an httpx ``URL``): the same object is known by its identity.
     The attributes dict is shared by every call to that URL (records copy it). Thread-safe.
     """
@@ -75,7 +75,7 @@ def endpoint(url: Any, default: str) -> Tuple[str, Dict[str, Any]]:
 
 def base_url_of(client: Any) -> Any:
     """An openai/anthropic client's base URL: the attribute behind the ``base_url``
-    property when it is there (the property costs ~1 µs a read; the attribute ~10 ns)."""
+    property when it is there (the property runs an import and a function at each read)."""
     base = getattr(client, "_base_url", None)
     return base if base is not None else getattr(client, "base_url", "")
 

@@ -3,7 +3,7 @@ first time the class is seen and kept.
 
 The choice is made from the class's declared fields (the SDKs' chunks are pydantic models),
 so reading a stream of SDK objects costs no attribute look-up that can miss: on a pydantic
-model each miss raises and catches ``AttributeError`` inside pydantic (~1 µs). Only the
+model each miss raises and catches ``AttributeError`` inside pydantic. Only the
 chunks of a class that declares no fields are looked at one by one
 (:func:`_read_by_instance`), and plain values by :mod:`.plain`.
 """

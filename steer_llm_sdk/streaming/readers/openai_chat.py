@@ -121,7 +121,7 @@ def _read_chat_object(reader: "StreamReader", chunk: Any) -> str:
     """An SDK chat-completion chunk object whose choices have a ``delta`` (openai, LiteLLM):
     the common chunk (first choice's text, no usage, model known) on a short path of
     attribute reads, anything else read in full. On a pydantic model every attribute read
-    costs ~30 ns (its class defines ``__getattr__``), so the short path reads five."""
+    has a cost (its class defines ``__getattr__``), so the short path reads five."""
     if chunk.usage is None and reader.model is not None:
         choices = chunk.choices
         if len(choices) == 1:
