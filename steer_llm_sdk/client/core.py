@@ -26,7 +26,13 @@ from ..observability import (
 )
 from ..observability._ids import new_request_id
 from ..observability.conventions import server_attributes
-from ..observability.measure.call import end_call, join_usage, new_request, record_failure
+from ..observability.measure.call import (
+    end_call,
+    join_usage,
+    new_request,
+    record_failure,
+    start_clock,
+)
 from ..observability.measure.scope import SCOPE, owner
 from ..observability.measure.stream import StreamOutcome, record_stream
 from ..observability.sinks import InMemoryMetricsSink, MetricsSink
@@ -211,7 +217,7 @@ class SteerLLMClient:
             call.options.format,
             "chat",
         )
-        metrics._start = perf_counter()
+        start_clock(metrics)
         return metrics, False
 
     def _on_transition(self, key: str, before: CircuitState, after: CircuitState) -> None:

@@ -138,6 +138,18 @@ if tuple(name for name, _, _ in BaseMetrics._fields) != _BASE_FIELDS:  # type: i
     raise RuntimeError("BaseMetrics fields changed: update _BASE_FIELDS and _base()")
 
 
+def trust(record: BaseMetrics, trusted: bool = True) -> None:
+    """Say whether ``record``'s numeric and flag fields are known to be valid.
+
+    True for a record the SDK built itself: admission then skips their checks (text a user
+    supplied is still checked). False once user code may have set any value (a tracked
+    call handed to ``current_request()``, a record an enrichment failed on): admission
+    checks every field, as for a record given to ``collector.record()``. The one way a
+    module other than this one changes the mark. Not thread-safe: the record's owner calls it.
+    """
+    record._trusted = trusted
+
+
 class RequestMetrics(BaseMetrics):
     """One LLM call, blocking or streamed.
 

@@ -9,7 +9,7 @@ processes line up. A leaf: imports only the record classes.
 import math
 from typing import Dict, List, Optional, Tuple
 
-from .models import RequestMetrics, UsageMetrics
+from .models import RequestMetrics, UsageMetrics, trust
 
 _Key = Tuple[float, str, Optional[str]]
 
@@ -78,7 +78,7 @@ class UsageRollup:
                 cached_tokens=totals.cached,
                 cost_usd=totals.cost,
             )
-            usage._trusted = True
+            trust(usage)
             out.append(usage)
         return out
 

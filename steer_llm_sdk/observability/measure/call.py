@@ -13,6 +13,7 @@ provider reported to the owner, whose usage is then read on the flush thread fro
 was handed (:func:`.pipeline.enrich.complete_from_response`).
 """
 
+from time import perf_counter
 from time import time as _now
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple
 
@@ -21,7 +22,7 @@ from ...errors import error_category, is_retryable, status_code_of
 from ...streaming.usage import TokenUsage
 from .._ids import next_seq
 from .._signals import signal_exception
-from ..models import ChunkGaps, ErrorMetrics, Reported, RequestMetrics, StreamingMetrics
+from ..models import ChunkGaps, ErrorMetrics, Reported, RequestMetrics, StreamingMetrics, trust
 from ..tracing import STATE as _TRACING
 from .scope import ATTRIBUTES, SCOPE
 
@@ -64,7 +65,7 @@ def new_request(
         method,
         response_format,
     )
-    metrics._trusted = True
+    trust(metrics)
     if scope is not None:  # the field's default: most calls skip the store
         metrics._outer = scope
     if operation != "chat":  # the field's default: most calls skip the store
@@ -72,6 +73,12 @@ def new_request(
     if _TRACING.active:  # one attribute read while no TracerProvider is set
         metrics._trace = _TRACING.capture()
     return metrics
+
+
+def start_clock(metrics: RequestMetrics) -> None:
+    """Start the clock of the call of ``metrics`` (built by :func:`new_request`) now: its
+    duration is measured from here to :func:`end_call`'s ``end``."""
+    metrics._start = perf_counter()
 
 
 def end_call(collector: Any, metrics: RequestMetrics, end: float) -> None:
@@ -158,7 +165,7 @@ def error_record(
         retryable=is_retryable(exc),
         message=message,
     )
-    record._trusted = True
+    trust(record)
     return record
 
 
@@ -315,7 +322,7 @@ def streaming_record(
         metrics.error_class,
     )
     streaming._gaps = outcome.gaps
-    streaming._trusted = True
+    trust(streaming)
     return streaming
 
 

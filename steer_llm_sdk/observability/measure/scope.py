@@ -20,7 +20,7 @@ from contextvars import ContextVar, copy_context
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, TypeVar
 
-from ..models import RequestMetrics
+from ..models import RequestMetrics, trust
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,7 +58,7 @@ def current_metrics() -> Optional[RequestMetrics]:
     metrics = owner(SCOPE.get())
     if metrics is None:
         return None
-    metrics._trusted = False  # user code may now set any value
+    trust(metrics, False)  # user code may now set any value
     if type(metrics.attributes) is not dict:  # shared and read-only: give it its own
         metrics.attributes = dict(metrics.attributes)
     return metrics

@@ -22,7 +22,7 @@ from ..runtime import get_collector
 
 if TYPE_CHECKING:
     from ..collector import MetricsCollector
-from ..models import RequestMetrics
+from ..models import RequestMetrics, trust
 from .call import end_call, new_request, record_failure
 from .scope import SCOPE, unscope
 from .stream import FinishOnce, Steps, StreamOutcome, open_stream, record_stream
@@ -140,7 +140,7 @@ class Tracker:
     # ------------------------------------------------------------------ context manager
     def __enter__(self) -> RequestMetrics:
         metrics = self._new(self.model)
-        metrics._trusted = False  # the caller may set any value: validated at admission
+        trust(metrics, False)  # the caller may set any value: validated at admission
         metrics._start = perf_counter()
         try:
             self._open[id(metrics)] = (metrics, SCOPE.set(metrics))

@@ -8,7 +8,7 @@ from ..._secrets import redact
 from ...pricing import Pricer
 from .. import _native
 from .._log import describe, rate_limited
-from ..models import BaseMetrics
+from ..models import BaseMetrics, trust
 from ..rollup import UsageRollup
 from ..runtime.forks import threads_stall_forks
 from ..sink import MetricsSink, close
@@ -457,7 +457,7 @@ class Pipeline:
         """Enriching ``record`` raised (a price of absurd token counts, say): it is kept with
         what was filled in, and admission checks every field of it, as for a record built
         by user code. An internal error."""
-        record._trusted = False
+        trust(record, False)
         self._internal_error("enrich", exc)
 
     def _rollup_failed(self, record: BaseMetrics, exc: BaseException) -> None:

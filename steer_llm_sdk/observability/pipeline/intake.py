@@ -25,7 +25,7 @@ from .._log import rate_limited
 from .._native import TIMEOUT_MAX, Empty, SimpleQueue
 from .._sanitize import sanitize
 from .._signals import signal_exception
-from ..models import BaseMetrics
+from ..models import BaseMetrics, trust
 from .accounting import Accounting, Drop
 
 Admit = Callable[[Any], bool]
@@ -220,7 +220,7 @@ class Intake:
             return self._invalid(record)
         if sanitize(record, self.max_attributes, self.max_attribute_length):
             self.accounting.sanitize()
-        record._trusted = True
+        trust(record)
         return True
 
     def _slow(self, record: BaseMetrics) -> bool:
