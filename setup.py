@@ -28,6 +28,9 @@ DEV = (
         "groq>=1.7; python_version >= '3.10'",
         "mistralai>=3.7; python_version >= '3.10'",
         "cohere>=7.3; python_version >= '3.10'",
+        # Pinned: the tests lean on LiteLLM's routing tables and error classes, which change
+        # from release to release.
+        "litellm==1.110.2; python_version >= '3.10'",
         "hypothesis>=6.100",
         "ruff>=0.6",
         "mypy>=1.10",

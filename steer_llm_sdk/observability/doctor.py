@@ -73,6 +73,7 @@ _DISTRIBUTIONS = {
     "groq": "groq",
     "mistralai": "mistralai",
     "cohere": "cohere",
+    "litellm": "litellm",
 }
 #: Providers whose streams report usage only when asked (OpenAI's protocol, Azure's too).
 _OPENAI_LIKE = ("openai", "azure.ai.openai")

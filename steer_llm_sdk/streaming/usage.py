@@ -8,7 +8,8 @@ decoded JSON dicts:
 
 * OpenAI chat completions: ``usage.prompt_tokens``, ``usage.completion_tokens``,
   ``usage.total_tokens``, ``usage.prompt_tokens_details.cached_tokens`` (DeepSeek's answers
-  without ``prompt_tokens_details`` name their cache reads ``prompt_cache_hit_tokens``).
+  without ``prompt_tokens_details`` name their cache reads ``prompt_cache_hit_tokens``) and
+  ``cache_write_tokens`` (cache writes: LiteLLM's objects for Anthropic carry them there).
   OpenAI's Responses API (``input_tokens``/``output_tokens`` with ``input_tokens_details``)
   counts cached tokens inside ``input_tokens``.
 * Gemini: ``usageMetadata``; the prompt of tool use (search grounding, code execution,
@@ -88,13 +89,17 @@ def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
     completion = completion if type(completion) is int else _int(completion)
     if prompt is not None or completion is not None:
         total = _int(get("total_tokens"))
-        cached = _int(field(get("prompt_tokens_details"), "cached_tokens"))
+        details = get("prompt_tokens_details")
+        cached = written = None
+        if details is not None:
+            cached = _int(field(details, "cached_tokens"))
+            written = _int(field(details, "cache_write_tokens"))
         if cached is None:
             cached = _cache_hits(usage)
         reasoning = _int(field(get("completion_tokens_details"), "reasoning_tokens"))
         if total is None and prompt is not None and completion is not None:
             total = prompt + completion
-        return TokenUsage(prompt, completion, total, cached, reasoning)
+        return TokenUsage(prompt, completion, total, cached, reasoning, written)
     input_tokens = _int(field(usage, "input_tokens"))
     output_tokens = _int(field(usage, "output_tokens"))
     if input_tokens is None and output_tokens is None:

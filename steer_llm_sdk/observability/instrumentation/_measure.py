@@ -2,12 +2,16 @@
 the wrapper that hands each call to the one measured call (:mod:`..measure.sdk`).
 """
 
+from time import perf_counter
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
+import wrapt
+
 from ..._secrets import url_secrets
+from .._signals import signal_exception
 from ..conventions import server_attributes
-from ..measure.sdk import measure, measure_helper
+from ..measure.sdk import Wrap, measure, measure_helper
 from ..runtime import get_collector
 
 #: The collector instrument() was given (None: the default one at the time of each call).
@@ -115,6 +119,48 @@ def _whole(result: Any, wrap: Callable[[Any], Any]) -> Any:
     return wrap(result)
 
 
+#: The header the openai and anthropic SDKs' ``with_raw_response`` sends to have the call
+#: return the raw response (``LegacyAPIResponse``) instead of the parsed object.
+_RAW_HEADER = "X-Stainless-Raw-Response"
+
+
+def _raw_answer(result: Any, wrap: Wrap) -> Any:
+    """A blocking call's raw response, returned as it is; the call ends now, its usage read
+    on the flush thread from the body's bytes (read by the SDK already), so that nothing is
+    parsed for a caller who wanted only the headers. A body not read is not read here: the
+    call is then recorded without usage."""
+    body = None
+    try:
+        body = result.http_response.content  # httpx raises while the body is unread
+    except Exception as exc:
+        timeout = signal_exception(exc)
+        if timeout is not None:
+            raise timeout
+    wrap.end(body, perf_counter())
+    return result
+
+
+class _RawStream(wrapt.ObjectProxy):
+    """The raw response of a streamed call: ``parse()`` returns the measured stream;
+    everything else is the SDK's."""
+
+    def __init__(self, raw: Any, stream: Any) -> None:
+        super().__init__(raw)
+        self._self_stream = stream
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # parsed as another type: not the stream measured
+            return self.__wrapped__.parse(*args, **kwargs)
+        return self._self_stream
+
+
+def _raw_stream(result: Any, wrap: Wrap) -> Any:
+    """A streamed call's raw response. Its stream is made and measured at once (``parse()``
+    only builds it; the SDK caches it), so a stream never parsed is still recorded, as one
+    never read."""
+    return _RawStream(result, wrap(result.parse()))
+
+
 def _model_keyword(kwargs: Any) -> Any:
     return kwargs.get("model")
 
@@ -149,6 +195,16 @@ def entry_point(
 
     def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         provider, attributes = client_info(instance)
+        returns = _whole if create and kwargs.get("stream") is True else shape
+        method = None
+        headers = kwargs.get("extra_headers")
+        # with_raw_response ("true"; its "stream" sibling reads the body itself: left as is)
+        if (
+            type(headers) is dict
+            and headers.get(_RAW_HEADER, "stream") != "stream"
+            and shape is not measure_helper
+        ):
+            returns, method = (_raw_answer, "generate") if returns is None else (_raw_stream, None)
         return measure(
             chosen["collector"] or get_collector(),
             wrapped,
@@ -156,10 +212,11 @@ def entry_point(
             operation,
             kwargs.get("model") if by_keyword else model_of(kwargs),
             attributes,
-            _whole if create and kwargs.get("stream") is True else shape,
+            returns,
             None if secrets_of is None else (secrets_of, instance, kwargs),
             args,
             kwargs,
+            method,
         )
 
     return wrapper

@@ -38,6 +38,7 @@ SDKS: Dict[str, Tuple[str, str]] = {
     # mistralai's top-level package is a namespace package, which the hooks do not watch.
     "mistralai": ("mistralai.client", "mistral"),
     "cohere": ("cohere", "cohere"),
+    "litellm": ("litellm", "litellm"),
 }
 
 _lock = threading.RLock()
@@ -47,7 +48,8 @@ _enabled: Dict[int, bool] = {}  # id(our wrapper function) -> whether it measure
 _armed: Set[str] = set()  # the SDKs instrument() asked for, until uninstrument()
 _collector: Dict[str, Any] = {"collector": None}  # what instrument() was given last
 
-#: (module, ``Class.method`` path in it, our wrapper function), as ``targets()`` lists them.
+#: (module, ``Class.method`` path in it, or the name of a function of the module itself,
+#: our wrapper function), as ``targets()`` lists them.
 Target = Tuple[str, str, Callable[..., Any]]
 
 
@@ -81,7 +83,8 @@ def instrument(*sdks: str, collector: Any = None) -> List[str]:
 
     Args:
         *sdks: any of ``openai``, ``anthropic``, ``google_genai``, ``bedrock``, ``groq``,
-            ``mistralai``, ``cohere``; none means every supported SDK that is installed.
+            ``mistralai``, ``cohere``, ``litellm``; none means every supported SDK that is
+            installed.
         collector: where records go; None means the default collector at the time of each
             call (so ``testing.capture_metrics()`` sees them).
 
@@ -162,8 +165,8 @@ def _module_imported(name: str, targets: List[Target], module: ModuleType) -> No
 
     found = []
     for _, path, function in targets:
-        owner_name, attribute = path.rsplit(".", 1)
-        owner = getattr(module, owner_name, None)
+        owner_name, _, attribute = path.rpartition(".")
+        owner = getattr(module, owner_name, None) if owner_name else module
         if owner is not None:
             found.append((owner, attribute, function))
     with _lock:
@@ -252,8 +255,15 @@ def instrumented() -> List[str]:
     once: a reloaded module's classes are new classes with the same paths)."""
     with _lock:
         paths = [
-            f"{owner.__module__}.{owner.__qualname__}.{attribute}"
+            f"{_path_of(owner)}.{attribute}"
             for owner, attribute, wrapper in _patches
             if _enabled.get(id(wrapper._self_wrapper)) and _in_chain(owner, attribute, wrapper)
         ]
     return list(dict.fromkeys(paths))
+
+
+def _path_of(owner: Any) -> str:
+    """``module.Class`` of a patched class, the name of a patched module."""
+    if isinstance(owner, ModuleType):
+        return owner.__name__
+    return f"{owner.__module__}.{owner.__qualname__}"

@@ -33,7 +33,6 @@ import wrapt
 
 from ...streaming.usage import bedrock_header_usage
 from .._signals import signal_exception
-from ..measure.call import end_call, join_response
 from ..measure.sdk import Wrap, measure
 from ..measure.stream import FinishOnce
 from ._measure import endpoint, target
@@ -55,6 +54,10 @@ def _invoke_stream(result: Any, wrap: Wrap) -> Any:
     return result
 
 
+def _ended(wrap: Wrap, returned: float, response: Any) -> None:
+    wrap.end(response, returned)
+
+
 def _invoke(result: Any, wrap: Wrap) -> Any:
     """InvokeModel's response as the caller gets it (unchanged but for the observer of its
     body's raw stream, when one is needed), its call ended now or once the body is read.
@@ -63,7 +66,7 @@ def _invoke(result: Any, wrap: Wrap) -> Any:
     call is not ended when it returns: it is a blocking call, recorded as one
     (``method="generate"``, failed or not)."""
     returned = perf_counter()
-    done = partial(_end, wrap, returned)
+    done = partial(_ended, wrap, returned)
     try:
         metadata = result.get("ResponseMetadata") if isinstance(result, dict) else None
         headers = metadata.get("HTTPHeaders") if isinstance(metadata, dict) else None
@@ -78,18 +81,6 @@ def _invoke(result: Any, wrap: Wrap) -> Any:
         if timeout is not None:
             raise timeout
     return result
-
-
-def _end(wrap: Wrap, returned: float, response: Any) -> None:
-    """End the call of ``wrap``, which returned at ``returned``, with ``response`` (what
-    usage is read from on the flush thread; None: no usage known)."""
-    metrics = wrap.metrics
-    if wrap.joined:
-        join_response(metrics, response)
-        return
-    if response is not None:
-        metrics.set_response(response)
-    end_call(wrap.collector, metrics, returned)
 
 
 #: The most of a body kept to read its usage from; a longer one (a large embedding) is

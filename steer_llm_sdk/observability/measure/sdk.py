@@ -195,6 +195,19 @@ class Wrap:
     def __call__(self, raw: Any) -> "MeasuredStream":
         return MeasuredStream(raw, self.collector, self.metrics, self.joined, self.sensitive)
 
+    def end(self, response: Any, returned: float) -> None:
+        """End the call, which returned at ``returned`` (a ``perf_counter()`` reading), as
+        the blocking call it is, its usage read from ``response`` on the flush thread (None:
+        no usage known); or, with ``joined``, hand ``response`` to the call it joined. For a
+        shape that ends its call itself instead of wrapping a stream."""
+        metrics = self.metrics
+        if self.joined:
+            join_response(metrics, response)
+            return
+        if response is not None:
+            metrics.set_response(response)
+        end_call(self.collector, metrics, returned)
+
 
 class MeasuredStream(wrapt.ObjectProxy):
     """A stream as the SDK returned it, measured while it is iterated.

@@ -1,0 +1,173 @@
+"""``with_raw_response`` under ``instrument()``: the openai and anthropic SDKs then return the
+raw response (headers, status, ``parse()``) instead of the parsed object. Each call is one
+record with the usage the server reported, however its stream is read, and the caller gets
+the SDK's own raw response back."""
+
+import gc
+import threading
+from typing import Any, Callable, List, Tuple
+
+import pytest
+import wrapt
+from support.sdk_clients import closing
+
+from steer_llm_sdk.observability import instrument, track_request, uninstrument
+from steer_llm_sdk.testing import LocalLLMServer, capture_metrics
+
+openai = pytest.importorskip("openai")
+anthropic = pytest.importorskip("anthropic")
+
+pytestmark = pytest.mark.timeout(60)
+
+USER = [{"role": "user", "content": "Hello there"}]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LocalLLMServer(reply_words=7) as local:
+        yield local
+
+
+@pytest.fixture
+def clients(server):
+    # Instrumented before the clients are made: ``with_raw_response`` keeps the bound
+    # ``create`` it first saw (the SDKs cache it per client).
+    instrument("openai", "anthropic")
+    made = (
+        openai.OpenAI(base_url=server.openai_base_url, api_key="test", max_retries=0),
+        anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="test", max_retries=0),
+    )
+    try:
+        with closing(*made):
+            yield made
+    finally:
+        uninstrument()
+
+
+def _chat(client: Any, **extra: Any) -> Any:
+    return client.chat.with_raw_response.completions.create(
+        model="gpt-4o-mini", messages=USER, **extra
+    )
+
+
+def _message(client: Any, **extra: Any) -> Any:
+    return client.messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=100, messages=USER, **extra
+    )
+
+
+def _requests(sink: Any) -> List[Any]:
+    return sink.get_metrics(metric_type="request")
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_a_blocking_raw_response_is_one_record_with_its_usage(sdk, clients):
+    client = clients[0] if sdk == "openai" else clients[1]
+    with capture_metrics() as sink:
+        raw = (_chat if sdk == "openai" else _message)(client)
+        assert raw.status_code == 200 and raw.headers.get("content-type", "").startswith(
+            "application/json"
+        )
+        parsed = raw.parse()
+    assert not isinstance(raw, wrapt.ObjectProxy)  # the SDK's own object, unwrapped
+    usage = parsed.usage
+    expected = (
+        (usage.prompt_tokens, usage.completion_tokens)
+        if sdk == "openai"
+        else (usage.input_tokens, usage.output_tokens)
+    )
+    (record,) = _requests(sink)
+    assert record.success and record.method == "generate" and record.provider == sdk
+    assert (record.prompt_tokens, record.completion_tokens) == expected
+    assert record.response_model == parsed.model
+
+
+def test_a_raw_response_never_parsed_is_still_read_for_usage(clients):
+    with capture_metrics() as sink:
+        raw = _chat(clients[0])
+        assert raw.status_code == 200  # only the headers are wanted
+    (record,) = _requests(sink)
+    assert record.completion_tokens == 7 and record.prompt_tokens
+
+
+def _inline(raw: Any) -> int:
+    count = 0
+    for _ in raw.parse():
+        count += 1
+    return count
+
+
+def _listed(raw: Any) -> int:
+    return len(list(raw.parse()))
+
+
+def _with(raw: Any) -> int:
+    with raw.parse() as stream:
+        return sum(1 for _ in stream)
+
+
+def _other_thread(raw: Any) -> int:
+    counted: List[int] = []
+    worker = threading.Thread(target=lambda: counted.append(_listed(raw)))
+    worker.start()
+    worker.join(30)
+    return counted[0]
+
+
+WAYS: List[Tuple[str, Callable[[Any], int]]] = [
+    ("inline", _inline),
+    ("list", _listed),
+    ("with", _with),
+    ("other_thread", _other_thread),
+]
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+@pytest.mark.parametrize("way", [name for name, _ in WAYS])
+def test_a_raw_stream_is_one_record_however_it_is_read(sdk, way, clients):
+    read = dict(WAYS)[way]
+    with capture_metrics() as sink:
+        if sdk == "openai":
+            raw = _chat(clients[0], stream=True, stream_options={"include_usage": True})
+        else:
+            raw = _message(clients[1], stream=True)
+        assert raw.parse() is raw.parse()  # one stream, as the SDK caches it
+        chunks = read(raw)
+    assert chunks > 7
+    (record,) = _requests(sink)
+    (streaming,) = sink.get_metrics(metric_type="streaming")
+    assert record.success and record.method == "stream" and record.provider == sdk
+    assert record.completion_tokens == 7 and record.prompt_tokens
+    assert record.time_to_first_token_ms is not None
+    assert streaming.total_chunks == chunks
+
+
+def test_a_raw_stream_never_parsed_is_recorded_once_when_dropped(clients):
+    with capture_metrics() as sink:
+        raw = _chat(clients[0], stream=True)
+        assert raw.status_code == 200
+        del raw
+        gc.collect()
+    (record,) = _requests(sink)
+    assert record.method == "stream" and record.completion_tokens is None
+
+
+def test_a_raw_call_inside_a_tracked_function_hands_its_usage_to_it(clients):
+    @track_request("openai", model="gpt-4o-mini")
+    def ask() -> Any:
+        return _chat(clients[0]).parse()
+
+    with capture_metrics() as sink:
+        answer = ask()
+    (record,) = _requests(sink)
+    assert record.completion_tokens == answer.usage.completion_tokens == 7
+
+
+def test_other_extra_headers_leave_the_call_as_it_is(clients):
+    with capture_metrics() as sink:
+        answer = clients[0].chat.completions.create(
+            model="gpt-4o-mini", messages=USER, extra_headers={"x-trace": "1"}
+        )
+    (record,) = _requests(sink)
+    assert type(answer).__name__ == "ChatCompletion"
+    assert record.completion_tokens == answer.usage.completion_tokens
