@@ -1,4 +1,5 @@
-"""The Grafana dashboard (docs/grafana/) and the Prometheus rules (docs/prometheus/).
+"""The dashboards: the Grafana dashboard (docs/grafana/) with the Prometheus rules
+(docs/prometheus/), and the debug dashboard the Flask and Django integrations serve.
 
 Read as files: the dashboard is wired to ``$datasource`` and its own variables, shows every
 quantity issue 23 asks for, and names only metrics the package exports, under the
@@ -12,22 +13,34 @@ failed exports, and Prometheus holds exactly what ``collector.stats()`` says); t
 error-ratio alert fires on a burst of provider errors but not on a healthy run, and the
 pipeline alerts fire on lost records and a failing sink but not on records sampled out or
 filtered on purpose.
+
+The debug dashboard's tokens and cost per route and model over time: the series from
+records placed by hand (windows, top series and "other", unknown cost kept apart from 0),
+and through a Flask app making real calls to a LocalLLMServer, the JSON the page polls equal
+to the records and to what the provider answered, behind the debug endpoints'
+authorisation, under Flask and Django; the page carries its data and a policy allowing its
+one script. tests/test_browser.py shows a browser drawing it and redrawing new data.
 """
 
+import base64
+import hashlib
 import json
 import math
+import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 import yaml
+from flask import Flask, request
 from prometheus_client import CollectorRegistry
 from support import spawn
 from support.clocks import Clock
-from support.paths import ROOT
+from support.paths import EXAMPLES, ROOT
 from support.prometheus import (
     PROMTOOL,
     api,
@@ -43,12 +56,21 @@ from support.prometheus import (
     unix_time,
     wait_for,
 )
+from support.records import request_record
+from support.waiting import wait_until
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.errors import CircuitOpenError, SteerLLMError
-from steer_llm_sdk.observability import metrics_context
+from steer_llm_sdk.observability import RequestMetrics, metrics_context
 from steer_llm_sdk.observability.conventions import FAMILIES, HEALTH_FAMILIES, Family
-from steer_llm_sdk.observability.sinks import PrometheusMetricsSink
+from steer_llm_sdk.observability.integrations.dashboard import (
+    DASHBOARD_CSP,
+    find_memory_sink,
+    usage_period,
+    usage_series,
+)
+from steer_llm_sdk.observability.integrations.flask import SteerLLMMetrics
+from steer_llm_sdk.observability.sinks import InMemoryMetricsSink, PrometheusMetricsSink
 from steer_llm_sdk.reliability import CircuitBreaker, CircuitState, RetryPolicy
 from steer_llm_sdk.testing import LocalLLMServer
 from steer_llm_sdk.testing.server import Fault
@@ -704,3 +726,315 @@ def test_pipeline_alerts_fire_on_lost_records_and_a_failing_sink_not_on_chosen_d
         assert down["labels"]["sink"] == "backend"
         assert down["annotations"]["summary"] == "app: metrics sink backend keeps failing"
         assert collector.stats().dropped["invalid"] == 5
+
+
+# =========================================================================== the debug page
+# The debug dashboard of the Flask and Django integrations (integrations/dashboard.py):
+# tokens and cost per route and model over fixed windows, as JSON and drawn by the page
+# (tests/test_browser.py proves the drawing and the refresh in a real browser).
+PERIOD = 10.0
+#: Inside the window [1_000_000, 1_000_010), the newest of the twelve.
+NOW = 1_000_005.0
+OLDEST = 1_000_000.0 - 11 * PERIOD
+
+
+def call(
+    timestamp: float,
+    model: str = "gpt-4o-mini",
+    route: Optional[str] = "/chat",
+    usage: Tuple[int, int] = (3, 4),
+    cost: Optional[float] = 0.5,
+) -> RequestMetrics:
+    attributes = {} if route is None else {"http.route": route}
+    return request_record(
+        0, model, timestamp=timestamp, usage=usage, attributes=attributes, cost_usd=cost
+    )
+
+
+def by_series(usage: Dict[str, Any]) -> Dict[Tuple[Any, Any, Any], Dict[str, Any]]:
+    return {(s["route"], s["provider"], s["model"]): s for s in usage["series"]}
+
+
+def test_usage_series_places_each_call_in_its_window_and_its_route_and_model():
+    records = [
+        call(NOW - 1),
+        call(NOW - 2 * PERIOD, usage=(10, 1), cost=0.25),
+        call(OLDEST, model="claude-3-5-haiku-latest", route=None, usage=(1, 1), cost=None),
+        call(OLDEST - 0.001, usage=(100, 100)),  # before the oldest window: left out
+        call(NOW + PERIOD, usage=(100, 100)),  # after the newest (a skewed clock): left out
+        call(NOW - 1, model="local", cost=None),
+        call(NOW - 2, model="local", cost=0.125),
+        call(NOW - PERIOD, model="local", cost=None),
+    ]
+    usage = usage_series(records, PERIOD, NOW)
+    windows = usage["windows"]
+    assert [w["start"] for w in windows] == [OLDEST + i * PERIOD for i in range(12)]
+    assert all(w["end"] == w["start"] + PERIOD and w["complete"] for w in windows)
+    assert [w["in_progress"] for w in windows] == [False] * 11 + [True]
+    series = by_series(usage)
+    # Most tokens first: /chat gpt-4o-mini (18), /chat local (21 in three calls)...
+    assert [(s["route"], s["model"]) for s in usage["series"]] == [
+        ("/chat", "local"),
+        ("/chat", "gpt-4o-mini"),
+        (None, "claude-3-5-haiku-latest"),
+    ]
+    mini = series[("/chat", "openai", "gpt-4o-mini")]
+    zeros = [0] * 12
+    assert mini["input_tokens"] == zeros[:9] + [10, 0, 3]
+    assert mini["output_tokens"] == zeros[:9] + [1, 0, 4]
+    assert mini["calls"] == zeros[:9] + [1, 0, 1]
+    assert mini["cost_usd"] == [0.0] * 9 + [0.25, 0.0, 0.5]
+    assert mini["total"] == {
+        "calls": 2,
+        "input_tokens": 13,
+        "output_tokens": 5,
+        "cost_usd": 0.75,
+        "cost_unknown_calls": 0,
+    }
+    # No route: kept as None (the page says "(no route)"); an unknown cost is not 0.
+    claude = series[(None, "openai", "claude-3-5-haiku-latest")]
+    assert claude["input_tokens"][0] == 1 and claude["cost_usd"] == [None] + [0.0] * 11
+    assert claude["cost_unknown_calls"] == [1] + zeros[1:]
+    assert claude["total"]["cost_usd"] is None and claude["total"]["cost_unknown_calls"] == 1
+    # Known and unknown in one window: the known sum, and how many calls it misses.
+    local = series[("/chat", "openai", "local")]
+    assert local["cost_usd"][10:] == [None, 0.125]
+    assert local["cost_unknown_calls"][10:] == [1, 1]
+    assert local["total"]["cost_usd"] == 0.125 and local["total"]["cost_unknown_calls"] == 2
+    assert all(not s["other"] and s["merged"] == 1 for s in usage["series"])
+    json.dumps(usage, allow_nan=False)  # what the endpoint sends
+
+
+def test_usage_series_keeps_the_top_series_apart_and_sums_the_rest_as_other():
+    # 30 models, model i with i + 1 input tokens; every third of unknown cost.
+    records = [
+        call(NOW - 1, model=f"m{i:02d}", usage=(i + 1, 0), cost=None if i % 3 == 0 else 0.5)
+        for i in range(30)
+    ]
+    usage = usage_series(records, PERIOD, NOW, top=8)
+    assert len(usage["series"]) == 9
+    kept, other = usage["series"][:8], usage["series"][8]
+    assert [s["model"] for s in kept] == [f"m{i:02d}" for i in range(29, 21, -1)]
+    assert other["other"] and other["merged"] == 22
+    assert (other["route"], other["provider"], other["model"]) == (None, None, None)
+    rest = records[:22]
+    assert other["input_tokens"][-1] == sum(r.prompt_tokens for r in rest)
+    assert other["calls"][-1] == 22
+    known = [r.cost_usd for r in rest if r.cost_usd is not None]
+    assert other["cost_usd"][-1] == math.fsum(known)
+    assert other["cost_unknown_calls"][-1] == len(rest) - len(known)
+    # However many series and calls: at most top + 1 series of twelve windows each.
+    many = records * 40 + [call(NOW - 30, model=f"x{i}") for i in range(500)]
+    big = usage_series(many, PERIOD, NOW, top=8)
+    assert len(big["series"]) == 9 and {len(s["calls"]) for s in big["series"]} == {12}
+    assert sum(sum(s["calls"]) for s in big["series"]) == len(many)
+
+
+def test_usage_series_marks_the_windows_records_may_have_left():
+    usage = usage_series([], PERIOD, NOW, retained_since=OLDEST + 3 * PERIOD - 1)
+    assert [w["complete"] for w in usage["windows"]] == [False] * 3 + [True] * 9
+    assert usage["series"] == []
+    with pytest.raises(ValueError):
+        usage_series([], 0.0, NOW)
+
+
+def test_usage_windows_are_the_rollup_period_else_the_dashboard_window_in_twelve(
+    make_collector,
+):
+    assert usage_period(make_collector(), 300.0) == (25.0, "window_seconds")
+    rolled = make_collector(usage_rollup_seconds=60.0)
+    assert usage_period(rolled, 300.0) == (60.0, "usage_rollup_seconds")
+
+
+# --------------------------------------------------------------------------- served by Flask
+ALLOWED = {"X-Debug": "yes"}
+
+
+@pytest.fixture
+def flask_app(make_collector, server):
+    """A Flask app whose views call a LocalLLMServer through SteerLLMClient, measured by a
+    collector with cost tracking and one-second roll-ups; the debug endpoints are allowed
+    to requests carrying ``ALLOWED``. Yields (app, client, collector)."""
+    collector = make_collector(
+        [InMemoryMetricsSink()], enable_cost_tracking=True, usage_rollup_seconds=1.0
+    )
+    client = SteerLLMClient(
+        metrics_collector=collector,
+        openai_base_url=server.openai_base_url,
+        anthropic_base_url=server.anthropic_base_url,
+        openai_api_key="test",
+        anthropic_api_key="test",
+        environ={},
+    )
+    app = Flask(__name__)
+    app.config.update(
+        STEER_LLM_METRICS_DEBUG_ENDPOINTS=True,
+        STEER_LLM_METRICS_AUTHORIZE=lambda request: request.headers.get("X-Debug") == "yes",
+    )
+
+    @app.post("/chat/<model>")
+    def chat(model: str) -> Dict[str, Any]:
+        usage = client.generate(request.get_json()["prompt"], model).usage
+        return {"usage": [usage.prompt_tokens, usage.completion_tokens]}
+
+    @app.post("/stream/<model>")
+    def stream(model: str) -> Dict[str, Any]:
+        usage = client.stream_with_usage(request.get_json()["prompt"], model).usage
+        return {"usage": [usage.prompt_tokens, usage.completion_tokens]}
+
+    SteerLLMMetrics(app, collector=collector)
+    yield app, client, collector
+    client.close()
+
+
+def test_usage_json_equals_the_records_of_real_calls(flask_app):
+    app, client, collector = flask_app
+    web = app.test_client()
+    answered: Dict[Tuple[Any, str], List[int]] = {}
+
+    def ask(view: str, model: str, prompt: str) -> None:
+        reply = web.post(f"/{view}/{model}", json={"prompt": prompt})
+        assert reply.status_code == 200
+        seen = answered.setdefault((f"/{view}/<model>", model), [0, 0, 0])
+        seen[0] += 1
+        seen[1] += reply.json["usage"][0]
+        seen[2] += reply.json["usage"][1]
+
+    def outside(prompt: str) -> None:  # no request, no route
+        usage = client.generate(prompt, "gpt-4o-mini").usage
+        seen = answered.setdefault((None, "gpt-4o-mini"), [0, 0, 0])
+        seen[0] += 1
+        seen[1] += usage.prompt_tokens
+        seen[2] += usage.completion_tokens
+
+    for n in range(3):
+        ask("chat", "gpt-4o-mini", "hello " * (n + 1))
+    ask("stream", "claude-3-5-haiku-latest", "tell me more")
+    ask("chat", "gpt-local-unpriced", "no price for this one")
+    outside("from a background job")
+    # Into the next one-second window, so that the series has more than one.
+    boundary = math.floor(time.time()) + 1.0
+    assert wait_until(lambda: time.time() >= boundary, 3)
+    ask("chat", "gpt-4o-mini", "once more")
+    ask("chat", "gpt-local-unpriced", "and again")
+    outside("another job")
+    assert collector.flush(5)
+
+    body = web.get("/_steer/debug/usage", headers=ALLOWED).json
+    assert body["period_from"] == "usage_rollup_seconds"
+    usage = body["usage"]
+    assert usage["period_seconds"] == 1.0
+    starts = [w["start"] for w in usage["windows"]]
+
+    # Expected, from the records the sink holds (the roll-ups beside them are left out).
+    records = find_memory_sink(collector).get_metrics(metric_type="request")
+    assert len(records) == 9 and len({math.floor(r.timestamp) for r in records}) >= 2
+    expected: Dict[Tuple[Any, str, Any], Dict[str, Any]] = {}
+    for record in records:
+        key = (record.attributes.get("http.route"), record.provider, record.model)
+        cells = expected.setdefault(key, {})
+        window = starts.index(math.floor(record.timestamp))
+        cell = cells.setdefault(window, {"calls": 0, "in": 0, "out": 0, "costs": []})
+        cell["calls"] += 1
+        cell["in"] += record.prompt_tokens
+        cell["out"] += record.completion_tokens
+        cell["costs"].append(record.cost_usd)
+    shown = by_series(usage)
+    assert set(shown) == set(expected)
+    for key, cells in expected.items():
+        series = shown[key]
+        for window in range(12):
+            cell = cells.get(window, {"calls": 0, "in": 0, "out": 0, "costs": []})
+            known = [c for c in cell["costs"] if c is not None]
+            unknown = len(cell["costs"]) - len(known)
+            assert series["calls"][window] == cell["calls"], (key, window)
+            assert series["input_tokens"][window] == cell["in"], (key, window)
+            assert series["output_tokens"][window] == cell["out"], (key, window)
+            assert series["cost_unknown_calls"][window] == unknown, (key, window)
+            cost = None if unknown and not known else math.fsum(known)
+            assert series["cost_usd"][window] == cost, (key, window)
+
+    # The totals are what the provider answered, route by route and model by model.
+    for (route, model), (calls, prompt, completion) in answered.items():
+        (series,) = [s for s in usage["series"] if (s["route"], s["model"]) == (route, model)]
+        assert (
+            series["total"]["calls"],
+            series["total"]["input_tokens"],
+            series["total"]["output_tokens"],
+        ) == (calls, prompt, completion)
+    priced = shown[("/chat/<model>", "openai", "gpt-4o-mini")]["total"]
+    assert priced["cost_usd"] > 0 and priced["cost_unknown_calls"] == 0
+    unpriced = shown[("/chat/<model>", "openai", "gpt-local-unpriced")]["total"]
+    assert unpriced["cost_usd"] is None and unpriced["cost_unknown_calls"] == 2
+
+
+def test_usage_json_needs_the_debug_authorisation(flask_app):
+    app, _, _ = flask_app
+    web = app.test_client()
+    assert web.get("/_steer/debug/usage").status_code == 403
+    assert web.get("/_steer/debug/usage", headers={"X-Debug": "no"}).status_code == 403
+    allowed = web.get("/_steer/debug/usage", headers=ALLOWED)
+    assert allowed.status_code == 200 and allowed.json["usage"] is not None
+    assert allowed.headers["Cache-Control"] == "no-store"
+    app.config["STEER_LLM_METRICS_AUTHORIZE"] = None  # the default: app.debug
+    assert web.get("/_steer/debug/usage", headers=ALLOWED).status_code == 403
+    app.debug = True
+    assert web.get("/_steer/debug/usage").status_code == 200
+    app.config["STEER_LLM_METRICS_DEBUG_ENDPOINTS"] = False
+    assert web.get("/_steer/debug/usage").status_code == 404
+
+
+def test_dashboard_page_carries_its_data_and_allows_only_its_own_script(flask_app):
+    app, client, collector = flask_app
+    web = app.test_client()
+    assert web.post("/chat/gpt-4o-mini", json={"prompt": "hi"}).status_code == 200
+    assert collector.flush(5)
+    page = web.get("/_steer/debug/dashboard", headers=ALLOWED)
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    embedded = json.loads(
+        re.search(r'<script type="application/json" id="usage-data">(.*?)</script>', text).group(1)
+    )
+    polled = web.get("/_steer/debug/usage", headers=ALLOWED).json
+    assert embedded["usage"]["series"] == polled["usage"]["series"]
+    (script,) = re.findall(r"<script>(.*?)</script>", text, flags=re.S)
+    policy = dict(
+        part.strip().split(" ", 1) for part in page.headers["Content-Security-Policy"].split(";")
+    )
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert policy["script-src"] == f"'sha256-{digest}'"  # this script, and no other
+    assert policy["connect-src"] == "'self'" and policy["default-src"] == "'none'"
+    assert '"usage"' in script  # it polls the JSON beside the page
+    local = text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "http://" not in local and "https://" not in local  # no external assets
+
+
+def test_django_serves_the_usage_json_under_the_debug_authorisation():
+    sys.path.insert(0, str(EXAMPLES / "django_project"))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    import django
+    from django.test import Client, override_settings
+
+    django.setup()
+    from steer_llm_sdk.observability import get_collector
+
+    collector = get_collector()
+    sink = find_memory_sink(collector)
+    sink.clear()
+    # A model without a price: its cost stays unknown whether or not the default collector
+    # (which an earlier test may have configured) tracks costs.
+    collector.record(call(time.time(), "gpt-local-unpriced", "/chat/<str:model>", (5, 6), None))
+    assert collector.flush(5)
+    with override_settings(STEER_LLM_METRICS={"debug_endpoints": True}):
+        assert Client().get("/_steer/debug/usage").status_code == 403  # no staff user
+    with override_settings(STEER_LLM_METRICS={"debug_endpoints": False}):
+        assert Client().get("/_steer/debug/usage").status_code == 404
+    allowed = {"debug_endpoints": True, "authorize": lambda request: True}
+    with override_settings(STEER_LLM_METRICS=allowed):
+        reply = Client().get("/_steer/debug/usage")
+        page = Client().get("/_steer/debug/dashboard")
+    assert reply.status_code == 200 and reply["Cache-Control"] == "no-store"
+    (series,) = reply.json()["usage"]["series"]
+    assert (series["route"], series["model"]) == ("/chat/<str:model>", "gpt-local-unpriced")
+    assert series["total"]["input_tokens"] == 5 and series["total"]["cost_usd"] is None
+    assert page["Content-Security-Policy"] == DASHBOARD_CSP

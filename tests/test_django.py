@@ -21,10 +21,16 @@ from steer_llm_sdk.testing import LocalLLMServer  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def llm():
+    # The example's views keep one client made from STEER_LLM_BASE_URL: forget it whenever
+    # the server (and so the URL) changes, as when xdist splits this module in two.
+    from project import views
+
     with LocalLLMServer(reply_words=4) as server:
         os.environ["STEER_LLM_BASE_URL"] = server.url
+        views._client = None
         yield server
         os.environ.pop("STEER_LLM_BASE_URL", None)
+        views._client = None
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import sys
 import textwrap
 import threading
 import time
-from functools import partial
-from typing import Any
+from functools import cache, partial
+from typing import Any, Optional
 
 import pytest
 from support import spawn
@@ -191,25 +191,22 @@ def run_exit(python: str, script: str, timeout: float = 20.0) -> "subprocess.Com
     )
 
 
-def _minor(python: str) -> int:
-    out = spawn.run(
-        [python, "-c", "import sys; print(sys.version_info[1])"], capture_output=True, text=True
-    )
-    return int(out.stdout.strip() or 0)
-
-
-def _importable(python: str) -> bool:
-    probe = run_exit(python, "", timeout=30)
-    return probe.returncode == 0
+@cache
+def _importable_minor(python: str) -> Optional[int]:
+    """The minor version of ``python`` when it runs the exit prelude, else None; asked once
+    per interpreter (each start imports the package's core: seconds on a busy machine)."""
+    probe = run_exit(python, "print(sys.version_info[1])", timeout=30)
+    return int(probe.stdout.split()[-1]) if probe.returncode == 0 else None
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("python", spawn.interpreters())
 @pytest.mark.parametrize("case", ["nothing_recorded", "recorded_in_atexit", "recorded"])
 def test_the_exit_drain_keeps_its_deadline(python, case):
-    if not _importable(python):
+    minor = _importable_minor(python)
+    if minor is None:
         pytest.skip("this interpreter cannot import the package's dependencies")
-    if case == "recorded_in_atexit" and _minor(python) == 12:
+    if case == "recorded_in_atexit" and minor == 12:
         pytest.skip(
             "known gap: Python 3.12 refuses new threads from the start of its exit, so a "
             "first record made in an atexit handler is delivered on the exiting thread, "

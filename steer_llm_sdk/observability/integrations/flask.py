@@ -11,11 +11,15 @@ when the view raises. Config keys (``app.config``):
 key                                    default    meaning
 =====================================  =========  ============================================
 STEER_LLM_METRICS_ENABLED              True       False: the extension does nothing
-STEER_LLM_METRICS_DEBUG_ENDPOINTS      False      serve ``<prefix>/debug``, the dashboard and
+STEER_LLM_METRICS_DEBUG_ENDPOINTS      False      serve ``<prefix>/debug``, the dashboard,
+                                                  ``<prefix>/debug/usage`` (the JSON the
+                                                  dashboard polls) and
                                                   ``<prefix>/debug/doctor``
 STEER_LLM_METRICS_URL_PREFIX           /_steer    where the debug endpoints live
 STEER_LLM_METRICS_AUTHORIZE            None       ``(request) -> bool``; default: ``app.debug``
-STEER_LLM_METRICS_WINDOW_SECONDS       300        the summary's window
+STEER_LLM_METRICS_WINDOW_SECONDS       300        the summary's window (and, without
+                                                  ``usage_rollup_seconds``, twelve times
+                                                  the usage charts' window)
 STEER_LLM_METRICS_PROMETHEUS_ENDPOINT  False      serve ``<prefix>/metrics`` for Prometheus
 STEER_LLM_METRICS_PROMETHEUS_TOKEN     None       if set, scrapes must send
                                                   ``Authorization: Bearer <token>``
@@ -42,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - the message is the point
 
 from .. import MetricsCollector, doctor, metrics_context
 from ._auth import bearer_matches
-from .dashboard import render_dashboard, summary_payload
+from .dashboard import DASHBOARD_CSP, render_dashboard, summary_payload, usage_payload
 
 _DEFAULTS = {
     "STEER_LLM_METRICS_ENABLED": True,
@@ -85,6 +89,7 @@ class SteerLLMMetrics:
         blueprint = Blueprint("steer_llm_metrics", __name__, url_prefix=prefix)
         blueprint.add_url_rule("/debug", "debug", _debug_json)
         blueprint.add_url_rule("/debug/dashboard", "dashboard", _debug_dashboard)
+        blueprint.add_url_rule("/debug/usage", "usage", _debug_usage)
         blueprint.add_url_rule("/debug/doctor", "doctor", _debug_doctor)
         blueprint.add_url_rule("/metrics", "prometheus", _prometheus)
         app.register_blueprint(blueprint)
@@ -128,14 +133,15 @@ def _debug_dashboard() -> Response:
     _guard()
     window = float(current_app.config["STEER_LLM_METRICS_WINDOW_SECONDS"])
     page = render_dashboard(_extension().collector, window)
-    return Response(
-        page,
-        mimetype="text/html",
-        headers={
-            "Content-Security-Policy": "default-src 'none'; "
-            "style-src 'unsafe-inline'; img-src data:"
-        },
-    )
+    return Response(page, mimetype="text/html", headers={"Content-Security-Policy": DASHBOARD_CSP})
+
+
+def _debug_usage() -> Response:
+    _guard()
+    window = float(current_app.config["STEER_LLM_METRICS_WINDOW_SECONDS"])
+    response = jsonify(usage_payload(_extension().collector, window))
+    response.headers["Cache-Control"] = "no-store"  # polled: always the newest numbers
+    return response
 
 
 def _debug_doctor() -> Response:

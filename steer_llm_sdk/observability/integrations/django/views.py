@@ -1,4 +1,5 @@
-"""Debug views: the summary as JSON, the dashboard page and the ``doctor()`` findings as JSON
+"""Debug views: the summary as JSON, the dashboard page, the usage series it polls (JSON) and
+the ``doctor()`` findings as JSON
 (off unless enabled, staff only unless ``STEER_LLM_METRICS["authorize"]`` says otherwise);
 the Prometheus view (off unless ``prometheus_endpoint``; bearer token when
 ``prometheus_token`` is set)."""
@@ -8,7 +9,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from ... import doctor
 from .._auth import bearer_matches
-from ..dashboard import render_dashboard, summary_payload
+from ..dashboard import DASHBOARD_CSP, render_dashboard, summary_payload, usage_payload
 from .apps import metrics_settings
 
 
@@ -34,9 +35,14 @@ def debug_json(request: HttpRequest) -> JsonResponse:
 def debug_dashboard(request: HttpRequest) -> HttpResponse:
     page = render_dashboard(None, _guard(request))
     response = HttpResponse(page, content_type="text/html; charset=utf-8")
-    response["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-    )
+    response["Content-Security-Policy"] = DASHBOARD_CSP
+    return response
+
+
+def debug_usage(request: HttpRequest) -> JsonResponse:
+    """Tokens and cost per route and model over time (what the dashboard polls)."""
+    response = JsonResponse(usage_payload(None, _guard(request)))
+    response["Cache-Control"] = "no-store"  # polled: always the newest numbers
     return response
 
 
