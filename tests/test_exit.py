@@ -207,3 +207,33 @@ def test_streams_still_open_at_exit_are_recorded_as_cancelled(python, tmp_path):
         tmp_path,
     )
     assert sorted(got) == ["half:cancelled:2", "unstarted:cancelled:0"]
+
+
+@pytest.mark.parametrize("python", INTERPRETERS[:1])
+def test_streams_still_open_at_a_workers_exit_hook_are_recorded(python, tmp_path):
+    # gunicorn's worker_exit calls shutdown_all() before the interpreter's exit: streams
+    # still open then are ended and delivered by it, not refused as after_shutdown later.
+    got, _ = run(
+        """
+        from steer_llm_sdk.observability import shutdown_all
+
+        class StreamSink(FileSink):
+            def record(self, m):
+                if m.metric_type == "streaming":
+                    self.out.write("%s:%s:%d\\n" % (m.model, m.status, m.total_chunks))
+
+        streams = MetricsCollector(MetricsConfig(), [StreamSink(sys.argv[1])])
+
+        @streams.track_request("openai", model="half")
+        def half():
+            yield from "abcde"
+
+        kept = half()
+        next(kept)
+        assert shutdown_all()
+        assert streams.stats().dropped.get("after_shutdown", 0) == 0, streams.stats()
+    """,
+        python,
+        tmp_path,
+    )
+    assert got == ["half:cancelled:1"]

@@ -100,12 +100,17 @@ def collectors() -> List[Any]:
 
 
 def shutdown_all(timeout: Optional[float] = None) -> bool:
-    """Flush and shut down every collector of this process (each within ``timeout``, or its
-    own ``shutdown_timeout_seconds``). For exit hooks such as gunicorn's ``worker_exit``.
+    """End the streams still open (as the exit drain does), then flush and shut down every
+    collector of this process (each within ``timeout``, or its own
+    ``shutdown_timeout_seconds``). For exit hooks such as gunicorn's ``worker_exit``, which
+    run before the interpreter's exit: a stream still open then is recorded, as cancelled,
+    instead of being refused later as ``after_shutdown``. Call it only when the process is
+    about to end: a stream some thread is still reading is ended (closed) too.
 
     Returns:
         True if every collector delivered everything in time.
     """
+    _run_exit_hooks()
     complete = True
     for collector in collectors():
         if not collector.is_shutdown:
@@ -135,12 +140,16 @@ def _prepare_exit() -> None:
         runtime.prepare_exit()
 
 
-def _drain_at_exit() -> None:
+def _run_exit_hooks() -> None:
     for hook in list(_exit_hooks):
         try:
             hook()
         except Exception:
             pass
+
+
+def _drain_at_exit() -> None:
+    _run_exit_hooks()
     longest = _orphans_timeout()
     for runtime in list(_live):
         longest = max(longest, runtime.shutdown_timeout)
