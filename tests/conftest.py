@@ -13,6 +13,34 @@ from support.sinks import RecordingSink
 from steer_llm_sdk.testing import LocalLLMServer
 
 
+#: Modules whose tests start real servers or fresh interpreters (seconds each, mostly
+#: start-up): the slow tier. ``make test`` runs every tier; ``make test-quick`` leaves this
+#: one out (``-m "not slow"``) for the edit-and-test loop.
+SLOW_MODULES = frozenset(
+    {
+        "test_browser",
+        "test_celery",
+        "test_docs",
+        "test_examples",
+        "test_exit",
+        "test_faults",
+        "test_gunicorn",
+        "test_instrument_lazy",
+        "test_instrument_litellm",
+        "test_usage_hint",
+        "test_uwsgi",
+        "test_waitress",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: "list[pytest.Item]") -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def sdk_clients_closed(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fails the module that leaves an official SDK client open, and closes it.
