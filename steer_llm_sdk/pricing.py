@@ -241,8 +241,8 @@ class Pricer:
 
     Thread-safe, and fork-safe: a forked child gets a fresh lock (another thread may have
     held this one at the fork). A model's genai-prices entry is looked up once and cached (a
-    lookup searches its whole table; a cached price is a few additions); models with tiered prices (a
-    higher rate past a prompt size) are priced by genai-prices itself at each call.
+    lookup searches its whole table; a cached price is a few additions); models with tiered
+    prices (a higher rate past a prompt size) are priced by genai-prices itself at each call.
     """
 
     def __init__(

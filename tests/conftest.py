@@ -12,7 +12,6 @@ from support.sinks import RecordingSink
 
 from steer_llm_sdk.testing import LocalLLMServer
 
-
 #: Modules whose tests start real servers or fresh interpreters (seconds each, mostly
 #: start-up): the slow tier. ``make test`` runs every tier; ``make test-quick`` leaves this
 #: one out (``-m "not slow"``) for the edit-and-test loop.

@@ -70,6 +70,11 @@ class TokenUsage(NamedTuple):
     cache_creation_tokens: Optional[int] = None
 
 
+#: ``_usage(TokenUsage, six values)``: a TokenUsage without the generated ``__new__``'s
+#: Python frame, for the path every chat answer takes.
+_usage = tuple.__new__
+
+
 def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
     """Normalise one provider ``usage`` object or dict; None if it holds no counts."""
     if usage is None:
@@ -79,9 +84,16 @@ def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
     if type(usage) is dict:
         get: Any = usage.get
     else:
+        # A model object keeping its declared fields in ``__dict__`` (pydantic: openai's
+        # usage, LiteLLM's) is read there without a Python call per field; one that does
+        # not declare the details (they may sit among its extras) through ``getattr``.
+        fields = getattr(usage, "__dict__", None)
+        if type(fields) is dict and "prompt_tokens_details" in fields:
+            get = fields.get
+        else:
 
-        def get(name: str, _of: Any = usage) -> Any:
-            return getattr(_of, name, None)
+            def get(name: str, _of: Any = usage) -> Any:
+                return getattr(_of, name, None)
 
     prompt = get("prompt_tokens")
     prompt = prompt if type(prompt) is int else _int(prompt)
@@ -99,7 +111,7 @@ def usage_from_usage_object(usage: Any) -> Optional[TokenUsage]:
         reasoning = _int(field(get("completion_tokens_details"), "reasoning_tokens"))
         if total is None and prompt is not None and completion is not None:
             total = prompt + completion
-        return TokenUsage(prompt, completion, total, cached, reasoning, written)
+        return _usage(TokenUsage, (prompt, completion, total, cached, reasoning, written))
     input_tokens = _int(field(usage, "input_tokens"))
     output_tokens = _int(field(usage, "output_tokens"))
     if input_tokens is None and output_tokens is None:

@@ -7,9 +7,10 @@ while the call's response is still stored.
 A tracked blocking call stores its return value on the record (``RequestMetrics._response``);
 token counts and the response model are read from it here, so a user's ``usage_extractor``
 never runs on the caller's thread. (A call ``instrument()`` measures alone is read with
-:func:`complete_from_response` when it returns, on its thread: see ``measure/sdk.py``.) Calls that joined it (an
-instrumented SDK call inside a tracked function) left their responses, or what their
-streams reported, in ``RequestMetrics._joined``: their usage, summed, is the call's.
+:func:`complete_from_response` when it returns, on its thread: see ``measure/sdk.py``.)
+Calls that joined it (an instrumented SDK call inside a tracked function) left their
+responses, or what their streams reported, in ``RequestMetrics._joined``: their usage,
+summed, is the call's.
 """
 
 from typing import Any, List, Mapping, Optional
@@ -112,7 +113,8 @@ def complete_from_response(record: RequestMetrics, max_length: int) -> None:
                 usage = TokenUsage(*(usage.get(name) for name in TokenUsage._fields))
             elif not isinstance(usage, tuple):
                 usage = TokenUsage(*(getattr(usage, name, None) for name in TokenUsage._fields))
-        record.set_usage(*map(_count, usage[:6]))
+            usage = usage[:6]
+        record.set_usage(*_counts(usage))
     if record.response_model is None and response is not None:
         model = extract_model(response)
         record.response_model = None if model is None else model[:max_length]
@@ -143,7 +145,18 @@ def joined_usage(joined: Any) -> "tuple[Optional[TokenUsage], Optional[str]]":
 _COUNT_MAX = 2**63 - 1  # what every exporter can carry (OTLP and JSON int64)
 
 
+def _counts(usage: Any) -> Any:
+    """``usage``'s counts as exporters can carry them (see :func:`_count`): ``usage`` itself
+    when every one is None or such an int already (the usual case, checked in one pass)."""
+    for value in usage:
+        if value is not None and (type(value) is not int or not 0 <= value <= _COUNT_MAX):
+            return tuple(map(_count, usage))
+    return usage
+
+
 def _count(value: Any) -> Optional[int]:
     if type(value) is not int:
         return None
-    return 0 if value < 0 else min(value, _COUNT_MAX)
+    if 0 <= value <= _COUNT_MAX:  # the usual case first, without calling min()
+        return value
+    return 0 if value < 0 else _COUNT_MAX
