@@ -423,3 +423,23 @@ def test_anthropic_recorded_stream_takes_running_total(make_collector, sink):
     text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
     assert streaming.total_chars == len(text)
     assert request.response_model == json.loads(json.dumps(events[0]))["message"]["model"]
+
+
+def test_closing_a_metered_stream_early_leaves_no_reference_cycle():
+    # The meter re-raises close()'s GeneratorExit where the items are taken; an exception
+    # kept by a frame that handled it would make a cycle per early close, left to the
+    # garbage collector (which SDK streams and request threads then pay for).
+    from steer_llm_sdk.observability.measure.stream import StreamMeter
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(200):
+            metered = StreamMeter().measure(iter(["a"] * 10))
+            next(metered)
+            metered.close()
+        del metered
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+

@@ -22,7 +22,7 @@ from bisect import bisect_left
 from functools import partial
 from time import perf_counter
 from types import GeneratorType
-from typing import Any, Callable, Dict, Generator, List, Optional
+from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
 
 from ...streaming.json_stream import JsonObjectCounter
 from ...streaming.readers import READERS, StreamReader
@@ -45,6 +45,7 @@ COMPLETED, ERROR, CANCELLED = "completed", "error", "cancelled"
 
 
 _INF = float("inf")
+_NAN = float("nan")
 
 
 def _nothing() -> None:
@@ -98,7 +99,7 @@ class StreamMeter:
         self.error: Optional[BaseException] = None
         self.end = 0.0
 
-    def measure(  # noqa: C901 - one generator step per chunk: the per-chunk work is inlined
+    def measure(
         self,
         inner: Any,
         on_start: Callable[[], None] = _nothing,
@@ -120,6 +121,9 @@ class StreamMeter:
         seconds). ``control``, when given, receives what is sent or thrown in instead of
         ``inner`` (a source whose steps run elsewhere, in a context of their own).
         """
+        # Only the chunk loop lives here. What runs once a stream (its start and end) or
+        # rarely (a new shortest or longest gap, the first content, a value sent or an
+        # exception thrown in) is a function of its own, called when it happens.
         on_start()
         reader = self.reader
         readers = READERS
@@ -130,62 +134,46 @@ class StreamMeter:
         # fall in one bucket, so the common step is one chained comparison and one addition
         # to the current run (``run`` gaps in bucket ``index``, from the chunk read at
         # ``origin`` to the last one: their sum is ``last - origin``). A gap outside the
-        # run's bucket, and the first chunk (``last`` is infinite, so its "gap" is -inf),
-        # take the other branches. Nothing per chunk is kept.
-        last = low = shortest = _INF
+        # run's bucket ends the run and starts one; the first chunk has no gap (``last``
+        # starts as NaN, which no comparison admits). A gap outside [shortest, longest]
+        # is a new extreme (_stretch), or NaN. Nothing per chunk is kept.
+        last = _NAN
+        low = shortest = _INF
         high = longest = -_INF
         index = run = 0
         origin = 0.0
         first: Optional[float] = None
-        json = self.json
-        # JSON counting and text-only output are rare: one test per chunk covers both.
-        special = json is not None or text_only
         # Chunks are counted by the gaps between them (plus the first) at the end.
         count, chars = self.chunks - sum(counts), self.chars
-        first_token = self.first_token
+        noting = True  # until the first content, and for JSON counting (see _note)
         seen: Any = None  # the class of the last chunk read, and its reader
         read: Any = None
-        returned: Any = None  # what a generator returned, through _keep_returned()
-        iterator: Any
-        source: Any
+        returned: List[Any]  # what a generator returned, through _keep_returned()
         try:
-            if type(inner) is GeneratorType:
-                returned = [None]
-                iterator = source = _keep_returned(inner, returned)
-            elif type(inner) is Steps:
-                returned = inner.returned
-                iterator = source = iter(inner)
-            else:
-                iterator = source = iter(inner)
+            iterator, returned = _iterate(inner)
+            source: Any = iterator
             target = iterator if control is None else control
-            while True:
+            while source is not None:
                 # A ``for`` loop is the cheapest way to take items. A value sent or an
                 # exception thrown in by the consumer goes to the iterator's send()/throw(),
                 # whose answer is taken through a one-item source before the loop returns
-                # to the iterator.
+                # to the iterator (_sent, _thrown, _after).
                 for chunk in source:
                     now = clock()
                     gap = now - last
                     if low < gap <= high:
                         run += 1
-                        if gap < shortest:
-                            shortest = gap
-                        elif gap > longest:
-                            longest = gap
-                    elif first is None:
-                        first = now
+                    elif first is None:  # the run of the first gap starts here
+                        first = origin = now
                     else:  # a gap in another bucket: the run ends, one starts
-                        if run:
-                            counts[index] += run
-                            sums[index] += last - origin
+                        counts[index] += run
+                        sums[index] += last - origin
                         origin = last
                         index = bisect_left(DURATION_BUCKETS, gap)
                         low, high = lows[index], highs[index]
                         run = 1
-                        if gap < shortest:
-                            shortest = gap
-                        if gap > longest:
-                            longest = gap
+                    if not shortest <= gap <= longest:
+                        shortest, longest = _stretch(gap, shortest, longest)
                     last = now
                     cls = type(chunk)
                     if cls is str:
@@ -198,58 +186,56 @@ class StreamMeter:
                         except Exception:  # an odd chunk passes through, counted, not read
                             reader.errors += 1
                             text = ""
-                    if text:
-                        chars += len(text)
-                        if first_token is None:
-                            first_token = now
-                    if special:
-                        if json is not None and text and type(text) is str:
-                            json.feed(text)
-                        if text_only:
-                            if not text or type(text) is not str:  # no text, or tool calls etc.
-                                continue
-                            chunk = text
+                    chars += len(text)
+                    if noting and text:
+                        noting = self._note(text, now)
+                    if text_only:
+                        if not text or type(text) is not str:  # no text, or tool calls etc.
+                            continue
+                        chunk = text
                     try:
                         sent = yield chunk
-                    except GeneratorExit:
-                        raise
                     except BaseException as thrown:
-                        # Into an iterator without throw(): raised here, as a plain loop would.
-                        throw = getattr(target, "throw", None)
-                        if throw is None:
-                            raise
-                        source = _Answer(throw, thrown)
+                        source = _thrown(target, thrown, returned)
                         break
                     if sent is not None:
-                        # An iterator without send(): the value is dropped, the next item read.
-                        send = getattr(target, "send", None)
-                        if send is not None:
-                            source = _Answer(send, sent)
-                            break
+                        source = _sent(target, sent, source, returned)
+                        break
                 else:  # the source ran out
-                    if source is iterator:
-                        self.status = COMPLETED
-                        return None if returned is None else returned[0]
-                    if source.ended:  # send()/throw() ended the iterator
-                        self.status = COMPLETED
-                        return source.value
-                    source = iterator  # the answer was taken: back to the iterator
-        except GeneratorExit:
-            self.status = CANCELLED
-            raise
+                    source = _after(source, iterator)
+            self.status = COMPLETED
+            return returned[0]
         except BaseException as exc:
-            self.status, self.error = ERROR, exc
+            self._stopped(exc)
             raise
         finally:
             self.end = clock()
-            if run:
-                counts[index] += run
-                sums[index] += last - origin
+            _end_run(counts, sums, index, run, last - origin)
             gaps.minimum, gaps.maximum = shortest, longest
             self.chunks = count + sum(counts) + (first is not None)
             self.chars = chars
-            self.first, self.first_token = first, first_token
+            self.first = first
             on_end()
+
+    def _note(self, text: str, now: float) -> bool:
+        """Note a chunk's content read at ``now``: the first content's time, and the text
+        for JSON counting. Returns whether the next content needs noting too."""
+        if self.first_token is None:
+            self.first_token = now
+        json = self.json
+        if json is None:
+            return False
+        if type(text) is str:
+            json.feed(text)
+        return True
+
+    def _stopped(self, exc: BaseException) -> None:
+        """Note how the stream stopped before its end: closed (``cancelled``) or by
+        ``exc``."""
+        if isinstance(exc, GeneratorExit):
+            self.status = CANCELLED
+        else:
+            self.status, self.error = ERROR, exc
 
     def capture(self, gen: Any) -> None:
         """Take the measures of ``gen``, this meter's :meth:`measure` generator, while it
@@ -268,7 +254,7 @@ class StreamMeter:
         run = local.get("run", 0)
         self.chunks = local.get("count", 0) + sum(counts) + run + 1
         self.chars = local.get("chars", 0)
-        self.first, self.first_token = first, local.get("first_token")
+        self.first = first
         self.end = perf_counter()
 
     def outcome(self) -> "StreamOutcome":
@@ -290,6 +276,35 @@ class StreamMeter:
         return outcome
 
 
+def _end_run(counts: List[int], sums: List[float], index: int, run: int, span: float) -> None:
+    """Add a run of ``run`` gaps in bucket ``index``, ``span`` seconds in all, unless
+    there is none."""
+    if run:
+        counts[index] += run
+        sums[index] += span
+
+
+def _stretch(gap: float, shortest: float, longest: float) -> Tuple[float, float]:
+    """The shortest and longest gap once ``gap`` is counted too (a NaN changes neither)."""
+    if gap < shortest:
+        shortest = gap
+    if gap > longest:
+        longest = gap
+    return shortest, longest
+
+
+def _iterate(inner: Any) -> Tuple[Any, List[Any]]:
+    """An iterator over ``inner``, and the list whose first item holds what ``inner``
+    returned once it has (a generator's return value; None for other iterators, unless
+    their ``send()``/``throw()`` ended them with one)."""
+    if type(inner) is GeneratorType:
+        returned: List[Any] = [None]
+        return _keep_returned(inner, returned), returned
+    if type(inner) is Steps:
+        return iter(inner), inner.returned
+    return iter(inner), [None]
+
+
 def _keep_returned(gen: Generator[Any, Any, Any], returned: List[Any]) -> Generator[Any, Any, Any]:
     """Delegate to ``gen`` (``send``/``throw`` included) and keep what it returns in
     ``returned[0]``: a ``for`` loop drops the return value of what it iterates."""
@@ -299,15 +314,16 @@ def _keep_returned(gen: Generator[Any, Any, Any], returned: List[Any]) -> Genera
 
 class _Answer:
     """What an iterator's ``send()`` or ``throw()`` answers, as a one-item iterator; if the
-    call ended the iterator instead, ``ended`` is set and ``value`` is its return value."""
+    call ended the iterator instead, ``ended`` is set and its return value is put in
+    ``returned[0]``."""
 
-    __slots__ = ("_call", "_argument", "ended", "value")
+    __slots__ = ("_call", "_argument", "_returned", "ended")
 
-    def __init__(self, call: Callable[[Any], Any], argument: Any) -> None:
+    def __init__(self, call: Callable[[Any], Any], argument: Any, returned: List[Any]) -> None:
         self._call: Optional[Callable[[Any], Any]] = call
         self._argument = argument
+        self._returned = returned
         self.ended = False
-        self.value: Any = None
 
     def __iter__(self) -> "_Answer":
         return self
@@ -319,8 +335,47 @@ class _Answer:
         try:
             return call(self._argument)
         except StopIteration as stop:
-            self.ended, self.value = True, stop.value
+            self.ended, self._returned[0] = True, stop.value
             raise StopIteration from None
+
+
+def _thrown(target: Any, thrown: BaseException, returned: List[Any]) -> Any:
+    """The source to read after ``thrown`` was thrown in at a yield: the answer of the
+    iterator's ``throw()``. ``close()``'s GeneratorExit, and an exception thrown into an
+    iterator without ``throw()``, are raised again where the items are taken, as a plain
+    loop would raise them."""
+    throw = None if isinstance(thrown, GeneratorExit) else getattr(target, "throw", None)
+    if throw is None:
+        return _raising(thrown)
+    return _Answer(throw, thrown, returned)
+
+
+def _raising(exc: BaseException) -> Generator[Any, None, None]:
+    """An iterator whose first step raises ``exc`` (a generator: nothing runs before)."""
+    try:
+        raise exc
+    finally:
+        del exc  # the traceback keeps this frame: it must not keep ``exc`` (a cycle)
+    yield
+
+
+def _sent(target: Any, sent: Any, source: Any, returned: List[Any]) -> Any:
+    """The source to read after ``sent`` was sent in: the answer of the iterator's
+    ``send()``; for an iterator without one, ``source`` again (the value is dropped and
+    the next item read)."""
+    send = getattr(target, "send", None)
+    if send is None:
+        return source
+    return _Answer(send, sent, returned)
+
+
+def _after(source: Any, iterator: Any) -> Any:
+    """The source to read once ``source`` has run out: ``iterator`` again after an answer
+    was taken; None once the stream is over (``iterator`` ran out, or the call answered
+    ended it)."""
+    if source is iterator or source.ended:
+        return None
+    return iterator
 
 
 class FinishOnce:
