@@ -4,15 +4,24 @@ exchange of the corpus whose API it covers, and the same exchanges through @trac
 For each cassette the local server replays the recorded responses (matched by path); the
 SDK is called for each covered interaction; the RequestMetrics must carry exactly the tokens
 the provider reported, the StreamingMetrics the recorded content's characters, and a time
-to first token when the stream had content.
+to first token when the stream had content. Vertex AI exchanges are made by a google-genai
+client of Vertex AI for the recorded project and location, with a stand-in credential.
 """
 
-from typing import Any, Callable, Dict, List, Tuple
+import re
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 from support.corpus import SDK_WARNINGS, Exchange, cassettes, corpus_required, exchanges
 from support.peers import openai_v2_instrumentor
-from support.sdk_clients import closing, local_sdk_clients, official_sdks
+from support.sdk_clients import (
+    VERTEX_TOKEN,
+    close_clients,
+    closing,
+    local_sdk_clients,
+    official_sdks,
+    vertex_client,
+)
 
 from steer_llm_sdk.observability import (
     MetricsConfig,
@@ -28,8 +37,6 @@ pytestmark = SDK_WARNINGS
 
 openai, anthropic, genai, boto3 = official_sdks()
 
-#: Interactions that cannot be replayed to an SDK here, by reason.
-_VERTEX = "Vertex AI endpoints need Google credentials (an OAuth token flow)"
 _FAMILIES = {
     "chat": "openai",
     "completions": "openai",
@@ -39,13 +46,42 @@ _FAMILIES = {
     "gemini": "gemini",
     "converse": "bedrock",
 }
+#: A Vertex AI model's path: API version, project, location.
+_VERTEX_PATH = re.compile(
+    r"/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/[^/]+$"
+)
+
+
+def _vertex(exchange: Exchange) -> Optional[Tuple[str, str, str]]:
+    """(API version, project, location) of an exchange with Vertex AI, read from its
+    recorded path; None for an exchange with another API."""
+    if not exchange.host.endswith("aiplatform.googleapis.com"):
+        return None
+    match = _VERTEX_PATH.match(exchange.path.split(":", 1)[0])
+    assert match, (exchange.name, exchange.path)  # a Vertex AI path this test cannot replay
+    return match.group(1), match.group(2), match.group(3)
 
 
 @pytest.fixture(scope="module")
 def clients(module_server):
+    """The SDK clients of :func:`local_sdk_clients`, and under ``"vertex"`` the Vertex AI
+    clients made so far (by :func:`_vertex_clients`), closed with them."""
     made = local_sdk_clients(module_server.url)
-    with closing(*made.values()):
-        yield made
+    vertex: Dict[Tuple[str, str, str], Any] = {}
+    try:
+        yield {**made, "vertex": vertex}
+    finally:
+        close_clients(*made.values(), *vertex.values())
+
+
+def _vertex_clients(exchanges: List[Exchange], clients: Dict[str, Any], url: str) -> None:
+    """Make the Vertex AI client of each (API version, project, location) of ``exchanges``
+    not made yet: one per recorded project, kept for the module, as making one costs about
+    70 ms of CPU (its TLS contexts load the CA certificates)."""
+    made = clients["vertex"]
+    for version, project, location in filter(None, map(_vertex, exchanges)):
+        if (version, project, location) not in made:
+            made[version, project, location] = vertex_client(url, project, location, version)
 
 
 def _call(exchange: Exchange, clients: Dict[str, Any]) -> Tuple[Any, bool]:
@@ -72,7 +108,8 @@ def _call(exchange: Exchange, clients: Dict[str, Any]) -> Tuple[Any, bool]:
             model=model, max_tokens=16, messages=user, stream=streamed
         ), streamed
     if shape == "gemini":
-        models = clients["gemini"].models
+        vertex = _vertex(exchange)
+        models = (clients["vertex"][vertex] if vertex else clients["gemini"]).models
         if streamed:
             return lambda: models.generate_content_stream(model=model, contents="hi"), True
         return lambda: models.generate_content(model=model, contents="hi"), False
@@ -112,7 +149,7 @@ def _run(exchange: Exchange, clients: Dict[str, Any], mode: str) -> Tuple[Any, A
 
 
 def _decorated(thunk: Callable[[], Any], exchange: Exchange, streamed: bool) -> Any:
-    family = _FAMILIES[exchange.shape]
+    family = "gcp.vertex_ai" if _vertex(exchange) else _FAMILIES[exchange.shape]
     if exchange.shape == "converse" and streamed:
 
         @track_request(family, model=exchange.model, stream=True)
@@ -141,13 +178,18 @@ def _check(exchange: Exchange, record: RequestMetrics, streaming: Any) -> None:
             assert record.time_to_first_token_ms is not None, exchange.name
 
 
-def _covered(cassette: Any) -> List[Exchange]:
-    out = []
-    for exchange in exchanges(cassette):
-        if "aiplatform.googleapis.com" in exchange.host:
-            continue  # _VERTEX
-        out.append(exchange)
-    return out
+def _check_vertex(exchange: Exchange, record: RequestMetrics, mode: str, server: Any) -> None:
+    """A Vertex AI exchange went to the recorded Vertex AI path with the stand-in
+    credential, and instrument() names the provider Vertex AI (from the client, whatever
+    its base URL)."""
+    sent = server.requests[-1]
+    authorization = {k.lower(): v for k, v in sent.headers.items()}.get("authorization")
+    assert (sent.path.split("?", 1)[0], authorization) == (
+        exchange.path,
+        f"Bearer {VERTEX_TOKEN}",
+    ), exchange.name
+    if mode == "instrument":
+        assert record.provider == "gcp.vertex_ai", (exchange.name, record.provider)
 
 
 ALL = cassettes()
@@ -158,9 +200,10 @@ if not ALL and corpus_required():
 @pytest.mark.parametrize("mode", ["instrument", "decorator"])
 @pytest.mark.parametrize("cassette", ALL, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_recorded_exchange(cassette, mode, module_server, clients):
-    covered = _covered(cassette)
+    covered = list(exchanges(cassette))
     if not covered:
         pytest.skip("no interaction of an API shape instrument() covers")
+    _vertex_clients(covered, clients, module_server.url)
     if mode == "instrument":
         instrument()
     try:
@@ -168,6 +211,8 @@ def test_recorded_exchange(cassette, mode, module_server, clients):
         for exchange in covered:
             record, streaming = _run(exchange, clients, mode)
             _check(exchange, record, streaming)
+            if _vertex(exchange):
+                _check_vertex(exchange, record, mode, module_server)
     finally:
         uninstrument()
         module_server._replays.clear()

@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlsplit
 
 import pytest
-import yaml
 
+from support.cassettes import load
 from support.paths import SHARED_RECORDED
 
 #: Recorded models include deprecated ones, and boto3 warns about Python 3.9's end of
@@ -427,7 +427,9 @@ def cassettes() -> List[Path]:
 
 
 def exchanges(cassette: Path, shapes: Any = _SHAPES) -> Iterator[Exchange]:
-    data = yaml.safe_load(cassette.read_text(encoding="utf-8"))
+    """The interactions of ``cassette`` whose path is of one of ``shapes``, in order. The
+    cassette is parsed once per process (:func:`support.cassettes.load`)."""
+    data = load(cassette)
     for index, interaction in enumerate(data.get("interactions") or ()):
         request = interaction["request"]
         path = unquote(urlsplit(request.get("uri") or request.get("url") or "").path)

@@ -9,8 +9,9 @@ unclosed socket``, depending on the order in which it finalizes the cycle's obje
 conftest.py therefore looks for clients left open at the end of each module
 (:func:`open_clients`) instead of waiting for that warning.
 
-:func:`local_sdk_clients` makes one client of each SDK for a LocalLLMServer;
-:func:`official_sdks` imports the four SDKs, or skips the calling module.
+:func:`local_sdk_clients` makes one client of each SDK for a LocalLLMServer, and
+:func:`vertex_client` a google-genai client of Vertex AI for one; :func:`official_sdks`
+imports the four SDKs, or skips the calling module.
 """
 
 import gc
@@ -76,6 +77,30 @@ def local_sdk_clients(
             azure_endpoint=url, api_key=azure_key, api_version="2024-10-21", max_retries=0
         )
     return clients
+
+
+#: The OAuth access token :func:`vertex_client` gives google-genai in place of Google's.
+VERTEX_TOKEN = "stand-in"
+
+
+def vertex_client(url: str, project: str, location: str, api_version: str = "v1beta1") -> Any:
+    """A google-genai client of Vertex AI (``vertexai=True``) for ``project`` in
+    ``location``, speaking ``api_version`` to the LocalLLMServer at ``url``, so that its
+    requests go to ``/{api_version}/projects/{project}/locations/{location}/publishers/
+    google/models/...``. Its Google credential is a stand-in: an access token
+    (:data:`VERTEX_TOKEN`) without an expiry, which the SDK sends as a bearer token and
+    never refreshes, so no request is made for a real one. The caller closes the client."""
+    from google import genai
+    from google.genai import types
+    from google.oauth2.credentials import Credentials
+
+    return genai.Client(
+        vertexai=True,
+        project=project,
+        location=location,
+        credentials=Credentials(token=VERTEX_TOKEN),
+        http_options=types.HttpOptions(base_url=url + "/", api_version=api_version),
+    )
 
 
 def close_client(client: Any) -> None:

@@ -1,6 +1,7 @@
 """Replay of recorded exchanges: a vcrpy cassette read, each request matched with a recorded
 interaction, and the recorded response sent as it was recorded."""
 
+import functools
 import json
 from typing import Any, Deque, Dict, Iterator, Optional, Sequence, Tuple, Union
 from urllib.parse import unquote, urlsplit
@@ -26,14 +27,35 @@ _REPLAYED_HEADERS = (
 )
 
 
+#: How many parsed cassettes :func:`read` keeps (tests replay one cassette a few times in a
+#: row, then the next).
+_KEPT = 64
+
+
 def read(cassette: str) -> Any:
-    """The cassette file's contents. Needs PyYAML."""
+    """The cassette file's contents, parsed.
+
+    The same contents are parsed once per process (the last :data:`_KEPT` different ones
+    are kept, by their bytes: a file changed in place is parsed again); the parsed object
+    is shared by every caller, which must not change it. Thread-safe.
+
+    Raises:
+        ImportError: PyYAML is not installed.
+        OSError: the file cannot be read.
+    """
+    with open(cassette, "rb") as handle:
+        return _parse(handle.read())
+
+
+@functools.lru_cache(maxsize=_KEPT)
+def _parse(text: bytes) -> Any:
+    """``text`` parsed with PyYAML's C loader when PyYAML was built with libyaml (about ten
+    times faster, the same objects on every recorded cassette), else its pure-Python one."""
     try:
         import yaml
     except ImportError as exc:  # pragma: no cover - PyYAML is in the dev extra
         raise ImportError("LocalLLMServer.replay needs PyYAML (pip install pyyaml)") from exc
-    with open(cassette, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def interactions(data: Any, hosts: Optional[Sequence[str]]) -> Iterator[Recorded]:
