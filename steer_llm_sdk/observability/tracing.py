@@ -229,7 +229,7 @@ def active_instrumentations(known: Dict[str, Any]) -> List[Any]:
     Looks only at instrumentations already imported (never imports one) that report
     themselves instrumented through OpenTelemetry's ``BaseInstrumentor``: its singleton
     sits in the class attribute ``_instance``, the one private name read here
-    (tests/test_spans.py fails if a release renames it). Never raises.
+    (tests/sinks/test_spans.py fails if a release renames it). Never raises.
     """
     base = sys.modules.get("opentelemetry.instrumentation.instrumentor")
     if base is None:

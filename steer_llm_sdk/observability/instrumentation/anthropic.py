@@ -33,7 +33,7 @@ def secrets(instance: Any) -> List[str]:
     given as ``default_headers``, and its base URL's userinfo.
 
     Reads the SDK's privates ``_client`` (a resource's client) and ``_custom_headers``:
-    tests/test_leaks.py fails when a release removes them.
+    tests/instrument/test_leaks.py fails when a release removes them.
     """
     client = instance._client
     found = client_secrets(client, _KEYS, client._custom_headers)

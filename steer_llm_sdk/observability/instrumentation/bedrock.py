@@ -131,7 +131,7 @@ def _observe(body: Any, headers: Any, done: Callable[[Any], None]) -> bool:
     not such a body.
 
     Reads botocore's private ``StreamingBody._raw_stream`` (every way of reading the body
-    reads it, and ``with body as raw`` hands it out): tests/test_bedrock_invoke.py fails
+    reads it, and ``with body as raw`` hands it out): tests/instrument/test_bedrock_invoke.py fails
     when a release removes it.
     """
     raw = getattr(body, "_raw_stream", None)
@@ -319,7 +319,7 @@ def secrets(client: Any) -> List[str]:
     (``AWS_BEARER_TOKEN_BEDROCK``), read as stored, never refreshed.
 
     Reads botocore's privates ``_request_signer``, its ``_credentials`` and
-    ``_auth_token``: tests/test_leaks.py fails when a release removes them.
+    ``_auth_token``: tests/instrument/test_leaks.py fails when a release removes them.
     """
     signer = client._request_signer
     values = vars(signer._credentials) if signer._credentials is not None else {}

@@ -41,7 +41,7 @@ def secrets(instance: Any) -> List[str]:
     found by pattern only.
 
     Reads the SDK's privates ``_client_wrapper`` (the raw client's), its ``_token`` and
-    ``_base_url``: tests/test_instrument_sdks.py fails when a release removes them.
+    ``_base_url``: tests/instrument/test_instrument_sdks.py fails when a release removes them.
     """
     wrapper = instance._client_wrapper
     return client_secrets(wrapper, ("_token",), wrapper.get_custom_headers())

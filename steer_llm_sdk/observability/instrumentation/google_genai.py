@@ -21,7 +21,7 @@ def secrets(instance: Any) -> List[str]:
     (Vertex AI), and credential headers and userinfo of its HTTP options.
 
     Reads the SDK's privates ``_api_client``, its ``_credentials`` and ``_http_options``:
-    tests/test_leaks.py fails when a release removes them.
+    tests/instrument/test_leaks.py fails when a release removes them.
     """
     api = instance._api_client
     options = api._http_options

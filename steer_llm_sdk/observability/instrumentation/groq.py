@@ -20,7 +20,7 @@ def secrets(instance: Any) -> List[str]:
     ``default_headers``, and its base URL's userinfo.
 
     Reads the SDK's privates ``_client`` (a resource's client) and ``_custom_headers``:
-    tests/test_instrument_sdks.py fails when a release removes them.
+    tests/instrument/test_instrument_sdks.py fails when a release removes them.
     """
     client = instance._client
     return client_secrets(client, ("api_key",), client._custom_headers)

@@ -37,7 +37,7 @@ def secrets(instance: Any) -> List[str]:
     pattern only.
 
     Reads only the SDK's public ``sdk_configuration`` (its ``security`` and server):
-    tests/test_instrument_sdks.py fails when a release moves them.
+    tests/instrument/test_instrument_sdks.py fails when a release moves them.
     """
     config = instance.sdk_configuration
     security = config.security

@@ -19,7 +19,7 @@ def secrets(instance: Any) -> List[str]:
     token, credential headers given as ``default_headers``, and its base URL's userinfo.
 
     Reads the SDK's privates ``_client`` (a resource's client), ``_azure_ad_token`` and
-    ``_custom_headers``: tests/test_leaks.py fails when a release removes them.
+    ``_custom_headers``: tests/instrument/test_leaks.py fails when a release removes them.
     """
     client = instance._client
     return client_secrets(

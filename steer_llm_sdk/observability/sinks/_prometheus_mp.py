@@ -2,8 +2,8 @@
 
 Both repairs touch private parts of prometheus_client (written against 0.26, checked with
 0.20). A release that moves them makes :func:`problems` non-empty, and
-``tests/test_fork_locks.py`` and ``tests/test_prometheus_disk.py`` fail on that, instead of
-the hang or the crash coming back quietly.
+``tests/pipeline/test_fork_locks.py`` and ``tests/sinks/test_prometheus_disk.py`` fail on
+that, instead of the hang or the crash coming back quietly.
 
 * **Locks across fork.** In multiprocess mode every value of the process shares one
   ``threading.Lock``, kept in a closure of ``prometheus_client.values.MultiProcessValue``;

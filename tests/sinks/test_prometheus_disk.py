@@ -24,9 +24,11 @@ import subprocess
 import sys
 import time
 from functools import partial
+from typing import Any, Dict
 
 import pytest
 from support import spawn
+from support.paths import ROOT, TESTS
 from support.records import request_record
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="mounts a Linux tmpfs")
@@ -73,12 +75,18 @@ def multiprocess_mode(monkeypatch):
     return lambda path: monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(path))
 
 
+def _script_env(directory: Any) -> Dict[str, str]:
+    """This file run as a script (it imports ``support``, in the tests folder)."""
+    path = os.pathsep.join([str(ROOT), str(TESTS)])
+    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": path}
+
+
 # --------------------------------------------------------------------------- a full disk
 def test_a_full_directory_is_counted_and_the_process_keeps_serving(tiny_fs):
     directory = tiny_fs("256k")
     done = spawn.run(
         [sys.executable, __file__, "fill", str(directory)],
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        env=_script_env(directory),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -100,7 +108,7 @@ def test_pipeline_losses_not_written_while_full_are_written_once_space_is_back(t
     directory = tiny_fs("256k")
     done = spawn.run(
         [sys.executable, __file__, "health", str(directory)],
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        env=_script_env(directory),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

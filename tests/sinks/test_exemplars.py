@@ -9,7 +9,7 @@ OpenMetrics and read with prometheus_client's OpenMetrics parser, and a subproce
 multiprocess mode, where prometheus_client keeps no exemplars.
 
 The global TracerProvider can be set once per process; :func:`_install` puts one in place
-and takes it away again through the API's two module globals, as tests/test_spans.py does,
+and takes it away again through the API's two module globals, as tests/sinks/test_spans.py does,
 so that no later test runs with tracing on.
 """
 

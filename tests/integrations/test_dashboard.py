@@ -19,7 +19,7 @@ records placed by hand (windows, top series and "other", unknown cost kept apart
 and through a Flask app making real calls to a LocalLLMServer, the JSON the page polls equal
 to the records and to what the provider answered, behind the debug endpoints'
 authorisation, under Flask and Django; the page carries its data and a policy allowing its
-one script. tests/test_browser.py shows a browser drawing it and redrawing new data.
+one script. tests/integrations/test_browser.py shows a browser drawing it and redrawing new data.
 """
 
 import base64
@@ -731,7 +731,7 @@ def test_pipeline_alerts_fire_on_lost_records_and_a_failing_sink_not_on_chosen_d
 # =========================================================================== the debug page
 # The debug dashboard of the Flask and Django integrations (integrations/dashboard.py):
 # tokens and cost per route and model over fixed windows, as JSON and drawn by the page
-# (tests/test_browser.py proves the drawing and the refresh in a real browser).
+# (tests/integrations/test_browser.py proves the drawing and the refresh in a real browser).
 PERIOD = 10.0
 #: Inside the window [1_000_000, 1_000_010), the newest of the twelve.
 NOW = 1_000_005.0

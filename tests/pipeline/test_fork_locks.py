@@ -18,6 +18,7 @@ import time
 from functools import partial
 
 import pytest
+from support.paths import TESTS
 from support.records import request_record
 from support.sinks import LinesSink, written_lines
 from support.waiting import reap
@@ -95,7 +96,8 @@ def run_scenario(name, tmp_path, *args, timeout=60):
     env = {
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
-        "PYTHONPATH": str(spawn.ROOT),
+        # This file runs as a script: its imports of ``support`` need the tests folder.
+        "PYTHONPATH": os.pathsep.join([str(spawn.ROOT), str(TESTS)]),
         "PYTHONWARNINGS": "ignore::DeprecationWarning",
     }
     env.pop("STEER_PRICE_SOURCE", None)

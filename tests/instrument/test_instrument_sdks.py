@@ -13,14 +13,13 @@ The corpus holds no Cohere stream: Cohere's streams are built from a recorded an
 text, reasoning and usage) in the v2 stream's event format (:func:`_cohere_stream`).
 """
 
-import gc
 import json
-import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import pytest
 import yaml
+from support.consuming import FORMS, K
 from support.corpus import CORPUS, SDK_WARNINGS, Exchange, corpus_required, exchanges
 from support.matrix import one_interaction
 from support.sdk_clients import close_clients, closing
@@ -379,100 +378,6 @@ def test_cohere_tool_plans_and_calls_are_content(server, client_of, tmp_path):
 
 
 # ---------------------------------------------------------------------- ways of consuming
-
-#: Items the partial forms take before they stop.
-K = 2
-#: Bound of every wait on a thread.
-JOIN = 10.0
-
-
-def inline(make: Callable[[], Any]) -> List[Any]:
-    got = []
-    for item in make():  # the call in the for statement: nothing else holds the stream
-        got.append(item)
-    return got
-
-
-def assigned(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    got = []
-    for item in stream:
-        got.append(item)
-    return got
-
-
-def with_block(make: Callable[[], Any]) -> List[Any]:
-    got = []
-    with make() as stream:
-        for item in stream:
-            got.append(item)
-    return got
-
-
-def to_list(make: Callable[[], Any]) -> List[Any]:
-    return list(make())
-
-
-def other_thread(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    got: List[Any] = []
-    errors: List[BaseException] = []
-
-    def consume() -> None:
-        try:
-            got.extend(stream)
-        except BaseException as exc:  # handed back to the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=consume, name="sdk-stream-consumer")
-    thread.start()
-    thread.join(JOIN)
-    assert not thread.is_alive(), "the consumer thread did not finish"
-    if errors:
-        raise errors[0]
-    return got
-
-
-def break_early(make: Callable[[], Any]) -> List[Any]:
-    got = []
-    for item in make():
-        got.append(item)
-        if len(got) == K:
-            break
-    return got
-
-
-def next_then_close(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    iterator = iter(stream)
-    got = [next(iterator) for _ in range(K)]
-    stream.close()
-    return got
-
-
-def abandon(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    iterator = iter(stream)
-    got = [next(iterator) for _ in range(K)]
-    del stream, iterator
-    gc.collect()
-    return got
-
-
-#: Each form, and whether it reads the stream to its end.
-FORMS: Dict[str, Tuple[Callable[[Callable[[], Any]], List[Any]], bool]] = {
-    form.__name__: (form, full)
-    for form, full in (
-        (inline, True),
-        (assigned, True),
-        (with_block, True),
-        (to_list, True),
-        (other_thread, True),
-        (break_early, False),
-        (next_then_close, False),
-        (abandon, False),
-    )
-}
 
 
 @pytest.fixture(scope="module")

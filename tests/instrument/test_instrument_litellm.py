@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tu
 import pytest
 import yaml
 from support import spawn
+from support.consuming import FORMS, K
 from support.corpus import SDK_WARNINGS
 from support.paths import ROOT, SHARED_RECORDED
 from support.sdk_clients import close_clients, open_clients
@@ -94,11 +95,27 @@ def clean() -> Iterator[None]:
 def litellm_clients() -> Iterator[None]:
     """LiteLLM keeps the openai SDK clients it makes in a cache of its own: closed when
     the module ends (tests/conftest.py fails a module that leaves one open)."""
+    before = {id(loop) for loop in _event_loops()}
     yield
     cached = list(litellm.in_memory_llm_clients_cache.cache_dict.values())
     opened = [client for client in open_clients() if any(client is c for c in cached)]
     litellm.in_memory_llm_clients_cache.flush_cache()
     close_clients(*opened)
+    # LiteLLM also leaves event loops of its own open (and their self-pipe sockets): close
+    # those made while this module ran, here, instead of leaving them to be found unclosed
+    # by whichever later test happens to collect garbage.
+    for loop in _event_loops():
+        if id(loop) not in before and not loop.is_running() and not loop.is_closed():
+            loop.close()
+
+
+def _event_loops() -> List[Any]:
+    import asyncio
+
+    # By type(): isinstance() would ask proxies for __class__, and LiteLLM's lazy module
+    # attributes build what they stand for when asked.
+    loop_type = asyncio.AbstractEventLoop
+    return [obj for obj in gc.get_objects() if issubclass(type(obj), loop_type)]
 
 
 # ---------------------------------------------------------------------- answers
@@ -380,96 +397,6 @@ def test_the_model_may_be_given_positionally_and_routed_without_a_prefix(server)
 
 
 # ---------------------------------------------------------------------- streams
-
-#: Chunks the partial forms take before they stop.
-K = 2
-JOIN = 20.0
-
-
-def inline(make: Callable[[], Any]) -> List[Any]:
-    got = []
-    for chunk in make():  # the call in the for statement: nothing else holds the stream
-        got.append(chunk)
-    return got
-
-
-def assigned(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    got = []
-    for chunk in stream:
-        got.append(chunk)
-    return got
-
-
-def with_block(make: Callable[[], Any]) -> List[Any]:
-    with make() as stream:
-        return [chunk for chunk in stream]
-
-
-def to_list(make: Callable[[], Any]) -> List[Any]:
-    return list(make())
-
-
-def other_thread(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    got: List[Any] = []
-    errors: List[BaseException] = []
-
-    def consume() -> None:
-        try:
-            got.extend(stream)
-        except BaseException as exc:  # handed back to the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=consume, name="litellm-stream-consumer")
-    thread.start()
-    thread.join(JOIN)
-    assert not thread.is_alive(), "the consumer thread did not finish"
-    if errors:
-        raise errors[0]
-    return got
-
-
-def break_early(make: Callable[[], Any]) -> List[Any]:
-    got = []
-    for chunk in make():
-        got.append(chunk)
-        if len(got) == K:
-            break
-    return got
-
-
-def next_then_close(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    iterator = iter(stream)
-    got = [next(iterator) for _ in range(K)]
-    stream.close()
-    return got
-
-
-def abandon(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    iterator = iter(stream)
-    got = [next(iterator) for _ in range(K)]
-    del stream, iterator
-    gc.collect()
-    return got
-
-
-#: Each form, and whether it reads the stream to its end.
-FORMS: Dict[str, Tuple[Callable[[Callable[[], Any]], List[Any]], bool]] = {
-    form.__name__: (form, full)
-    for form, full in (
-        (inline, True),
-        (assigned, True),
-        (with_block, True),
-        (to_list, True),
-        (other_thread, True),
-        (break_early, False),
-        (next_then_close, False),
-        (abandon, False),
-    )
-}
 
 
 def _content(chunks: List[Any]) -> str:

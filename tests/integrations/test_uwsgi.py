@@ -38,7 +38,7 @@ from steer_llm_sdk.observability.runtime.forks import uwsgi_forks_stall
 from steer_llm_sdk.testing import LocalLLMServer, OTLPReceiver
 
 UWSGI = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
-APPS = Path(__file__).resolve().parent / "apps"
+APPS = Path(__file__).resolve().parents[1] / "apps"
 
 pytestmark = [
     pytest.mark.slow,

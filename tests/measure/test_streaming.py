@@ -3,6 +3,7 @@
 import gc
 import json
 import time
+import types
 
 import pytest
 from support.cassettes import stream_chunks
@@ -427,19 +428,25 @@ def test_anthropic_recorded_stream_takes_running_total(make_collector, sink):
 
 def test_closing_a_metered_stream_early_leaves_no_reference_cycle():
     # The meter re-raises close()'s GeneratorExit where the items are taken; an exception
-    # kept by a frame that handled it would make a cycle per early close, left to the
-    # garbage collector (which SDK streams and request threads then pay for).
-    from steer_llm_sdk.observability.measure.stream import StreamMeter
+    # kept by the frame that raised it would make a cycle per early close, left to the
+    # garbage collector (which SDK streams and request threads then pay for). Only what the
+    # collector finds of the meter's own frames counts: other threads make garbage too.
+    from steer_llm_sdk.observability.measure import stream
 
+    codes = {f.__code__ for f in vars(stream).values() if isinstance(f, types.FunctionType)}
     gc.collect()
     gc.disable()
     try:
-        for _ in range(200):
-            metered = StreamMeter().measure(iter(["a"] * 10))
+        for _ in range(50):
+            metered = stream.StreamMeter().measure(iter(["a"] * 10))
             next(metered)
             metered.close()
         del metered
-        assert gc.collect() == 0
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [o for o in gc.garbage if type(o) is types.FrameType and o.f_code in codes]
     finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
         gc.enable()
-
+    assert left == []

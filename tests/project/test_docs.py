@@ -108,17 +108,18 @@ def params(chosen: List[Block]) -> List[object]:
 #: How each shell block is checked, by its document and the start of its first line: RUN
 #: here, or the test that runs what it describes.
 RUN = "run here"
-EXAMPLE_TEST = "tests/test_examples.py::test_flask_instrument_example_under_gunicorn"
+EXAMPLE_TEST = "tests/project/test_examples.py::test_flask_instrument_example_under_gunicorn"
 SHELL = {
-    ("README.md", "make demo"): "tests/test_docs.py::test_make_demo_is_the_quickstart_example",
+    ("README.md", "make demo"):
+        "tests/project/test_docs.py::test_make_demo_is_the_quickstart_example",
     ("README.md", "python -m steer_llm_sdk.testing.server"):
-        "tests/test_docs.py::test_the_local_server_command_serves_both_protocols",
-    ("README.md", "export OPENAI_BASE_URL="): "tests/test_docs.py::provider_env",
+        "tests/project/test_docs.py::test_the_local_server_command_serves_both_protocols",
+    ("README.md", "export OPENAI_BASE_URL="): "tests/project/test_docs.py::provider_env",
     ("README.md", "export PROMETHEUS_MULTIPROC_DIR="): EXAMPLE_TEST,
     ("README.md", "curl -X POST http://127.0.0.1:8001/chat"): EXAMPLE_TEST,
     ("docs/production.md", "export OTEL_SERVICE_NAME="): RUN,
     ("docs/production.md", "rm -rf /run/app-metrics"):
-        "tests/test_prometheus.py::test_real_prometheus_counts_every_request_across_recycled_workers",
+        "tests/sinks/test_prometheus.py::test_real_prometheus_counts_every_request_across_recycled_workers",
     ("docs/production.md", "python -m steer_llm_sdk doctor"): RUN,
 }  # fmt: skip
 
@@ -298,7 +299,7 @@ def test_shell_blocks_run_as_written(block, provider_env, tmp_path):
 
 
 def test_make_demo_is_the_quickstart_example():
-    # tests/test_examples.py runs examples/quickstart.py and checks what it prints; `make
+    # tests/project/test_examples.py runs examples/quickstart.py and checks what it prints; `make
     # demo` must be that script (make -n prints the commands without running them).
     done = spawn.run(
         ["make", "-n", "--no-print-directory", "-C", str(ROOT), "demo"],
@@ -306,7 +307,10 @@ def test_make_demo_is_the_quickstart_example():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == ".venv/bin/python examples/quickstart.py"
-    assert "def test_quickstart_prints_summary_table(" in (TESTS / "test_examples.py").read_text()
+    assert (
+        "def test_quickstart_prints_summary_table("
+        in (TESTS / "project" / "test_examples.py").read_text()
+    )
 
 
 @pytest.mark.timeout(120)
