@@ -178,12 +178,9 @@ def test_os_exit_skips_the_handler_as_documented(python, tmp_path):
     assert got == []
 
 
-@pytest.mark.parametrize("python", INTERPRETERS)
-def test_streams_still_open_at_exit_are_recorded_as_cancelled(python, tmp_path):
-    # One stream half read, one never started, both still referenced when the process ends:
-    # the exit drain ends them (the half-read one with what it measured) before delivering.
-    got, _ = run(
-        """
+#: A collector ``streams`` writing "model:status:chunks" per stream, and a tracked generator
+#: ``half`` of five items.
+STREAMS = """
         class StreamSink(FileSink):
             def record(self, m):
                 if m.metric_type == "streaming":
@@ -194,6 +191,16 @@ def test_streams_still_open_at_exit_are_recorded_as_cancelled(python, tmp_path):
         @streams.track_request("openai", model="half")
         def half():
             yield from "abcde"
+"""
+
+
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_streams_still_open_at_exit_are_recorded_as_cancelled(python, tmp_path):
+    # One stream half read, one never started, both still referenced when the process ends:
+    # the exit drain ends them (the half-read one with what it measured) before delivering.
+    got, _ = run(
+        STREAMS
+        + """
 
         @streams.track_request("openai", model="unstarted")
         def unstarted():
@@ -214,19 +221,9 @@ def test_streams_still_open_at_a_workers_exit_hook_are_recorded(python, tmp_path
     # gunicorn's worker_exit calls shutdown_all() before the interpreter's exit: streams
     # still open then are ended and delivered by it, not refused as after_shutdown later.
     got, _ = run(
-        """
+        STREAMS
+        + """
         from steer_llm_sdk.observability import shutdown_all
-
-        class StreamSink(FileSink):
-            def record(self, m):
-                if m.metric_type == "streaming":
-                    self.out.write("%s:%s:%d\\n" % (m.model, m.status, m.total_chunks))
-
-        streams = MetricsCollector(MetricsConfig(), [StreamSink(sys.argv[1])])
-
-        @streams.track_request("openai", model="half")
-        def half():
-            yield from "abcde"
 
         kept = half()
         next(kept)
