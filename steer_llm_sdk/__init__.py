@@ -8,8 +8,9 @@ The public names are loaded on first use: importing the package (as importing
 ``steer_llm_sdk.observability`` does) loads neither the client nor ``requests``.
 """
 
-import importlib
 import typing
+
+from ._lazy import lazy_names as _lazy_names
 
 if typing.TYPE_CHECKING:
     from .client import SteerLLMClient, TextStream
@@ -52,23 +53,8 @@ _SUBMODULES = frozenset(
 )
 
 
-def __getattr__(name: str) -> typing.Any:
-    """A public name or submodule, imported on first access and kept in the package."""
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> typing.List[str]:
-    return sorted((set(globals()) - _HIDDEN) | set(_LAZY) | _SUBMODULES)
-
-
 # What dir() leaves out: this module's own machinery, not the package's.
 _HIDDEN = frozenset(
-    {"importlib", "typing", "_LAZY", "_SUBMODULES", "_HIDDEN", "__getattr__", "__dir__"}
+    {"typing", "_lazy_names", "_lazy", "_LAZY", "_SUBMODULES", "_HIDDEN", "__getattr__", "__dir__"}
 )
+__getattr__, __dir__ = _lazy_names(__name__, globals(), _LAZY, _SUBMODULES, _HIDDEN)

@@ -10,11 +10,11 @@ needed. An application that only instruments pays for the core on its first meas
 not at start-up.
 """
 
-import importlib
 import sys
 import types
 import typing
 
+from .._lazy import lazy_names as _lazy_names
 from . import runtime
 from .instrumentation import instrument, uninstrument
 
@@ -142,22 +142,6 @@ _SUBMODULES = frozenset(
 )
 
 
-def __getattr__(name: str) -> typing.Any:
-    """A public name or submodule, imported on first access and kept in the package."""
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> typing.List[str]:
-    return sorted((set(globals()) - _HIDDEN) | set(_LAZY) | _SUBMODULES)
-
-
 def _default_collector() -> typing.Any:
     """The runtime's factory of the default collector until the lifecycle is loaded: loads
     it (which installs its own factory for later) and makes the default collector with it.
@@ -185,6 +169,7 @@ sys.modules[__name__].__class__ = _Package
 
 # What dir() leaves out: this module's own machinery, not the package's.
 _HIDDEN = frozenset(
-    {"importlib", "sys", "types", "typing", "_LAZY", "_SUBMODULES", "_HIDDEN", "_Package"}
+    {"sys", "types", "typing", "_lazy_names", "_LAZY", "_SUBMODULES", "_HIDDEN", "_Package"}
     | {"__getattr__", "__dir__", "_default_collector"}
 )
+__getattr__, __dir__ = _lazy_names(__name__, globals(), _LAZY, _SUBMODULES, _HIDDEN)
