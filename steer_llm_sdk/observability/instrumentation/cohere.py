@@ -121,37 +121,32 @@ def _streamed(manager: Any, wrap: Any) -> Any:
     return _StreamManager(manager, wrap)
 
 
-def _chat(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-    provider, attributes = _client_info(instance)
-    return measure(
-        target(),
-        wrapped,
-        provider,
-        "chat",
-        kwargs.get("model"),
-        attributes,
-        _answered,
-        (secrets, instance, kwargs),
-        args,
-        kwargs,
-        "generate",
-    )
+def _entry(shape: Any, method: Optional[str]) -> Callable[..., Any]:
+    """The wrapper of a chat entry point whose result ``shape`` hands to the measured call
+    (see :func:`..measure.sdk.measure`), recorded with ``method`` (None: as its shape says)."""
+
+    def wrapper(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        provider, attributes = _client_info(instance)
+        return measure(
+            target(),
+            wrapped,
+            provider,
+            "chat",
+            kwargs.get("model"),
+            attributes,
+            shape,
+            (secrets, instance, kwargs),
+            args,
+            kwargs,
+            method,
+        )
+
+    return wrapper
 
 
-def _chat_stream(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
-    provider, attributes = _client_info(instance)
-    return measure(
-        target(),
-        wrapped,
-        provider,
-        "chat",
-        kwargs.get("model"),
-        attributes,
-        _streamed,
-        (secrets, instance, kwargs),
-        args,
-        kwargs,
-    )
+#: A blocking chat, given a shape only so that it ends with its data (see _answered).
+_chat = _entry(_answered, "generate")
+_chat_stream = _entry(_streamed, None)
 
 
 def targets() -> List[Tuple[str, str, Callable[..., Any]]]:
