@@ -5,8 +5,6 @@ local LLM server, 400 requests at concurrency 16; the OTLP receiver must then ho
 nothing duplicated and nothing lost, after a graceful SIGTERM of the master."""
 
 import os
-import signal
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,12 +67,7 @@ def test_preforked_workers_export_every_request_exactly_once(settings):
             assert len(tokens) == 400 and all(t > 0 for t in tokens)
             assert len(llm.requests) == 400
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                output, _ = proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                output, _ = proc.communicate()
+            output = spawn.stop(proc)
         assert proc.returncode == 0, output
 
         per_worker = {}

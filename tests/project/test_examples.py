@@ -1,9 +1,9 @@
 """Every example runs as documented and prints what it promises."""
 
 import os
-import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict
 
@@ -161,19 +161,19 @@ def test_flask_instrument_example_under_gunicorn(tmp_path):
             assert (
                 requests.get(base + "/_steer/debug", headers=wrong, timeout=10).status_code == 403
             )
-            for route, count in CALLS.items():
-                for _ in range(count):
-                    answer = requests.post(base + route, json={"prompt": PROMPT}, timeout=30)
-                    assert answer.status_code == 200 and answer.json()["text"], answer.text
+
+            def ask(route: str) -> None:
+                answer = requests.post(base + route, json={"prompt": PROMPT}, timeout=30)
+                assert answer.status_code == 200 and answer.json()["text"], answer.text
+
+            # Several at once, so that both workers answer (one idle worker could otherwise
+            # take every request in turn), each exporting under an instance of its own.
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                list(pool.map(ask, [route for route, n in CALLS.items() for _ in range(n)]))
             check_prometheus(base, usage)
             check_debug_page(base, token, usage)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                output, _ = proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                output, _ = proc.communicate()
+            output = spawn.stop(proc)
         assert proc.returncode == 0, output
         for route, count in CALLS.items():
             assert receiver.total("llm.requests", **{"http.route": route}) == count, route

@@ -9,6 +9,7 @@ grpc's fork support off is not an option: children of a real ``os.fork()`` then 
 
 import glob
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,18 @@ def popen(args: Any, **kwargs: Any) -> "subprocess.Popen[Any]":
     """``subprocess.Popen`` through ``posix_spawn``."""
     kwargs.setdefault("close_fds", False)
     return subprocess.Popen(args, **kwargs)
+
+
+def stop(proc: "subprocess.Popen[Any]", timeout: float = 60) -> Any:
+    """Stop a server gracefully (SIGTERM) and return its output; one still running after
+    ``timeout`` seconds is killed (its test then fails on the exit code)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+    return output
 
 
 def gunicorn(env: Mapping[str, str]) -> "subprocess.Popen[str]":
