@@ -22,8 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import wrapt
 
-from ...streaming.usage import cohere_usage
-from ..measure.call import end_call, join_failure, join_usage, record_failure
+from ..measure.call import join_failure, record_failure
 from ..measure.sdk import Wrap, measure
 from ._measure import client_secrets, endpoint, target
 
@@ -47,27 +46,15 @@ def secrets(instance: Any) -> List[str]:
     return client_secrets(wrapper, ("_token",), wrapper.get_custom_headers())
 
 
-def _usage_of(answer: Any) -> Any:
-    """The usage of a ``V2ChatResponse`` (:func:`cohere_usage`: the billed counts)."""
-    return cohere_usage(getattr(answer, "usage", None))
-
-
-def _answered(response: Any, wrap: Any) -> Any:
-    """A blocking chat's ``HttpResponse``, returned unchanged; the call ends now, its usage
-    read (on the flush thread) from the ``V2ChatResponse`` in ``data``, or handed to the
-    call this one joined.
+def _answered(response: Any, wrap: Wrap) -> Any:
+    """A blocking chat's ``HttpResponse``, returned unchanged; the call ends now with the
+    ``V2ChatResponse`` in ``data``, whose billed usage is read on the flush thread (or
+    handed to the call this one joined).
 
     It is handed to :func:`..measure.sdk.measure` as a stream's shape only so that the
     call ends with ``data`` instead of the response around it: a blocking call, recorded
     as one (``method="generate"``, failed or not)."""
-    returned = perf_counter()
-    data = response.data
-    metrics = wrap.metrics
-    if wrap.joined:
-        join_usage(metrics, _usage_of(data), None)
-        return response
-    metrics.set_response(data, _usage_of)
-    end_call(wrap.collector, metrics, returned)
+    wrap.end(response.data, perf_counter())
     return response
 
 
