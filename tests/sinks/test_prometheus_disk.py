@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from functools import partial
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 from support import spawn
@@ -75,23 +75,24 @@ def multiprocess_mode(monkeypatch):
     return lambda path: monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(path))
 
 
-def _script_env(directory: Any) -> Dict[str, str]:
-    """This file run as a script (it imports ``support``, in the tests folder)."""
+def _run_script(part: str, directory: Any) -> "subprocess.CompletedProcess[str]":
+    """This file run as a script doing ``part`` with ``directory`` as the multiprocess
+    directory (it imports ``support``, in the tests folder)."""
     path = os.pathsep.join([str(ROOT), str(TESTS)])
-    return {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": path}
-
-
-# --------------------------------------------------------------------------- a full disk
-def test_a_full_directory_is_counted_and_the_process_keeps_serving(tiny_fs):
-    directory = tiny_fs("256k")
-    done = spawn.run(
-        [sys.executable, __file__, "fill", str(directory)],
-        env=_script_env(directory),
+    return spawn.run(
+        [sys.executable, __file__, part, str(directory)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": path},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         timeout=60,
     )
+
+
+# --------------------------------------------------------------------------- a full disk
+def test_a_full_directory_is_counted_and_the_process_keeps_serving(tiny_fs):
+    directory = tiny_fs("256k")
+    done = _run_script("fill", directory)
     if done.returncode == -signal.SIGBUS:
         pytest.fail("the process died of SIGBUS writing to a full PROMETHEUS_MULTIPROC_DIR")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -106,14 +107,7 @@ def test_a_full_directory_is_counted_and_the_process_keeps_serving(tiny_fs):
 
 def test_pipeline_losses_not_written_while_full_are_written_once_space_is_back(tiny_fs):
     directory = tiny_fs("256k")
-    done = spawn.run(
-        [sys.executable, __file__, "health", str(directory)],
-        env=_script_env(directory),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=60,
-    )
+    done = _run_script("health", directory)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["full"], out  # the files could not grow: the new series were not written
