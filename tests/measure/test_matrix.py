@@ -23,12 +23,12 @@ import json
 import os
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import pytest
 from support import spawn
+from support.consuming import on_thread
 from support.corpus import SDK_WARNINGS, corpus_required
 from support.matrix import (
     CLIENT_API,
@@ -215,28 +215,11 @@ def throw_in(make: Callable[[], Any], seen: Seen) -> None:
         throw(Boom())
 
 
-def _on_thread(work: Callable[[], None]) -> None:
-    errors: List[BaseException] = []
-
-    def target() -> None:
-        try:
-            work()
-        except BaseException as exc:  # handed back to the test's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="matrix-consumer")
-    thread.start()
-    thread.join(JOIN)
-    assert not thread.is_alive(), "the consumer thread did not finish"
-    if errors:
-        raise errors[0]
-
-
 @form("iterator", full=True)
 def other_thread(make: Callable[[], Any], seen: Seen) -> None:
     got = seen.new()
     stream = make()
-    _on_thread(lambda: got.extend(stream))
+    on_thread(lambda: got.extend(stream), JOIN)
 
 
 @form("iterator", full=True, calls=2)
@@ -304,7 +287,7 @@ def helper_text_stream(make: Callable[[], Any], seen: Seen) -> None:
 def helper_thread(make: Callable[[], Any], seen: Seen) -> None:
     got = seen.new()
     with make() as stream:
-        _on_thread(lambda: got.extend(stream))
+        on_thread(lambda: got.extend(stream), JOIN)
 
 
 @form("helper", full=False)

@@ -38,23 +38,29 @@ def to_list(make: Callable[[], Any]) -> List[Any]:
     return list(make())
 
 
-def other_thread(make: Callable[[], Any]) -> List[Any]:
-    stream = make()
-    got: List[Any] = []
+def on_thread(work: Callable[[], None], timeout: float = JOIN) -> None:
+    """Run ``work()`` on a thread of its own and wait for it (at most ``timeout`` seconds:
+    a consumer still running then fails the test); its exception is raised here."""
     errors: List[BaseException] = []
 
-    def consume() -> None:
+    def target() -> None:
         try:
-            got.extend(stream)
+            work()
         except BaseException as exc:  # handed back to the test's thread
             errors.append(exc)
 
-    thread = threading.Thread(target=consume, name="stream-consumer")
+    thread = threading.Thread(target=target, name="stream-consumer")
     thread.start()
-    thread.join(JOIN)
+    thread.join(timeout)
     assert not thread.is_alive(), "the consumer thread did not finish"
     if errors:
         raise errors[0]
+
+
+def other_thread(make: Callable[[], Any]) -> List[Any]:
+    stream = make()
+    got: List[Any] = []
+    on_thread(lambda: got.extend(stream))
     return got
 
 
