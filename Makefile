@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-quick lint typecheck bench tox clean
+.PHONY: demo test test-quick lint typecheck bench bench-compare tox clean
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# The tracked call of this tree against earlier revisions, in one process (figures from
+# separate runs drift more than the changes worth knowing): make bench-compare BASE="v1 HEAD~3"
+BASE ?= HEAD
+bench-compare: $(STAMP)
+	$(PY) benchmarks/compare.py $(BASE)
 
 # Every interpreter pyenv installed, so tox finds python3.9 ... python3.13.
 PYENV_BINS := $(subst $(eval) ,:,$(wildcard $(HOME)/.pyenv/versions/3.*/bin))

@@ -310,6 +310,7 @@ def bench_sdk_overhead() -> Dict[str, float]:
         uninstrument()
         for case in CASES:
             results.update(_case(case, calls[case], collector, (instrument_on, uninstrument)))
+        results.update(_measure_cost(collector, oai))
     finally:
         uninstrument()
         collector.shutdown(5)
@@ -317,6 +318,46 @@ def bench_sdk_overhead() -> Dict[str, float]:
             closable.close()
     results["sdk_load_end"] = _load()
     return results
+
+
+def _measure_cost(collector: Any, oai: Any, calls: int = 3000) -> Dict[str, float]:
+    """Where the added time of a blocking call goes, on the caller's thread: the time
+    ``measure()`` (what ``instrument()``'s wrapper runs) spends around an openai chat call,
+    the SDK call itself left out. ``sdk_measure_in_situ_us``: each measured call amid the
+    SDK's own work, as users run it; ``sdk_measure_hot_us``: the same path run back to back
+    around a call that returns a recorded response at once. Medians of per-call times (the
+    wrapper's own lines before ``measure()`` are in neither)."""
+    from steer_llm_sdk.observability.measure.sdk import measure
+
+    create = oai.chat.completions.create  # not instrumented here: the SDK's own method
+    keywords = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Say this is a test"}],
+        "extra_headers": {"x-bench-case": "openai_chat"},
+    }
+    inner = [0.0]
+
+    def timed(call: Callable[..., Any]) -> Callable[..., Any]:
+        def run(**kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = call(**kwargs)
+            inner[0] = time.perf_counter() - start
+            return result
+
+        return run
+
+    response = create(**keywords)
+    out: Dict[str, float] = {}
+    for key, call in (("in_situ", timed(create)), ("hot", timed(lambda **_: response))):
+        found = []
+        for i in range(calls):
+            start = time.perf_counter()
+            measure(collector, call, "openai", "chat", "gpt-4o-mini", {}, kwargs=keywords)
+            found.append(time.perf_counter() - start - inner[0])
+            if i % 100 == 99:
+                collector.flush(10)
+        out[f"sdk_measure_{key}_us"] = statistics.median(found[calls // 10 :]) * 1e6
+    return out
 
 
 #: Rows for ``run.py``'s table: (key, op, target, label).
@@ -327,6 +368,8 @@ TARGETS = [
     ("sdk_openai_chat_added_se_us", "<=", 5.0, "    its standard error (us)"),
     ("sdk_openai_chat_control_us", "info", None, "    A/A control, plain vs plain (us)"),
     ("sdk_openai_chat_control_z", "<=", 2.0, "    A/A control in standard errors"),
+    ("sdk_measure_in_situ_us", "info", None, "    measure() around it, caller, median (us)"),
+    ("sdk_measure_hot_us", "info", None, "    the same run back to back, median (us)"),
     ("sdk_anthropic_plain_us", "info", None, "anthropic messages call alone (us)"),
     ("sdk_anthropic_added_us", "<=", 5.0, "  instrument() adds per call (us)"),
     ("sdk_anthropic_added_se_us", "<=", 5.0, "    its standard error (us)"),

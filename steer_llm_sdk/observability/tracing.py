@@ -120,11 +120,14 @@ class _State:
     threads start spans with. Written by :func:`refresh` only; every write is one
     attribute store, so a reader on any thread sees either value, both valid."""
 
-    __slots__ = ("active", "capture", "api", "provider", "tracer", "covered")
+    __slots__ = ("active", "captured", "capture", "api", "provider", "tracer", "covered")
 
     def __init__(self) -> None:
         #: Whether calls starting now keep their context for a span.
         self.active = False
+        #: Whether :attr:`active` was ever True in this process, so that a record may carry
+        #: a context; set before it. While False, the flush thread skips the span stage.
+        self.captured = False
         #: Returns the current OpenTelemetry context (set before ``active`` turns True).
         self.capture: Callable[[], Any] = _no_context
         self.api: Any = None  # the opentelemetry.trace module
@@ -161,6 +164,7 @@ def refresh() -> bool:
         state.active = False
         return False
     state.covered = covered_modules()
+    state.captured = True
     state.active = True
     return True
 
@@ -339,6 +343,8 @@ class SpanStage:
         """Start the span of each RequestMetrics in ``records`` carrying a context (and
         drop the context). Never raises."""
         state = STATE
+        if not state.captured:  # no call kept a context: nothing to look at per record
+            return
         make = self.enabled and state.tracer is not None
         started = False
         for record in records:

@@ -293,11 +293,15 @@ def test_a_record_whose_enrichment_fails_is_kept_checked_and_the_batch_delivered
     enricher = collector._pipeline.enricher
     enricher.enrich = _failing_for("user-3", enricher.enrich)  # type: ignore[method-assign]
     for i in range(10):
-        record = user_record(i, prompt_tokens=i, completion_tokens=1)
+        record = user_record(i)
         record._trusted = True  # as the SDK builds them: only enrichment could fail
+        # A response to read, as a tracked call leaves it: enrichment has work to do.
+        record._response = {"usage": {"prompt_tokens": i, "completion_tokens": 1}}
         collector.record(record)
     got = delivered(collector, sink)
     assert sorted(r.request_id for r in got) == [f"user-{i}" for i in range(10)]
+    read = {r.request_id: r.prompt_tokens for r in got}
+    assert read == {f"user-{i}": None if i == 3 else i for i in range(10)}
     stats = collector.stats()
     assert stats.internal_errors == 1
     assert_exact(collector)

@@ -289,7 +289,8 @@ class Pipeline:
         """Enrich, admit, start spans, roll up and dispatch one batch; deliver to nonblocking
         sinks. Each marker leaves ``markers`` as it arrives."""
         self.spans.refresh()
-        _each(self.enricher.enrich, records, self._enrich_failed)
+        enricher = self.enricher
+        _each(enricher.enrich, enricher.pending(records), self._enrich_failed)
         kept, sanitized, filtered, errors, invalid = self.admitter.admit(records)
         self.spans.start(kept)  # after the filters: a filtered record gets no span
         with self.lock:

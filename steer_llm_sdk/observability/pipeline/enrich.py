@@ -40,7 +40,26 @@ class Enricher:
         self.on_failure = on_failure
         self._unpriced: set = set()  # models already warned about
 
+    def pending(self, records: List[BaseMetrics]) -> List[BaseMetrics]:
+        """The records :meth:`enrich` may have work for, in order: every one while cost
+        tracking is on, else the requests carrying a response, joined calls or a tracing
+        context. One pass of attribute tests, so that most records cost no call."""
+        if self.prices is not None:
+            return records
+        return [
+            record
+            for record in records
+            if record.metric_type == "request"
+            and (
+                record._response is not None  # type: ignore[attr-defined]
+                or record._joined  # type: ignore[attr-defined]
+                or record._trace is not None  # type: ignore[attr-defined]
+            )
+        ]
+
     def enrich(self, record: BaseMetrics) -> None:
+        """Complete ``record`` (see the module docstring); a failing user extractor goes to
+        ``on_failure``, other failures raise."""
         if record.metric_type != "request":
             return
         if record._trace is not None and spanned_elsewhere(record):  # type: ignore[attr-defined]
