@@ -1,7 +1,8 @@
-"""``with_raw_response`` under ``instrument()``: the openai and anthropic SDKs then return the
-raw response (headers, status, ``parse()``) instead of the parsed object. Each call is one
-record with the usage the server reported, however its stream is read, and the caller gets
-the SDK's own raw response back."""
+"""``with_raw_response`` and ``with_streaming_response`` under ``instrument()``: the openai and
+anthropic SDKs then return the raw response (headers, status, ``parse()``; for the second, a
+body the caller reads inside a ``with`` block) instead of the parsed object. Each call is one
+record with the usage the server reported, however its body or stream is read, and the
+caller gets the SDK's own response back."""
 
 import gc
 import threading
@@ -171,3 +172,88 @@ def test_other_extra_headers_leave_the_call_as_it_is(clients):
     (record,) = _requests(sink)
     assert type(answer).__name__ == "ChatCompletion"
     assert record.completion_tokens == answer.usage.completion_tokens
+
+
+# ``with_streaming_response``: the body is the caller's to read, inside the ``with`` block.
+
+
+def _streamed_chat(client: Any, **extra: Any) -> Any:
+    return client.chat.completions.with_streaming_response.create(
+        model="gpt-4o-mini", messages=USER, **extra
+    )
+
+
+def _streamed_message(client: Any, **extra: Any) -> Any:
+    return client.messages.with_streaming_response.create(
+        model="claude-haiku-4-5", max_tokens=100, messages=USER, **extra
+    )
+
+
+def _streamed(sdk: str, clients: Any, **extra: Any) -> Any:
+    if sdk == "openai":
+        return _streamed_chat(clients[0], **extra)
+    return _streamed_message(clients[1], **extra)
+
+
+#: How a blocking answer's body is read: (way, read, whether its usage is then known).
+BODY_READS: List[Tuple[str, Callable[[Any], Any], bool]] = [
+    ("parse", lambda response: response.parse(), True),
+    ("json", lambda response: response.json(), True),
+    ("read", lambda response: response.read(), True),
+    ("text", lambda response: response.text(), True),
+    ("iter_bytes", lambda response: b"".join(response.iter_bytes()), False),
+    ("unread", lambda response: response.status_code, False),
+]
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+@pytest.mark.parametrize("way", [name for name, _, _ in BODY_READS])
+def test_a_streamed_response_is_one_record_however_its_body_is_read(sdk, way, clients):
+    _, read, usage_known = next(entry for entry in BODY_READS if entry[0] == way)
+    with capture_metrics() as sink, _streamed(sdk, clients) as response:
+        assert isinstance(response, (openai.APIResponse, anthropic.APIResponse))
+        read(response)
+        if way != "iter_bytes":  # a body read in pieces cannot be read again
+            read(response)  # read twice: still one end
+    (record,) = _requests(sink)
+    assert record.success and record.method == "generate" and record.provider == sdk
+    if usage_known:
+        assert record.completion_tokens == 7 and record.prompt_tokens
+    else:
+        assert record.completion_tokens is None
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+@pytest.mark.parametrize("way", [name for name, _ in WAYS])
+def test_a_streamed_response_s_stream_is_one_record_however_it_is_read(sdk, way, clients):
+    read = dict(WAYS)[way]
+    extra: Any = {"stream_options": {"include_usage": True}} if sdk == "openai" else {}
+    with capture_metrics() as sink, _streamed(sdk, clients, stream=True, **extra) as response:
+        assert response.parse() is response.parse()
+        chunks = read(response)
+    assert chunks > 7
+    (record,) = _requests(sink)
+    (streaming,) = sink.get_metrics(metric_type="streaming")
+    assert record.success and record.method == "stream" and record.provider == sdk
+    assert record.completion_tokens == 7 and record.prompt_tokens
+    assert streaming.total_chunks == chunks
+
+
+def test_a_streamed_response_s_stream_never_parsed_is_recorded_once(clients):
+    with capture_metrics() as sink, _streamed_chat(clients[0], stream=True) as response:
+        assert response.status_code == 200
+    (record,) = _requests(sink)
+    assert record.method == "stream" and record.completion_tokens is None
+
+
+def test_a_streamed_response_inside_a_tracked_function_hands_its_usage_to_it(clients):
+    @track_request("openai", model="gpt-4o-mini")
+    def ask() -> Any:
+        with _streamed_chat(clients[0]) as response:
+            response.json()  # the body read twice is handed over once
+            return response.parse()
+
+    with capture_metrics() as sink:
+        answer = ask()
+    (record,) = _requests(sink)
+    assert record.completion_tokens == answer.usage.completion_tokens == 7

@@ -161,6 +161,74 @@ def _raw_stream(result: Any, wrap: Wrap) -> Any:
     return _RawStream(result, wrap(result.parse()))
 
 
+class _StreamedBody(wrapt.ObjectProxy):
+    """What ``with_streaming_response`` gives inside its ``with`` block (the SDK's
+    ``APIResponse``, whose body the caller reads): everything is the SDK's.
+
+    A blocking call ends when its body is read whole (``parse()``, ``json()``, ``read()``,
+    ``text()``: usage from what was read, at the time it was read) or, unread or read in
+    pieces (``iter_bytes()`` and the like), when the block closes it (usage unknown, the
+    time its headers came). A streamed call's stream is made and measured at once, as for
+    :func:`_raw_stream`: ``parse()`` gives it, and it ends as it is read or closed.
+    """
+
+    def __init__(self, response: Any, wrap: Wrap, stream: Any) -> None:
+        super().__init__(response)
+        self._self_wrap = wrap
+        self._self_stream = stream
+        self._self_returned = perf_counter()
+        self._self_ended = stream is not None  # a stream ends through its proxy
+
+    def _self_end(self, body: Any, returned: float) -> None:
+        if self._self_ended:
+            return
+        self._self_ended = True
+        try:
+            self._self_wrap.end(body, returned)
+        except Exception as exc:  # never into user code
+            timeout = signal_exception(exc)
+            if timeout is not None:
+                raise timeout
+
+    def _self_read(self, result: Any) -> Any:
+        """End with the whole body, now read (its bytes: usage is read from them)."""
+        self._self_end(self.__wrapped__.http_response.content, perf_counter())
+        return result
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        if self._self_stream is not None and not args and not kwargs:
+            return self._self_stream
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if self._self_stream is None:
+            self._self_end(parsed if not args and not kwargs else None, perf_counter())
+        return parsed
+
+    def json(self) -> Any:
+        return self._self_read(self.__wrapped__.json())
+
+    def read(self) -> Any:
+        return self._self_read(self.__wrapped__.read())
+
+    def text(self) -> Any:
+        return self._self_read(self.__wrapped__.text())
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            if self._self_stream is not None:
+                self._self_stream.close()
+            self._self_end(None, self._self_returned)
+
+
+def _streamed_answer(result: Any, wrap: Wrap) -> Any:
+    return _StreamedBody(result, wrap, None)
+
+
+def _streamed_stream(result: Any, wrap: Wrap) -> Any:
+    return _StreamedBody(result, wrap, wrap(result.parse()))
+
+
 def _model_keyword(kwargs: Any) -> Any:
     return kwargs.get("model")
 
@@ -198,13 +266,14 @@ def entry_point(
         returns = _whole if create and kwargs.get("stream") is True else shape
         method = None
         headers = kwargs.get("extra_headers")
-        # with_raw_response ("true"; its "stream" sibling reads the body itself: left as is)
-        if (
-            type(headers) is dict
-            and headers.get(_RAW_HEADER, "stream") != "stream"
-            and shape is not measure_helper
-        ):
-            returns, method = (_raw_answer, "generate") if returns is None else (_raw_stream, None)
+        # with_raw_response ("true") and with_streaming_response ("stream")
+        raw = headers.get(_RAW_HEADER) if type(headers) is dict else None
+        if raw is not None and shape is not measure_helper:
+            if raw == "stream":
+                answer, streamed = _streamed_answer, _streamed_stream
+            else:
+                answer, streamed = _raw_answer, _raw_stream
+            returns, method = (answer, "generate") if returns is None else (streamed, None)
         return measure(
             chosen["collector"] or get_collector(),
             wrapped,
