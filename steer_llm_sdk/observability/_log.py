@@ -7,7 +7,8 @@ library itself), and ``logging.getLogger("steer_llm_sdk").setLevel(...)`` silenc
 Structured logs of the metrics are the structlog sink's job, not this module's.
 
 Never raises: a broken logging setup must not turn a metrics problem into an application
-error, and describing an exception whose ``__str__`` raises cannot fail.
+error, and describing an exception whose ``__str__`` raises cannot fail. The one exception
+let through is one a signal handler raised meanwhile, which belongs to the caller.
 """
 
 import logging
@@ -15,6 +16,7 @@ import time
 from typing import Any, Callable, Dict
 
 from ._native import allocate_lock
+from ._signals import signal_exception
 
 logger = logging.getLogger("steer_llm_sdk")
 logger.addHandler(logging.NullHandler())
@@ -25,7 +27,10 @@ def describe(exc: BaseException, limit: int = 200) -> str:
     raises (any exception, including ``SystemExit``)."""
     try:
         text = str(exc)
-    except BaseException:  # noqa: B036 - an exception's __str__ is user code
+    except BaseException as failure:  # noqa: B036 - an exception's __str__ is user code
+        timeout = signal_exception(failure)
+        if timeout is not None:  # the caller's (see the module docstring)
+            raise timeout from None
         return f"<unprintable {_type_name(exc)}>"
     return text[:limit] if isinstance(text, str) else f"<unprintable {_type_name(exc)}>"
 
@@ -56,6 +61,11 @@ class RateLimitedLog:
 
         Returns:
             True if a line was written.
+
+        Raises:
+            Only an exception a signal handler raised while the line was written (a Celery
+            soft time limit in a logging handler, say): it is the caller's. Anything else a
+            logging handler raises is swallowed.
         """
         now = self._clock()
         with self._lock:
@@ -70,7 +80,10 @@ class RateLimitedLog:
         try:
             details = " ".join(f"{name}={value!r}" for name, value in fields.items())
             logger.warning("%s %s", event, details, extra={"steer": fields})
-        except BaseException:  # noqa: B036 - logging must never fail the caller
+        except BaseException as exc:  # noqa: B036 - logging must never fail the caller ...
+            timeout = signal_exception(exc)
+            if timeout is not None:  # ... but a signal handler's exception is the caller's
+                raise timeout
             return False
         return True
 

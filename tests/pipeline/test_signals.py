@@ -14,11 +14,12 @@ microseconds while the main thread makes tracked calls. pytest-timeout uses SIGA
 import contextlib
 import contextvars
 import functools
+import logging
 import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Set
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -26,6 +27,7 @@ from support.collectors import Collectors
 from support.sinks import RecordingSink
 
 from steer_llm_sdk.observability import MetricsCollector, RequestMetrics
+from steer_llm_sdk.observability._log import RateLimitedLog, describe
 from steer_llm_sdk.observability._signals import raised_by_signal, signal_exception
 from steer_llm_sdk.observability.pipeline.intake import Wake
 from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
@@ -182,6 +184,16 @@ class Wedged(Exception):
     """The watchdog fired: something blocked after the storm."""
 
 
+def _frames(frame: Any, depth: int = 12) -> List[str]:
+    """``file:line function`` of ``frame`` and its callers, innermost first."""
+    found = []
+    while frame is not None and len(found) < depth:
+        code = frame.f_code
+        found.append(f"{code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return found
+
+
 class Storm:
     """SIGALRM every ``interval`` seconds; the handler raises SoftTimeLimitExceeded only
     while armed, and disarms itself when it does, so that the test's own bookkeeping runs
@@ -206,14 +218,20 @@ class Storm:
         self.unraisable: List[str] = []
         self.deadline = float("inf")
         self.wedged = False
+        # Where each raised exception landed (by its number), and the numbers seen again:
+        # a lost one is named with the frames it was raised in.
+        self.where: Dict[int, List[str]] = {}
+        self.seen: Set[int] = set()
 
     def check(self) -> None:
         """Every exception raised reached the caller, or was lost by Python itself."""
         assert self.fired >= 100, self.fired  # the storm did land
+        lost = {n: self.where[n] for n in sorted(set(self.where) - self.seen)}
         assert self.caught + len(self.unraisable) == self.fired, (
             self.caught,
             self.unraisable,
             self.fired,
+            lost,
         )
         assert not [where for where in self.unraisable if "steer_llm_sdk" in where]
 
@@ -221,7 +239,8 @@ class Storm:
         if self.armed:
             self.armed = False
             self.fired += 1
-            raise SoftTimeLimitExceeded()
+            self.where[self.fired] = _frames(frame)
+            raise SoftTimeLimitExceeded(self.fired)
         if not self.wedged and time.monotonic() > self.deadline + self.GRACE:
             self.wedged = True
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -243,6 +262,7 @@ class Storm:
             if not isinstance(unraisable.exc_value, SoftTimeLimitExceeded):
                 previous(unraisable)
                 return
+            self.seen.update(unraisable.exc_value.args[:1])
             where = unraisable.object
             module = getattr(where, "__module__", None) or type(where).__module__
             self.unraisable.append(f"{module}.{getattr(where, '__qualname__', where)}")
@@ -256,8 +276,9 @@ class Storm:
                     step(i)
                     self.armed = False
                     completed += 1
-                except SoftTimeLimitExceeded:
+                except SoftTimeLimitExceeded as exc:
                     self.caught += 1
+                    self.seen.update(exc.args[:1])
         finally:
             self.armed = False
             sys.unraisablehook = previous
@@ -489,3 +510,52 @@ def test_a_flush_interrupted_by_the_caller_s_timeout_lets_it_through(make_collec
         assert collector.flush(5.0)
         arm(signal.SIG_DFL, 0)
     assert collector.stats().internal_errors == 0
+
+
+class _SignallingHandler(logging.Handler):
+    """A logging handler whose ``emit`` is interrupted by a signal (SIGUSR1 raised there)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        signal.raise_signal(signal.SIGUSR1)
+
+
+class _FailingHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        raise ValueError("a broken logging setup")
+
+
+@pytest.mark.parametrize("handler", [_SignallingHandler, _FailingHandler])
+def test_a_warning_lets_only_a_signal_handler_s_exception_through(handler):
+    """A soft time limit that lands while the library writes a warning on the caller's
+    thread reaches the caller; a logging handler's own failure does not."""
+    log = logging.getLogger("steer_llm_sdk")
+    installed = handler()
+    log.addHandler(installed)
+    try:
+        with handler_for(signal.SIGUSR1, _soft_limit):
+            warn = RateLimitedLog(interval=0.0).warning
+            if handler is _SignallingHandler:
+                with pytest.raises(SoftTimeLimitExceeded):
+                    warn("key", "steer_llm_sdk test warning", n=1)
+            else:
+                assert warn("key", "steer_llm_sdk test warning", n=1) is False
+    finally:
+        log.removeHandler(installed)
+
+
+class _SlowToDescribe(Exception):
+    def __str__(self) -> str:
+        signal.raise_signal(signal.SIGUSR1)
+        return "not reached"
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no text")
+
+
+def test_describing_an_exception_lets_only_a_signal_handler_s_exception_through():
+    with handler_for(signal.SIGUSR1, _soft_limit):
+        with pytest.raises(SoftTimeLimitExceeded):
+            describe(_SlowToDescribe())
+        assert describe(_Unprintable()) == "<unprintable _Unprintable>"
