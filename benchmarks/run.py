@@ -1,7 +1,8 @@
 """Benchmarks of the metrics core, with prometheus_client and the OpenTelemetry SDK measured in
 the same run on the same machine.
 
-Run with ``make bench``. Prints a table and writes ``benchmarks/results/latest.json``.
+Run with ``make bench``. Prints a table and writes ``benchmarks/results/latest.json`` (a run
+limited with ``BENCH_ONLY`` updates its own figures there and keeps the others).
 Each figure states what it measures; targets come from the project's issues.
 
 The headline per-call figure is a *mean* over many batches of calls, with the background
@@ -846,7 +847,13 @@ def main() -> int:
         print(f"{label:<58} {value:>12.3f}  {verdict}")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    latest = out / "latest.json"
+    if only and latest.exists():  # a partial run updates its own figures, keeps the others
+        try:
+            results = {**json.loads(latest.read_text()), **results}
+        except ValueError:
+            pass
+    latest.write_text(json.dumps(results, indent=2, sort_keys=True))
     return 1 if failed else 0
 
 
