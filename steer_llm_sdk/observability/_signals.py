@@ -52,10 +52,14 @@ def raised_by_signal(exc: BaseException) -> bool:
     return signal_exception(exc) is not None
 
 
-def signal_exception(exc: BaseException) -> Optional[BaseException]:
+def signal_exception(
+    exc: BaseException, older: Optional[BaseException] = None
+) -> Optional[BaseException]:
     """The exception raised by a currently installed Python-level signal handler (or by
     code it called) that ``exc`` is, or that ``exc`` was raised while handling (its
-    ``__context__`` chain, a few links deep); None if there is none.
+    ``__context__`` chain, a few links deep); None if there is none. The chain is followed
+    no further than ``older`` (the exception already being handled when the code that
+    raised ``exc`` began, whose own cause is not that code's to report).
 
     Handlers may be functions, bound methods, ``functools.partial`` objects or instances of a
     class with ``__call__``; handlers implemented in C (``signal.default_int_handler``) have
@@ -68,7 +72,7 @@ def signal_exception(exc: BaseException) -> Optional[BaseException]:
     codes: Optional[Dict[int, Any]] = None
     current: Optional[BaseException] = exc
     for _ in range(_MAX_CONTEXT):
-        if current is None:
+        if current is None or current is older:
             return None
         tb = current.__traceback__
         if tb is not None:

@@ -4,9 +4,12 @@ body the caller reads inside a ``with`` block) instead of the parsed object. Eac
 record with the usage the server reported, however its body or stream is read, and the
 caller gets the SDK's own response back."""
 
+import copy
 import gc
+import json
+import socket
 import threading
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 import wrapt
@@ -257,3 +260,97 @@ def test_a_streamed_response_inside_a_tracked_function_hands_its_usage_to_it(cli
         answer = ask()
     (record,) = _requests(sink)
     assert record.completion_tokens == answer.usage.completion_tokens == 7
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_a_streamed_response_parsed_as_another_type_keeps_its_usage(sdk, clients):
+    with capture_metrics() as sink, _streamed(sdk, clients) as response:
+        body = response.parse(to=Dict[str, Any])
+    (record,) = _requests(sink)
+    usage = body["usage"]
+    expected = usage.get("completion_tokens", usage.get("output_tokens"))
+    assert record.success and record.completion_tokens == expected == 7
+
+
+def test_a_streamed_response_looks_like_the_sdk_s_own(clients):
+    with capture_metrics(), _streamed_chat(clients[0]) as response:
+        assert repr(response) == repr(response.__wrapped__)
+        assert repr(response).startswith("<APIResponse")
+        assert type(copy.copy(response)) is openai.APIResponse
+
+
+_TRUNCATED_ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+).encode()
+
+
+@pytest.fixture(scope="module")
+def truncating_server():
+    """A server on 127.0.0.1 that announces a whole JSON answer and sends half of it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(_TRUNCATED_ANSWER) + _TRUNCATED_ANSWER[:40]
+                )
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    finally:
+        stop.set()
+        listener.close()
+        worker.join(5)
+
+
+@pytest.mark.parametrize("way", ["parse", "json", "read", "text", "iter_bytes"])
+def test_a_streamed_response_whose_body_fails_is_recorded_failed(way, truncating_server):
+    instrument("openai")
+    client = openai.OpenAI(base_url=truncating_server, api_key="test", max_retries=0)
+    try:
+        with (
+            closing(client),
+            capture_metrics() as sink,
+            pytest.raises(Exception) as raised,
+            _streamed_chat(client) as response,
+        ):
+            read = getattr(response, way)
+            if way == "iter_bytes":
+                b"".join(read())
+            else:
+                read()
+    finally:
+        uninstrument()
+    (record,) = _requests(sink)
+    (error,) = sink.get_metrics(metric_type="error")
+    assert not record.success and record.error_class == type(raised.value).__name__
+    assert error.error_class == record.error_class

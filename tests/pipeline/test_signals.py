@@ -559,3 +559,20 @@ def test_describing_an_exception_lets_only_a_signal_handler_s_exception_through(
         with pytest.raises(SoftTimeLimitExceeded):
             describe(_SlowToDescribe())
         assert describe(_Unprintable()) == "<unprintable _Unprintable>"
+
+
+def test_a_warning_written_while_handling_an_earlier_time_limit_does_not_raise_it_again():
+    """Code that already handled a soft time limit and then logs (through a broken logging
+    handler) gets False, not that older exception back."""
+    log = logging.getLogger("steer_llm_sdk")
+    installed = _FailingHandler()
+    log.addHandler(installed)
+    try:
+        with handler_for(signal.SIGUSR1, _soft_limit):
+            try:
+                signal.raise_signal(signal.SIGUSR1)
+            except SoftTimeLimitExceeded:
+                assert RateLimitedLog(interval=0.0).warning("key", "steer test", n=1) is False
+                assert describe(_Unprintable()) == "<unprintable _Unprintable>"
+    finally:
+        log.removeHandler(installed)

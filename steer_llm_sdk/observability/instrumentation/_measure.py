@@ -2,6 +2,7 @@
 the wrapper that hands each call to the one measured call (:mod:`..measure.sdk`).
 """
 
+import copy
 from time import perf_counter
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
@@ -166,10 +167,12 @@ class _StreamedBody(wrapt.ObjectProxy):
     ``APIResponse``, whose body the caller reads): everything is the SDK's.
 
     A blocking call ends when its body is read whole (``parse()``, ``json()``, ``read()``,
-    ``text()``: usage from what was read, at the time it was read) or, unread or read in
-    pieces (``iter_bytes()`` and the like), when the block closes it (usage unknown, the
-    time its headers came). A streamed call's stream is made and measured at once, as for
-    :func:`_raw_stream`: ``parse()`` gives it, and it ends as it is read or closed.
+    ``text()``: usage from what was read, at the time it was read), fails when reading it
+    fails (in pieces too: ``iter_bytes()`` and the like), or, unread or read in pieces, ends
+    when the block closes it (usage unknown, the time its headers came). A streamed call's
+    stream is made and measured at once, as for :func:`_raw_stream`: ``parse()`` gives it,
+    and it ends as it is read or closed (a body read with ``iter_lines()`` instead is not
+    counted as its chunks).
     """
 
     def __init__(self, response: Any, wrap: Wrap, stream: Any) -> None:
@@ -178,6 +181,15 @@ class _StreamedBody(wrapt.ObjectProxy):
         self._self_stream = stream
         self._self_returned = perf_counter()
         self._self_ended = stream is not None  # a stream ends through its proxy
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)
+
+    def __copy__(self) -> Any:  # a copy is the SDK's object, not measured again
+        return copy.copy(self.__wrapped__)
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        return copy.deepcopy(self.__wrapped__, memo)
 
     def _self_end(self, body: Any, returned: float) -> None:
         if self._self_ended:
@@ -190,27 +202,66 @@ class _StreamedBody(wrapt.ObjectProxy):
             if timeout is not None:
                 raise timeout
 
-    def _self_read(self, result: Any) -> Any:
-        """End with the whole body, now read (its bytes: usage is read from them)."""
-        self._self_end(self.__wrapped__.http_response.content, perf_counter())
+    def _self_failed(self, exc: BaseException) -> None:
+        if self._self_ended:
+            return
+        self._self_ended = True
+        self._self_wrap.fail(exc, perf_counter())  # never raises (but a signal's exception)
+
+    def _self_body(self) -> Any:
+        """The body's bytes once read whole (usage is read from them), else None."""
+        try:
+            return self.__wrapped__.http_response.content  # httpx raises while unread
+        except Exception as exc:
+            timeout = signal_exception(exc)
+            if timeout is not None:
+                raise timeout
+            return None
+
+    def _self_read(self, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``read(*args, **kwargs)`` of the SDK's response, which reads the body whole: the
+        call ends with it (or fails with it)."""
+        try:
+            result = read(*args, **kwargs)
+        except BaseException as exc:
+            self._self_failed(exc)
+            raise
+        self._self_end(self._self_body(), perf_counter())
         return result
+
+    def _self_pieces(self, pieces: Any) -> Any:
+        """The SDK's iterator over the body; the call fails if reading it fails."""
+        try:
+            yield from pieces
+        except BaseException as exc:
+            if not isinstance(exc, GeneratorExit):
+                self._self_failed(exc)
+            raise
 
     def parse(self, *args: Any, **kwargs: Any) -> Any:
         if self._self_stream is not None and not args and not kwargs:
             return self._self_stream
-        parsed = self.__wrapped__.parse(*args, **kwargs)
-        if self._self_stream is None:
-            self._self_end(parsed if not args and not kwargs else None, perf_counter())
-        return parsed
+        if self._self_stream is not None:  # another type asked of a stream: not measured
+            return self.__wrapped__.parse(*args, **kwargs)
+        return self._self_read(self.__wrapped__.parse, *args, **kwargs)
 
     def json(self) -> Any:
-        return self._self_read(self.__wrapped__.json())
+        return self._self_read(self.__wrapped__.json)
 
     def read(self) -> Any:
-        return self._self_read(self.__wrapped__.read())
+        return self._self_read(self.__wrapped__.read)
 
     def text(self) -> Any:
-        return self._self_read(self.__wrapped__.text())
+        return self._self_read(self.__wrapped__.text)
+
+    def iter_bytes(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_pieces(self.__wrapped__.iter_bytes(*args, **kwargs))
+
+    def iter_text(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_pieces(self.__wrapped__.iter_text(*args, **kwargs))
+
+    def iter_lines(self) -> Any:
+        return self._self_pieces(self.__wrapped__.iter_lines())
 
     def close(self) -> None:
         try:

@@ -208,6 +208,16 @@ class Wrap:
             metrics.set_response(response)
         end_call(self.collector, metrics, returned)
 
+    def fail(self, exc: BaseException, at: float) -> None:
+        """End the call as failed with ``exc`` at ``at`` (a ``perf_counter()`` reading); or,
+        with ``joined``, hand what its error record must not show to the call it joined.
+        For a shape whose call fails after it returned (its body failing while read)."""
+        if self.joined:
+            if self.sensitive is not None:
+                join_failure(self.metrics, self.sensitive)
+            return
+        record_failure(self.collector, self.metrics, exc, at, self.sensitive)
+
 
 class MeasuredStream(wrapt.ObjectProxy):
     """A stream as the SDK returned it, measured while it is iterated.
