@@ -11,12 +11,14 @@ batch with prometheus_client and a bare call, as in ``run.py``'s headline.
 
 Each batch of calls ends with the collector's ``flush()`` inside the timed region, so the
 flush thread's work for a batch is charged to that batch, never to the contender after it.
-Three figures per contender, in µs per call over the bare function, mean ± standard error
-over the batches:
+Per contender, in µs per call over the bare function, mean ± standard error over the
+batches:
 
 * ``cpu``: process CPU (every thread), garbage collection included;
-* ``gc``: the time spent in garbage collection during its batches (a full collection falls
-  in whichever batch crosses the threshold, so this figure is noisy and shared);
+* ``gc``: the wall time spent in garbage collection during its batches (the collector runs
+  on the thread that triggered it, holding the GIL, so that is CPU time too; a full
+  collection falls in whichever batch crosses the threshold, so this figure is noisy and
+  shared);
 * ``cpu - gc``: the code's own cost, the figure to compare revisions by;
 * ``flush``: the part of ``cpu`` not on the calling thread (the flush thread's share);
 * ``collections``: garbage collections of generations 0/1/2 during its batches.
