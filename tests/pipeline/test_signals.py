@@ -576,3 +576,42 @@ def test_a_warning_written_while_handling_an_earlier_time_limit_does_not_raise_i
                 assert describe(_Unprintable()) == "<unprintable _Unprintable>"
     finally:
         log.removeHandler(installed)
+
+
+class _RaisingSink:
+    """A sink without ``record_batch`` whose every ``record`` fails."""
+
+    def record(self, metrics: Any) -> None:
+        raise ValueError("sink down")
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_left_by_a_time_limit_while_its_failure_is_logged_is_settled():
+    """Inline delivery (on the caller's thread) to a failing sink, a soft time limit landing
+    while the failure is logged: the limit reaches the caller and the batch is still
+    counted, every record as failed."""
+    from steer_llm_sdk.observability.pipeline.channels import make_channels
+
+    log = RateLimitedLog(interval=0.0)
+
+    def on_failure(component: str, subject: Any, exc: BaseException) -> None:
+        log.warning(component, "steer_llm_sdk sink failed", error=type(exc).__name__)
+
+    (channel,) = make_channels([_RaisingSink()], threading.Lock(), 100, on_failure)
+    logger = logging.getLogger("steer_llm_sdk")
+    installed = _SignallingHandler()
+    logger.addHandler(installed)
+    batch = [RequestMetrics(time.time(), f"r-{i}", "openai", "gpt-4o-mini") for i in range(3)]
+    channel.accept_direct(batch)  # as the flush thread counts a batch it delivers itself
+    try:
+        with handler_for(signal.SIGUSR1, _soft_limit), pytest.raises(SoftTimeLimitExceeded):
+            channel.deliver(batch)
+    finally:
+        logger.removeHandler(installed)
+    assert (channel.received, channel.delivered, channel.failed) == (3, 0, 3)
+    assert (channel.errors, channel.pending) == (1, 0)

@@ -196,30 +196,34 @@ class Channel:
     def deliver(self, batch: List[BaseMetrics]) -> None:
         """Hand one batch to the sink, counting per record when the sink has no batch call."""
         sink = self.sink
-        ok = bad = errors = 0
+        ok = errors = 0
         record_batch = getattr(sink, "record_batch", None)
-        if record_batch is not None:
-            try:
-                record_batch(batch)
-                ok = len(batch)
-            except BaseException as exc:  # noqa: B036 - user code: SystemExit too
-                bad, errors = len(batch), 1
-                self.on_failure(f"sink_error:{self.name}", sink, exc)
-        else:
-            record = sink.record
-            for metrics in batch:
+        try:
+            if record_batch is not None:
                 try:
-                    record(metrics)
-                    ok += 1
-                except BaseException as exc:  # noqa: B036
-                    bad += 1
-                    errors += 1
+                    record_batch(batch)
+                    ok = len(batch)
+                except BaseException as exc:  # noqa: B036 - user code: SystemExit too
+                    errors = 1
                     self.on_failure(f"sink_error:{self.name}", sink, exc)
-        with self.lock:
-            self.delivered += ok
-            self.failed += bad
-            self.errors += errors
-            self.pending -= len(batch)
+            else:
+                record = sink.record
+                for metrics in batch:
+                    try:
+                        record(metrics)
+                        ok += 1
+                    except BaseException as exc:  # noqa: B036
+                        errors += 1
+                        self.on_failure(f"sink_error:{self.name}", sink, exc)
+        finally:
+            # Settled even when the loop is left early: by a signal handler's exception
+            # raised while a failure was logged on the caller's thread (inline delivery),
+            # which is the caller's. What was not handed to the sink counts as failed.
+            with self.lock:
+                self.delivered += ok
+                self.failed += len(batch) - ok
+                self.errors += errors
+                self.pending -= len(batch)
 
     def call(self, fn: Callable[[MetricsSink], None]) -> bool:
         """``fn(sink)`` (flush or close), counting a failure. Returns whether it succeeded."""
