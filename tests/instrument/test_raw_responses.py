@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 import wrapt
+from support import consuming
 from support.sdk_clients import closing
 
 from steer_llm_sdk.observability import instrument, track_request, uninstrument
@@ -48,14 +49,16 @@ def clients(server):
         uninstrument()
 
 
-def _chat(client: Any, **extra: Any) -> Any:
-    return client.chat.with_raw_response.completions.create(
-        model="gpt-4o-mini", messages=USER, **extra
-    )
+#: The two ways the SDKs hand back the response itself.
+RAW, STREAMED = "with_raw_response", "with_streaming_response"
 
 
-def _message(client: Any, **extra: Any) -> Any:
-    return client.messages.with_raw_response.create(
+def _chat(client: Any, how: str = RAW, **extra: Any) -> Any:
+    return getattr(client.chat.completions, how).create(model="gpt-4o-mini", messages=USER, **extra)
+
+
+def _message(client: Any, how: str = RAW, **extra: Any) -> Any:
+    return getattr(client.messages, how).create(
         model="claude-haiku-4-5", max_tokens=100, messages=USER, **extra
     )
 
@@ -94,56 +97,40 @@ def test_a_raw_response_never_parsed_is_still_read_for_usage(clients):
     assert record.completion_tokens == 7 and record.prompt_tokens
 
 
-def _inline(raw: Any) -> int:
-    count = 0
-    for _ in raw.parse():
-        count += 1
-    return count
+def _raw_stream(sdk: str, clients: Any, how: str = RAW) -> Any:
+    if sdk == "openai":
+        return _chat(clients[0], how, stream=True, stream_options={"include_usage": True})
+    return _message(clients[1], how, stream=True)
 
 
-def _listed(raw: Any) -> int:
-    return len(list(raw.parse()))
-
-
-def _with(raw: Any) -> int:
-    with raw.parse() as stream:
-        return sum(1 for _ in stream)
-
-
-def _other_thread(raw: Any) -> int:
-    counted: List[int] = []
-    worker = threading.Thread(target=lambda: counted.append(_listed(raw)))
-    worker.start()
-    worker.join(30)
-    return counted[0]
-
-
-WAYS: List[Tuple[str, Callable[[Any], int]]] = [
-    ("inline", _inline),
-    ("list", _listed),
-    ("with", _with),
-    ("other_thread", _other_thread),
-]
+def _check_stream(sink: Any, sdk: str, chunks: int, full: bool) -> None:
+    """One call, its chunks as read; read to its end, the usage the server reported."""
+    (record,) = _requests(sink)
+    (streaming,) = sink.get_metrics(metric_type="streaming")
+    assert record.method == "stream" and record.provider == sdk
+    assert record.time_to_first_chunk_ms is not None
+    assert streaming.total_chunks == chunks
+    if full:
+        assert chunks > 7 and record.success and record.time_to_first_token_ms is not None
+        assert record.completion_tokens == 7 and record.prompt_tokens
+    else:
+        assert chunks == consuming.K
+        # What the chunks read reported: openai's usage comes last, anthropic's
+        # message_start says 1 output token so far.
+        assert record.completion_tokens == (None if sdk == "openai" else 1)
 
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
-@pytest.mark.parametrize("way", [name for name, _ in WAYS])
-def test_a_raw_stream_is_one_record_however_it_is_read(sdk, way, clients):
-    read = dict(WAYS)[way]
+@pytest.mark.parametrize("form", list(consuming.FORMS))
+def test_a_raw_stream_is_one_record_however_it_is_read(sdk, form, clients):
+    consume, full = consuming.FORMS[form]
     with capture_metrics() as sink:
-        if sdk == "openai":
-            raw = _chat(clients[0], stream=True, stream_options={"include_usage": True})
-        else:
-            raw = _message(clients[1], stream=True)
+        raw = _raw_stream(sdk, clients)
         assert raw.parse() is raw.parse()  # one stream, as the SDK caches it
-        chunks = read(raw)
-    assert chunks > 7
-    (record,) = _requests(sink)
-    (streaming,) = sink.get_metrics(metric_type="streaming")
-    assert record.success and record.method == "stream" and record.provider == sdk
-    assert record.completion_tokens == 7 and record.prompt_tokens
-    assert record.time_to_first_token_ms is not None
-    assert streaming.total_chunks == chunks
+        chunks = len(consume(raw.parse))
+        del raw  # the raw response holds its stream: a stream left unfinished ends with it
+        gc.collect()
+    _check_stream(sink, sdk, chunks, full)
 
 
 def test_a_raw_stream_never_parsed_is_recorded_once_when_dropped(clients):
@@ -180,22 +167,10 @@ def test_other_extra_headers_leave_the_call_as_it_is(clients):
 # ``with_streaming_response``: the body is the caller's to read, inside the ``with`` block.
 
 
-def _streamed_chat(client: Any, **extra: Any) -> Any:
-    return client.chat.completions.with_streaming_response.create(
-        model="gpt-4o-mini", messages=USER, **extra
-    )
-
-
-def _streamed_message(client: Any, **extra: Any) -> Any:
-    return client.messages.with_streaming_response.create(
-        model="claude-haiku-4-5", max_tokens=100, messages=USER, **extra
-    )
-
-
 def _streamed(sdk: str, clients: Any, **extra: Any) -> Any:
     if sdk == "openai":
-        return _streamed_chat(clients[0], **extra)
-    return _streamed_message(clients[1], **extra)
+        return _chat(clients[0], STREAMED, **extra)
+    return _message(clients[1], STREAMED, **extra)
 
 
 #: How a blocking answer's body is read: (way, read, whether its usage is then known).
@@ -227,23 +202,17 @@ def test_a_streamed_response_is_one_record_however_its_body_is_read(sdk, way, cl
 
 
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
-@pytest.mark.parametrize("way", [name for name, _ in WAYS])
-def test_a_streamed_response_s_stream_is_one_record_however_it_is_read(sdk, way, clients):
-    read = dict(WAYS)[way]
-    extra: Any = {"stream_options": {"include_usage": True}} if sdk == "openai" else {}
-    with capture_metrics() as sink, _streamed(sdk, clients, stream=True, **extra) as response:
+@pytest.mark.parametrize("form", list(consuming.FORMS))
+def test_a_streamed_response_s_stream_is_one_record_however_it_is_read(sdk, form, clients):
+    consume, full = consuming.FORMS[form]
+    with capture_metrics() as sink, _raw_stream(sdk, clients, STREAMED) as response:
         assert response.parse() is response.parse()
-        chunks = read(response)
-    assert chunks > 7
-    (record,) = _requests(sink)
-    (streaming,) = sink.get_metrics(metric_type="streaming")
-    assert record.success and record.method == "stream" and record.provider == sdk
-    assert record.completion_tokens == 7 and record.prompt_tokens
-    assert streaming.total_chunks == chunks
+        chunks = len(consume(response.parse))
+    _check_stream(sink, sdk, chunks, full)
 
 
 def test_a_streamed_response_s_stream_never_parsed_is_recorded_once(clients):
-    with capture_metrics() as sink, _streamed_chat(clients[0], stream=True) as response:
+    with capture_metrics() as sink, _chat(clients[0], STREAMED, stream=True) as response:
         assert response.status_code == 200
     (record,) = _requests(sink)
     assert record.method == "stream" and record.completion_tokens is None
@@ -252,7 +221,7 @@ def test_a_streamed_response_s_stream_never_parsed_is_recorded_once(clients):
 def test_a_streamed_response_inside_a_tracked_function_hands_its_usage_to_it(clients):
     @track_request("openai", model="gpt-4o-mini")
     def ask() -> Any:
-        with _streamed_chat(clients[0]) as response:
+        with _chat(clients[0], STREAMED) as response:
             response.json()  # the body read twice is handed over once
             return response.parse()
 
@@ -273,7 +242,7 @@ def test_a_streamed_response_parsed_as_another_type_keeps_its_usage(sdk, clients
 
 
 def test_a_streamed_response_looks_like_the_sdk_s_own(clients):
-    with capture_metrics(), _streamed_chat(clients[0]) as response:
+    with capture_metrics(), _chat(clients[0], STREAMED) as response:
         assert repr(response) == repr(response.__wrapped__)
         assert repr(response).startswith("<APIResponse")
         assert type(copy.copy(response)) is openai.APIResponse
@@ -341,7 +310,7 @@ def test_a_streamed_response_whose_body_fails_is_recorded_failed(way, truncating
             closing(client),
             capture_metrics() as sink,
             pytest.raises(Exception) as raised,
-            _streamed_chat(client) as response,
+            _chat(client, STREAMED) as response,
         ):
             read = getattr(response, way)
             if way == "iter_bytes":

@@ -125,19 +125,24 @@ def _whole(result: Any, wrap: Callable[[Any], Any]) -> Any:
 _RAW_HEADER = "X-Stainless-Raw-Response"
 
 
-def _raw_answer(result: Any, wrap: Wrap) -> Any:
-    """A blocking call's raw response, returned as it is; the call ends now, its usage read
-    on the flush thread from the body's bytes (read by the SDK already), so that nothing is
-    parsed for a caller who wanted only the headers. A body not read is not read here: the
-    call is then recorded without usage."""
-    body = None
+def _body_of(response: Any) -> Any:
+    """The bytes of a raw response's body once read whole (its usage is read from them on
+    the flush thread), else None: an unread body is not read here."""
     try:
-        body = result.http_response.content  # httpx raises while the body is unread
+        return response.http_response.content  # httpx raises while the body is unread
     except Exception as exc:
         timeout = signal_exception(exc)
         if timeout is not None:
             raise timeout
-    wrap.end(body, perf_counter())
+        return None
+
+
+def _raw_answer(result: Any, wrap: Wrap) -> Any:
+    """A blocking call's raw response, returned as it is; the call ends now, with the body
+    the SDK has read already (:func:`_body_of`), so that nothing is parsed for a caller who
+    wanted only the headers. A body not read is not read here: the call is then recorded
+    without usage."""
+    wrap.end(_body_of(result), perf_counter())
     return result
 
 
@@ -208,16 +213,6 @@ class _StreamedBody(wrapt.ObjectProxy):
         self._self_ended = True
         self._self_wrap.fail(exc, perf_counter())  # never raises (but a signal's exception)
 
-    def _self_body(self) -> Any:
-        """The body's bytes once read whole (usage is read from them), else None."""
-        try:
-            return self.__wrapped__.http_response.content  # httpx raises while unread
-        except Exception as exc:
-            timeout = signal_exception(exc)
-            if timeout is not None:
-                raise timeout
-            return None
-
     def _self_read(self, read: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``read(*args, **kwargs)`` of the SDK's response, which reads the body whole: the
         call ends with it (or fails with it)."""
@@ -226,7 +221,7 @@ class _StreamedBody(wrapt.ObjectProxy):
         except BaseException as exc:
             self._self_failed(exc)
             raise
-        self._self_end(self._self_body(), perf_counter())
+        self._self_end(_body_of(self.__wrapped__), perf_counter())
         return result
 
     def _self_pieces(self, pieces: Any) -> Any:
