@@ -161,17 +161,22 @@ def test_each_registry_gets_its_own_families():
         del sink
 
 
-def test_standalone_http_server_serves_the_families():
-    sink = PrometheusMetricsSink(registry=CollectorRegistry())
-    sink.record_batch([request()])
+def _served(sink):
+    """What ``sink``'s standalone HTTP server answers at ``/metrics`` (stopped after)."""
     port = free_port()
     server, thread = sink.start_http_server(port)
     try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def test_standalone_http_server_serves_the_families():
+    sink = PrometheusMetricsSink(registry=CollectorRegistry())
+    sink.record_batch([request()])
+    text = _served(sink)
     assert total(samples(text), "llm_requests_total") == 1
 
 
@@ -263,14 +268,7 @@ def test_a_scrape_reads_losses_of_records_that_never_reach_the_sink(make_collect
     dropped, _ = health(sink.exposition()[0].decode())
     assert dropped[("sampled_out", "")] == 5
     collector.record(request_record(5))
-    port = free_port()
-    server, thread = sink.start_http_server(port)
-    try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    text = _served(sink)
     assert health(text)[0][("sampled_out", "")] == 6
     # A registry the application serves itself is brought up to date by a flush.
     collector.record(request_record(6))

@@ -214,6 +214,21 @@ def _scrape(port, model):
 _request = partial(request_record, "r", duration_ms=300.0, usage=(100, 20))
 
 
+def _fill(directory):
+    """Fill the filesystem of ``directory`` with one file; returns its path (removing it
+    frees the space)."""
+    filler = os.path.join(directory, "filler")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"x" * 4096)
+    except OSError:
+        pass  # full
+    finally:
+        os.close(fd)
+    return filler
+
+
 def scenario_fill(directory):
     """Record, fill the filesystem, record new label sets until the files cannot grow,
     scrape, free the space, record again, scrape."""
@@ -226,15 +241,7 @@ def scenario_fill(directory):
     for i in range(3):
         sink.record(_request(f"model-{i}"))
         written += 1
-    filler = os.path.join(directory, "filler")
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            os.write(fd, b"x" * 4096)
-    except OSError:
-        pass  # full
-    finally:
-        os.close(fd)
+    filler = _fill(directory)
     recorded = written
     while sink.write_failures == 0 and recorded < 500:
         sink.record(_request(f"model-{recorded}"))
@@ -290,15 +297,7 @@ def scenario_health(directory):
     collector = MetricsCollector(MetricsConfig(flush_on_exit=False), [sink])
     collector.record(_request("first"))
     assert collector.flush(10)
-    filler = os.path.join(directory, "filler")
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        while True:
-            os.write(fd, b"x" * 4096)
-    except OSError:
-        pass  # full
-    finally:
-        os.close(fd)
+    filler = _fill(directory)
     # New label sets of a counter alone (retries; no breaker state, so no gauge), until the
     # counters' file cannot grow.
     for i in range(5000):
