@@ -26,13 +26,17 @@ so that it, not the by-product, can be raised again for the caller::
         if timeout is not None:
             raise timeout
 
+A loop whose every step must run (the resets after a fork, the exit drain) cannot stop at
+such an exception without leaving the rest undone: :func:`run_each` runs them all and raises
+it after the last.
+
 A leaf module: no imports from the rest of the package.
 """
 
 import functools
 import signal
 from types import FunctionType, MethodType
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 # Handlers wrapped in partials, bound methods or callable objects are unwrapped this deep.
 _MAX_UNWRAP = 8
@@ -128,4 +132,43 @@ def _code_of(handler: Any) -> Optional[Any]:
     return None
 
 
-__all__ = ["raised_by_signal", "signal_exception"]
+def run_each(steps: Iterable[Callable[[], Any]], failed: Callable[[Exception], Any]) -> None:
+    """Call every step in turn, for loops whose every step must run (resets after a fork,
+    the exit drain), even when a signal handler's exception lands in one of them.
+
+    Args:
+        steps: the calls to make; an ``Exception`` one raises goes to ``failed(exc)`` and
+            the next step runs.
+        failed: reports a step's own failure; may raise only a signal handler's exception.
+
+    Raises:
+        The first exception a signal handler raised (in a step, or while ``failed`` reported
+        one), once every step has run: it is the caller's (a Celery soft time limit), and
+        running the rest first keeps it from leaving the remaining steps undone. Later ones
+        are dropped: one interruption is enough to tell the caller. Exceptions that are not
+        an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) leave at once, as from any
+        loop.
+    """
+    kept: Optional[BaseException] = None
+    for step in steps:
+        try:
+            try:
+                step()
+            except Exception as exc:
+                if signal_exception(exc) is not None:
+                    raise
+                failed(exc)
+        except Exception as exc:
+            timeout = signal_exception(exc)
+            if timeout is None:
+                raise  # ``failed`` broke its contract: not ours to hide
+            if kept is None:
+                kept = timeout
+    if kept is not None:
+        try:
+            raise kept
+        finally:
+            del kept  # the traceback keeps this frame: it must not keep the exception
+
+
+__all__ = ["raised_by_signal", "run_each", "signal_exception"]

@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,11 +26,14 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from support.collectors import Collectors
 from support.sinks import RecordingSink
+from support.waiting import reap
 
 from steer_llm_sdk.observability import MetricsCollector, RequestMetrics
 from steer_llm_sdk.observability._log import RateLimitedLog, describe
-from steer_llm_sdk.observability._signals import raised_by_signal, signal_exception
+from steer_llm_sdk.observability._signals import raised_by_signal, run_each, signal_exception
 from steer_llm_sdk.observability.pipeline.intake import Wake
+from steer_llm_sdk.observability.runtime.exits import _drain_at_exit, register_collector
+from steer_llm_sdk.observability.runtime.forks import CLIENTS, on_fork
 from steer_llm_sdk.observability.sinks import InMemoryMetricsSink
 
 pytestmark = pytest.mark.skipif(
@@ -615,3 +619,199 @@ def test_a_batch_left_by_a_time_limit_while_its_failure_is_logged_is_settled():
         logger.removeHandler(installed)
     assert (channel.received, channel.delivered, channel.failed) == (3, 0, 3)
     assert (channel.errors, channel.pending) == (1, 0)
+
+
+# ---------------------------------------------------------------------- loops that must finish
+def test_every_step_runs_and_the_limit_is_raised_after_the_last():
+    """A soft time limit in one step of a loop that must finish (fork resets, exit drain):
+    the later steps still run, a step's own failure is reported, and the limit reaches the
+    caller once all have run."""
+    ran: List[str] = []
+    failures: List[Exception] = []
+
+    def interrupted() -> None:
+        ran.append("interrupted")
+        signal.raise_signal(signal.SIGUSR1)
+
+    def broken() -> None:
+        ran.append("broken")
+        raise ValueError("a reset that fails")
+
+    with handler_for(signal.SIGUSR1, _soft_limit), pytest.raises(SoftTimeLimitExceeded):
+        run_each([interrupted, broken, lambda: ran.append("last")], failures.append)
+    assert ran == ["interrupted", "broken", "last"]
+    assert [type(exc) for exc in failures] == [ValueError]
+
+
+def test_a_limit_landing_while_a_failure_is_reported_leaves_no_step_undone():
+    ran: List[int] = []
+    log = RateLimitedLog(interval=0.0)
+    logger = logging.getLogger("steer_llm_sdk")
+    installed = _SignallingHandler()
+
+    def broken(number: int) -> None:
+        ran.append(number)
+        raise ValueError("a reset that fails")
+
+    logger.addHandler(installed)
+    try:
+        with handler_for(signal.SIGUSR1, _soft_limit), pytest.raises(SoftTimeLimitExceeded):
+            run_each(
+                [functools.partial(broken, n) for n in range(3)],
+                lambda exc: log.warning("key", "steer_llm_sdk test failure"),
+            )
+    finally:
+        logger.removeHandler(installed)
+    assert ran == [0, 1, 2]
+
+
+class _FailingReset:
+    """A part registered for fork resets (or the exit drain) whose every reset fails."""
+
+    def __init__(self, calls: List[str]) -> None:
+        self.calls = calls
+        self.shutdown_timeout = 0.0
+
+    def fail(self) -> None:
+        self.calls.append("reset")
+        raise ValueError("cannot reset")
+
+    # the exit drain's side (runtime.exits.Drainable)
+    def collector(self) -> Any:
+        return None
+
+    def forked(self) -> bool:
+        return False
+
+    def reset_after_fork(self) -> None:
+        pass
+
+    def prepare_exit(self) -> None:
+        pass
+
+    def drain_at_exit(self) -> None:
+        self.fail()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_every_reset_runs_in_a_child_when_a_limit_lands_in_the_logging_of_a_failed_one():
+    """In a forked child, the first failing reset is logged through a handler a soft time
+    limit interrupts: the other resets still run, and the limit is raised after them (the
+    interpreter reports what an at-fork callback raises as unraisable)."""
+    calls: List[str] = []
+    parts = [_FailingReset(calls) for _ in range(4)]
+    for part in parts:
+        on_fork(part, "fail", CLIENTS)
+    logger = logging.getLogger("steer_llm_sdk")
+    installed = _SignallingHandler()
+    unraisable: List[str] = []
+    previous_hook = sys.unraisablehook
+    logger.addHandler(installed)
+    try:
+        with handler_for(signal.SIGUSR1, _soft_limit):
+            sys.unraisablehook = lambda info: unraisable.append(info.exc_type.__name__)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 1
+                try:
+                    code = 0 if calls == ["reset"] * 4 else 3
+                    if code == 0 and unraisable != ["SoftTimeLimitExceeded"]:
+                        code = 4
+                finally:
+                    os._exit(code)
+            sys.unraisablehook = previous_hook
+    finally:
+        sys.unraisablehook = previous_hook
+        logger.removeHandler(installed)
+    assert reap(pid, 20.0) == 0  # 3: a reset was left undone; 4: the limit was not raised
+    assert calls == []  # the parent resets nothing
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_the_exit_drain_drains_every_collector_when_a_limit_lands_in_one():
+    """The exit drain (run here in a forked child, whose exit it is) drains every collector
+    although the first failure's warning is interrupted by a soft time limit; the limit is
+    raised after the last."""
+    calls: List[str] = []
+    parts = [_FailingReset(calls) for _ in range(4)]
+    logger = logging.getLogger("steer_llm_sdk")
+    installed = _SignallingHandler()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            for part in parts:
+                # The pipeline is only delivered if the part is dropped first: never here.
+                register_collector(part, None)
+            logger.addHandler(installed)
+            signal.signal(signal.SIGUSR1, _soft_limit)
+            try:
+                _drain_at_exit()
+                code = 4  # the limit was not raised
+            except SoftTimeLimitExceeded:
+                code = 0 if calls == ["reset"] * 4 else 3
+        finally:
+            os._exit(code)
+    assert reap(pid, 30.0) == 0  # 3: a collector was left undrained
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_streams_left_open_at_exit_are_all_ended_when_a_limit_lands_in_one():
+    """The exit drain ends every open stream (run here in a forked child): the first one's
+    source is interrupted by a soft time limit while it closes; the others are still ended
+    and recorded, and the limit is raised after the last."""
+    from steer_llm_sdk.observability.measure.stream import end_open_streams
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            sink = InMemoryMetricsSink()
+            collector = MetricsCollector(sinks=[sink])
+
+            @collector.track_request("openai", model="m")
+            def chunks(interrupted: bool) -> Iterator[str]:
+                try:
+                    yield from "abc"
+                finally:
+                    if interrupted:
+                        signal.raise_signal(signal.SIGUSR1)
+
+            streams = [chunks(n == 0) for n in range(3)]
+            for stream in streams:
+                next(stream)
+            signal.signal(signal.SIGUSR1, _soft_limit)
+            try:
+                end_open_streams()
+                code = 4  # the limit was not raised
+            except SoftTimeLimitExceeded:
+                collector.flush(5)
+                requests = sink.get_metrics(metric_type="request")
+                code = 0 if len(requests) == 3 else 3
+        finally:
+            os._exit(code)
+    assert reap(pid, 30.0) == 0  # 3: a stream was left open
+
+
+def test_a_stream_closed_while_its_source_s_cleanup_is_interrupted_is_still_recorded(
+    make_collector,
+):
+    """``close()`` on a tracked stream whose own cleanup a soft time limit interrupts: the
+    limit reaches the caller, and the call is recorded (cancelled), not lost."""
+    sink = InMemoryMetricsSink()
+    collector = make_collector(sinks=[sink])
+
+    @collector.track_request("openai", model="m")
+    def chunks() -> Iterator[str]:
+        try:
+            yield from "abc"
+        finally:
+            signal.raise_signal(signal.SIGUSR1)
+
+    stream = chunks()
+    assert next(stream) == "a"
+    with handler_for(signal.SIGUSR1, _soft_limit), pytest.raises(SoftTimeLimitExceeded):
+        stream.close()
+    assert collector.flush(5)
+    assert [r.status for r in sink.get_metrics(metric_type="streaming")] == ["cancelled"]
+    assert len(sink.get_metrics(metric_type="request")) == 1

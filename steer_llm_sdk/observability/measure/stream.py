@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
 from ...streaming.json_stream import JsonObjectCounter
 from ...streaming.readers import READERS, StreamReader
 from .._log import logger
-from .._signals import signal_exception
+from .._signals import run_each, signal_exception
 from ..conventions import DURATION_BUCKETS
 from ..models import GAP_HIGHS, GAP_LOWS, ChunkGaps, RequestMetrics
 from ..runtime import IDENTITY, at_exit_call, on_fork_call
@@ -472,15 +472,20 @@ _OPEN: Dict[int, FinishOnce] = {}
 def end_open_streams() -> int:
     """End every stream of this process that is still open, as ``cancelled`` (see
     :class:`FinishOnce`). Called by the exit drain before the collectors deliver their last
-    records. Returns how many were ended."""
-    ended = 0
-    for once in list(_OPEN.values()):
-        try:
-            once._end_at_exit()
-            ended += 1
-        except Exception:
-            pass
-    return ended
+    records. Returns how many were ended. A stream that fails to end is skipped; a signal
+    handler's exception raised while one ends is raised once the others are ended too."""
+    ended = [0]
+
+    def end(once: FinishOnce) -> None:
+        once._end_at_exit()
+        ended[0] += 1
+
+    run_each([partial(end, once) for once in list(_OPEN.values())], _skip)
+    return ended[0]
+
+
+def _skip(exc: Exception) -> None:
+    pass
 
 
 def _forget_inherited_streams() -> None:
@@ -602,15 +607,17 @@ def open_stream(
     control = inner if type(inner) is Steps else None
 
     def finish() -> None:
-        if meter.status != COMPLETED:
-            close_quietly(inner)
-        outcome = meter.outcome()
-        if owner is None:
-            record_stream(collector, metrics, outcome, sensitive)
-        else:
-            join_stream(owner, outcome, outcome.usage)
-            if outcome.error is not None and sensitive is not None:
-                join_failure(owner, sensitive)
+        try:
+            if meter.status != COMPLETED:
+                close_quietly(inner)
+        finally:  # a signal handler's exception from closing it still leaves the record
+            outcome = meter.outcome()
+            if owner is None:
+                record_stream(collector, metrics, outcome, sensitive)
+            else:
+                join_stream(owner, outcome, outcome.usage)
+                if outcome.error is not None and sensitive is not None:
+                    join_failure(owner, sensitive)
 
     def start() -> None:
         once.started = True

@@ -15,9 +15,10 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, List, Optional, Protocol
+from typing import Any, Callable, Iterator, List, Optional, Protocol
 
 from .._log import rate_limited
+from .._signals import run_each
 from .forks import COLLECTORS, on_fork
 
 #: Called by the exit drain before the collectors deliver their last records.
@@ -141,25 +142,35 @@ def _prepare_exit() -> None:
 
 
 def _run_exit_hooks() -> None:
-    for hook in list(_exit_hooks):
-        try:
-            hook()
-        except Exception:
-            pass
+    """Every exit hook; a failing one is skipped silently (the drain that follows reports
+    what was lost). A signal handler's exception is raised once all have run."""
+    run_each(list(_exit_hooks), _ignore)
+
+
+def _ignore(exc: Exception) -> None:
+    pass
 
 
 def _drain_at_exit() -> None:
-    _run_exit_hooks()
-    longest = _orphans_timeout()
-    for runtime in list(_live):
-        longest = max(longest, runtime.shutdown_timeout)
-        try:
-            runtime.drain_at_exit()
-        except Exception as exc:
-            rate_limited.warning(
-                "exit", "steer_llm_sdk metrics exit flush failed", error=type(exc).__name__
-            )
-    _drain_orphans(time.monotonic() + longest)
+    """The exit drain: the exit hooks, then every live collector's last records, then the
+    orphaned pipelines. Each collector is drained even when one fails or a signal handler's
+    exception lands in one (raised once all are drained: :func:`.._signals.run_each`)."""
+    run_each(_exit_steps(), _drain_failed)
+
+
+def _exit_steps() -> Iterator[Callable[[], Any]]:
+    yield _run_exit_hooks
+    runtimes = list(_live)  # after the hooks: what they recorded is drained too
+    longest = max([_orphans_timeout(), *(runtime.shutdown_timeout for runtime in runtimes)])
+    for runtime in runtimes:
+        yield runtime.drain_at_exit
+    yield lambda: _drain_orphans(time.monotonic() + longest)
+
+
+def _drain_failed(exc: Exception) -> None:
+    rate_limited.warning(
+        "exit", "steer_llm_sdk metrics exit flush failed", error=type(exc).__name__
+    )
 
 
 class _Token:

@@ -17,11 +17,13 @@ A uWSGI master that forks without Python's fork hooks must run no thread of ours
 import os
 import threading
 import weakref
+from functools import partial
 from types import ModuleType
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .. import _ids
 from .._log import rate_limited
+from .._signals import run_each
 
 #: Reset order after a fork: lower first.
 IDENTITY, SINKS, COLLECTORS, CLIENTS = 0, 10, 20, 30
@@ -86,9 +88,11 @@ def fork_state() -> Dict[str, Any]:
 
 def run_fork_hooks(how: str = "python-hook") -> None:
     """In the child, right after ``os.fork()``: every registered reset, in order. A failing
-    reset is logged and the rest still run (a broken sink must not break the child). Runs
-    once per process, whichever way the fork was noticed first (Python's at-fork hook,
-    uWSGI's post-fork hook, or a collector seeing a changed pid)."""
+    reset is logged and the rest still run (a broken sink must not break the child); so do
+    they when a signal handler's exception lands in one, which is raised once all have run
+    (:func:`.._signals.run_each`). Runs once per process, whichever way the fork was
+    noticed first (Python's at-fork hook, uWSGI's post-fork hook, or a collector seeing a
+    changed pid)."""
     global _registry_lock, _reset_for_pid, _reset_by
     pid = os.getpid()
     if pid == _reset_for_pid:
@@ -97,18 +101,24 @@ def run_fork_hooks(how: str = "python-hook") -> None:
     _reset_by = _resetting_as or how
     # Another thread may have held these at the fork: a held lock stays held in the child.
     _registry_lock = threading.Lock()
-    for _, _, ref, target in list(_fork_hooks):
-        try:
-            if ref is None:
-                target()
-                continue
-            owner = ref()
-            if owner is not None:
-                getattr(owner, target)()
-        except Exception as exc:
-            rate_limited.warning(
-                "fork_reset", "steer_llm_sdk could not reset after fork", error=type(exc).__name__
-            )
+    run_each([partial(_call_hook, ref, target) for _, _, ref, target in _fork_hooks], _reset_failed)
+
+
+def _call_hook(ref: Any, target: Any) -> None:
+    """Make a registered hook's call: ``target()``, or ``owner.<target>()`` while its owner
+    lives (nothing once it was dropped)."""
+    if ref is None:
+        target()
+        return
+    owner = ref()
+    if owner is not None:
+        getattr(owner, target)()
+
+
+def _reset_failed(exc: Exception) -> None:
+    rate_limited.warning(
+        "fork_reset", "steer_llm_sdk could not reset after fork", error=type(exc).__name__
+    )
 
 
 def fork_noticed() -> None:
