@@ -26,14 +26,27 @@ Bars (issue 22): added <= 5 µs per non-streamed call and <= 0.6 µs per streame
 (the stream's start and end included, spread over its chunks), each resolved: its
 standard error below the bar.
 
+A flush at the end of every batch of 100 calls also hands the flush thread the GIL at once,
+as a real call does: its thread waits on the network for most of the call, GIL released.
+Here no call waits at all, so the steady state is measured apart (``openai_chat_steady``,
+information only): batches of 1,000 calls, the flush thread waking by itself at each full
+batch of records while the caller keeps the GIL. It then waits for the GIL behind a
+thread that releases it only for an instant in each call (the SDK's idempotency key reads
+``os.urandom``): CPython hands the GIL over on such a release only if the waiter wins the
+race, and asks the holder to drop it only after 5 ms without any release, so the flush
+thread wakes and sleeps again about once per call until it wins. The run prints those
+context switches per call beside the cost.
+
 Run alone with ``python benchmarks/sdk_overhead.py`` (``BENCH_SDK_SLICES`` sets the number of
-slices, default 100); ``make bench`` runs it among the others.
+slices, default 100; ``BENCH_SDK_STEADY_SLICES`` those of the steady state, default 10);
+``make bench`` runs it among the others.
 """
 
 import json
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
@@ -52,6 +65,9 @@ ANTHROPIC_ANSWER = "test_anthropic_model_instructions.yaml"
 #: Items in every benchmarked stream.
 CHUNKS = 200
 SLICES = int(os.environ.get("BENCH_SDK_SLICES", "100"))
+STEADY_SLICES = int(os.environ.get("BENCH_SDK_STEADY_SLICES", "10"))
+#: Calls per batch of the steady state: ten full batches of records each.
+STEADY_BATCH = 1000
 
 #: case -> (per what: "call" or "chunk", the bar in µs, batch size).
 CASES: Dict[str, Tuple[str, float, int]] = {
@@ -245,13 +261,17 @@ def _case(
     call: Callable[[], Any],
     collector: Any,
     instrumented: Tuple[Callable[[], object], Callable[[], object]],
+    slices: int = SLICES,
+    batch: int = 0,
 ) -> Dict[str, float]:
-    """The figures of one case (see :func:`bench_sdk_overhead`): :data:`SLICES` slices of
+    """The figures of one case (see :func:`bench_sdk_overhead`): ``slices`` slices of
     three interleaved rounds each (so that each contender takes each place in the order
     once: a batch right after an instrumented one would otherwise pay more often for what
     that one left behind), a difference per slice (paired: the machine's drift over seconds,
-    large here, hits both sides of a slice alike), their mean and standard error."""
-    unit, _, batch = CASES[case]
+    large here, hits both sides of a slice alike), their mean and standard error. ``batch``
+    overrides the case's batch size (the calls between two flushes)."""
+    unit, _, size = CASES[case]
+    batch = batch or size
     per = CHUNKS if unit == "chunk" else 1
     contenders = {
         name: _settled(call, collector, batch) for name in ("plain", "control", "instrumented")
@@ -261,7 +281,7 @@ def _case(
     interleaved_means(contenders, rounds=rounds, batch=batch, warmup=batch * 3, hooks=hooks)
     plain: List[float] = []
     diffs: Dict[str, List[float]] = {"instrumented": [], "control": []}
-    for _ in range(SLICES):
+    for _ in range(slices):
         means = interleaved_means(contenders, rounds=rounds, batch=batch, warmup=0, hooks=hooks)
         plain.append(means["plain"]["cpu"] / per)
         for name, found in diffs.items():
@@ -269,7 +289,7 @@ def _case(
     out = {f"sdk_{case}_plain_us": statistics.mean(plain)}
     for name, key in (("instrumented", "added"), ("control", "control")):
         out[f"sdk_{case}_{key}_us"] = statistics.mean(diffs[name])
-        out[f"sdk_{case}_{key}_se_us"] = statistics.stdev(diffs[name]) / SLICES**0.5
+        out[f"sdk_{case}_{key}_se_us"] = statistics.stdev(diffs[name]) / slices**0.5
     out[f"sdk_{case}_control_z"] = abs(out[f"sdk_{case}_control_us"]) / (
         out[f"sdk_{case}_control_se_us"] or 1.0
     )
@@ -310,6 +330,7 @@ def bench_sdk_overhead() -> Dict[str, float]:
         uninstrument()
         for case in CASES:
             results.update(_case(case, calls[case], collector, (instrument_on, uninstrument)))
+        results.update(_steady(calls["openai_chat"], collector, instrument_on, uninstrument))
         results.update(_measure_cost(collector, oai))
     finally:
         uninstrument()
@@ -318,6 +339,60 @@ def bench_sdk_overhead() -> Dict[str, float]:
             closable.close()
     results["sdk_load_end"] = _load()
     return results
+
+
+def _switches() -> int:
+    """Context switches so far of every thread of this process but the main one (Linux;
+    0 elsewhere)."""
+    total = 0
+    main = str(threading.main_thread().native_id)
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        if task == main:
+            continue
+        try:
+            with open(f"/proc/self/task/{task}/status", encoding="ascii") as status:
+                for line in status:
+                    if "ctxt_switches" in line:  # voluntary and not
+                        total += int(line.split()[1])
+        except (OSError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total
+
+
+def _steady(
+    call: Callable[[], Any],
+    collector: Any,
+    instrument_on: Callable[[], object],
+    uninstrument: Callable[[], object],
+) -> Dict[str, float]:
+    """The openai chat case in the steady state (see the module docstring): what
+    ``instrument()`` adds per call when the flush thread wakes by itself, and the context
+    switches of the background threads per instrumented call
+    (``sdk_openai_chat_steady_switches``)."""
+    made = [0]  # calls made so far, by every contender
+    counted = {"switches": 0, "calls": 0, "switches_at": 0, "calls_at": 0}
+
+    def counting() -> Any:
+        made[0] += 1
+        return call()
+
+    def enter() -> None:
+        instrument_on()
+        counted["switches_at"], counted["calls_at"] = _switches(), made[0]
+
+    def leave() -> None:  # the instrumented batches (and their warm-up) only
+        counted["switches"] += _switches() - counted["switches_at"]
+        counted["calls"] += made[0] - counted["calls_at"]
+        uninstrument()
+
+    found = _case("openai_chat", counting, collector, (enter, leave), STEADY_SLICES, STEADY_BATCH)
+    out = {key.replace("openai_chat", "openai_chat_steady"): v for key, v in found.items()}
+    out["sdk_openai_chat_steady_switches"] = counted["switches"] / max(counted["calls"], 1)
+    return out
 
 
 def _measure_cost(collector: Any, oai: Any, calls: int = 3000) -> Dict[str, float]:
@@ -370,6 +445,20 @@ TARGETS = [
     ("sdk_openai_chat_control_z", "<=", 2.0, "    A/A control in standard errors"),
     ("sdk_measure_in_situ_us", "info", None, "    measure() around it, caller, median (us)"),
     ("sdk_measure_hot_us", "info", None, "    the same run back to back, median (us)"),
+    (
+        "sdk_openai_chat_steady_added_us",
+        "info",
+        None,
+        "  steady state, flush thread on its own (us)",
+    ),
+    ("sdk_openai_chat_steady_added_se_us", "info", None, "    its standard error (us)"),
+    ("sdk_openai_chat_steady_control_z", "info", None, "    A/A control in standard errors"),
+    (
+        "sdk_openai_chat_steady_switches",
+        "info",
+        None,
+        "    background threads' context switches per call",
+    ),
     ("sdk_anthropic_plain_us", "info", None, "anthropic messages call alone (us)"),
     ("sdk_anthropic_added_us", "<=", 5.0, "  instrument() adds per call (us)"),
     ("sdk_anthropic_added_se_us", "<=", 5.0, "    its standard error (us)"),
