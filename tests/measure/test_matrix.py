@@ -190,11 +190,6 @@ def raise_in_body(make: Callable[[], Any], seen: Seen) -> None:
 @form("iterator", full=False)
 def abandon(make: Callable[[], Any], seen: Seen) -> None:
     got = seen.new()
-    # The collection below need only see what this cell makes: everything older (the SDKs'
-    # types built on first use, the tokenizer, what earlier cells left) is frozen first, and
-    # one full collection takes milliseconds instead of a tenth of a second. The env fixture
-    # unfreezes at its end.
-    gc.freeze()
     stream = make()
     iterator = iter(stream)
     _take(iterator, got, seen)
@@ -484,10 +479,6 @@ def env(module_server: LocalLLMServer, tmp_path_factory: Any) -> Any:
     try:
         yield made
     finally:
-        # What the abandon form froze (earlier cells' garbage among it) is collected here,
-        # not in another module's test.
-        gc.unfreeze()
-        gc.collect()
         for client in made.steer.values():
             client.close()
         close_clients(*made.clients.values())
