@@ -12,7 +12,6 @@ let through is one a signal handler raised meanwhile, which belongs to the calle
 """
 
 import logging
-import sys
 import time
 from typing import Any, Callable, Dict
 
@@ -26,11 +25,10 @@ logger.addHandler(logging.NullHandler())
 def describe(exc: BaseException, limit: int = 200) -> str:
     """``str(exc)`` cut to ``limit`` characters, or a placeholder when ``str()`` itself
     raises (any exception, including ``SystemExit``)."""
-    older = sys.exc_info()[1]
     try:
         text = str(exc)
     except BaseException as failure:  # noqa: B036 - an exception's __str__ is user code
-        timeout = signal_exception(failure, older)
+        timeout = signal_exception(failure)
         if timeout is not None:  # the caller's (see the module docstring)
             raise timeout from None
         return f"<unprintable {_type_name(exc)}>"
@@ -79,12 +77,11 @@ class RateLimitedLog:
             suppressed = self._suppressed.pop(key, 0)
         if suppressed:
             fields["suppressed"] = suppressed
-        older = sys.exc_info()[1]  # a signal's exception handled already is not this call's
         try:
             details = " ".join(f"{name}={value!r}" for name, value in fields.items())
             logger.warning("%s %s", event, details, extra={"steer": fields})
         except BaseException as exc:  # noqa: B036 - logging must never fail the caller ...
-            timeout = signal_exception(exc, older)
+            timeout = signal_exception(exc)
             if timeout is not None:  # ... but a signal handler's exception is the caller's
                 raise timeout
             return False

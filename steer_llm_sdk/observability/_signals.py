@@ -35,8 +35,9 @@ A leaf module: no imports from the rest of the package.
 
 import functools
 import signal
+import sys
 from types import FunctionType, MethodType
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, Optional, Set
 
 # Handlers wrapped in partials, bound methods or callable objects are unwrapped this deep.
 _MAX_UNWRAP = 8
@@ -53,17 +54,17 @@ def raised_by_signal(exc: BaseException) -> bool:
 
     The same as ``signal_exception(exc) is not None``; see :func:`signal_exception`.
     """
-    return signal_exception(exc) is not None
+    return _find(exc, sys._getframe(1)) is not None
 
 
-def signal_exception(
-    exc: BaseException, older: Optional[BaseException] = None
-) -> Optional[BaseException]:
+def signal_exception(exc: BaseException) -> Optional[BaseException]:
     """The exception raised by a currently installed Python-level signal handler (or by
     code it called) that ``exc`` is, or that ``exc`` was raised while handling (its
-    ``__context__`` chain, a few links deep); None if there is none. The chain is followed
-    no further than ``older`` (the exception already being handled when the code that
-    raised ``exc`` began, whose own cause is not that code's to report).
+    ``__context__`` chain, a few links deep); None if there is none. Call it where ``exc``
+    was caught. The chain is followed no further than an exception that a caller of that
+    frame caught: the application was already handling it when it called the code that
+    raised ``exc`` (a Celery task recording something in its ``except
+    SoftTimeLimitExceeded:`` block), so it is not that code's to raise again.
 
     Handlers may be functions, bound methods, ``functools.partial`` objects or instances of a
     class with ``__call__``; handlers implemented in C (``signal.default_int_handler``) have
@@ -73,10 +74,16 @@ def signal_exception(
     Never raises, except that an exception a signal handler raises while it runs propagates
     (it is one for the caller too). Thread-safe.
     """
+    return _find(exc, sys._getframe(1))
+
+
+def _find(exc: BaseException, catcher: Any) -> Optional[BaseException]:
+    """:func:`signal_exception` for ``exc`` caught in the frame ``catcher``."""
     codes: Optional[Dict[int, Any]] = None
+    outside: Optional[Set[int]] = None
     current: Optional[BaseException] = exc
     for _ in range(_MAX_CONTEXT):
-        if current is None or current is older:
+        if current is None:
             return None
         tb = current.__traceback__
         if tb is not None:
@@ -84,12 +91,30 @@ def signal_exception(
                 codes = _handler_codes()
                 if not codes:
                     return None
+            if current is not exc:
+                # An exception in the chain that a frame of our callers caught (the head of
+                # its traceback is the frame that caught it) was being handled before the
+                # code that raised ``exc`` began: the caller's own, already handled.
+                if outside is None:
+                    outside = _callers(catcher)
+                if id(tb.tb_frame) in outside:
+                    return None
             while tb is not None:
                 if id(tb.tb_frame.f_code) in codes:
                     return current
                 tb = tb.tb_next
         current = current.__context__
     return None
+
+
+def _callers(frame: Any) -> Set[int]:
+    """The ids of the frames that called ``frame`` (not ``frame`` itself), all alive."""
+    found: Set[int] = set()
+    frame = frame.f_back
+    while frame is not None:
+        found.add(id(frame))
+        frame = frame.f_back
+    return found
 
 
 def _handler_codes() -> Dict[int, Any]:

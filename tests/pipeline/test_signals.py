@@ -815,3 +815,31 @@ def test_a_stream_closed_while_its_source_s_cleanup_is_interrupted_is_still_reco
     assert collector.flush(5)
     assert [r.status for r in sink.get_metrics(metric_type="streaming")] == ["cancelled"]
     assert len(sink.get_metrics(metric_type="request")) == 1
+
+
+class _Hostile(Exception):
+    """The caller's own exception, whose ``response`` the error record reads and fails on."""
+
+    @property
+    def response(self) -> Any:
+        raise RuntimeError("no response")
+
+
+def test_a_time_limit_the_caller_already_handled_is_not_raised_into_it_again(make_collector):
+    """Inside the application's ``except SoftTimeLimitExceeded:`` block (Celery's way of
+    ending a task tidily), a record() of a non-record returns False (counted invalid) and a
+    tracked call gets its own exception back, not the handled limit from the chain."""
+    collector = make_collector(sinks=[InMemoryMetricsSink()])
+
+    @collector.track_request("openai", model="m")
+    def fallback() -> None:
+        raise _Hostile("the caller's own")
+
+    with handler_for(signal.SIGUSR1, _soft_limit):
+        try:
+            signal.raise_signal(signal.SIGUSR1)
+        except SoftTimeLimitExceeded:
+            assert collector.record({"provider": "openai"}) is False
+            with pytest.raises(_Hostile, match="the caller's own"):
+                fallback()
+    assert collector.stats().dropped["invalid"] == 1
