@@ -450,3 +450,65 @@ def test_closing_a_metered_stream_early_leaves_no_reference_cycle():
         gc.garbage.clear()
         gc.enable()
     assert left == []
+
+
+class _CleanupFailed(Exception):
+    pass
+
+
+def _failing_cleanup_source(kind, collector):
+    """A tracked stream whose own cleanup raises ``_CleanupFailed`` when it is closed: a
+    generator with a raising ``finally``, or an iterator whose ``close()`` raises."""
+    if kind == "generator":
+
+        @collector.track_request("openai", model="gpt-4o")
+        def source():
+            try:
+                yield from ("Hel", "lo")
+            finally:
+                raise _CleanupFailed("cleanup")
+
+        return source
+
+    class Closing(ChunkIterator):
+        def close(self):
+            raise _CleanupFailed("cleanup")
+
+    @collector.track_request("openai", model="gpt-4o")
+    def returning():
+        return Closing(["Hel", "lo"])
+
+    return returning
+
+
+@pytest.mark.parametrize("way", ["close", "with"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_error_of_the_stream_s_own_cleanup_reaches_whoever_closes_it(
+    make_collector, sink, kind, way
+):
+    """As closing the source itself would raise it: ``close()`` or the end of a ``with``
+    block gives the caller its own exception, and the call is recorded once, failed."""
+    collector = make_collector([sink])
+    stream = _failing_cleanup_source(kind, collector)()
+    assert next(stream) == "Hel"
+    with pytest.raises(_CleanupFailed, match="cleanup"):
+        if way == "close":
+            stream.close()
+        else:
+            with stream:
+                pass
+    request, streaming = finished(collector, sink, count=3)
+    assert request.error_class == "_CleanupFailed" and streaming.status == "error"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_dropped_stream_s_failing_cleanup_is_not_reported_to_anyone(make_collector, sink, kind):
+    """Dropped half read, the stream is closed by the collector: its cleanup's error has no
+    one to reach and is dropped; the call is recorded once, cancelled."""
+    collector = make_collector([sink])
+    stream = _failing_cleanup_source(kind, collector)()
+    assert next(stream) == "Hel"
+    del stream
+    gc.collect()
+    _, streaming = finished(collector, sink)
+    assert streaming.status == "cancelled"

@@ -14,6 +14,7 @@ microseconds while the main thread makes tracked calls. pytest-timeout uses SIGA
 import contextlib
 import contextvars
 import functools
+import gc
 import logging
 import os
 import signal
@@ -797,7 +798,7 @@ def test_a_stream_closed_while_its_source_s_cleanup_is_interrupted_is_still_reco
     make_collector,
 ):
     """``close()`` on a tracked stream whose own cleanup a soft time limit interrupts: the
-    limit reaches the caller, and the call is recorded (cancelled), not lost."""
+    limit reaches the caller, and the call is recorded (failed, by the limit), not lost."""
     sink = InMemoryMetricsSink()
     collector = make_collector(sinks=[sink])
 
@@ -813,8 +814,9 @@ def test_a_stream_closed_while_its_source_s_cleanup_is_interrupted_is_still_reco
     with handler_for(signal.SIGUSR1, _soft_limit), pytest.raises(SoftTimeLimitExceeded):
         stream.close()
     assert collector.flush(5)
-    assert [r.status for r in sink.get_metrics(metric_type="streaming")] == ["cancelled"]
-    assert len(sink.get_metrics(metric_type="request")) == 1
+    assert [r.status for r in sink.get_metrics(metric_type="streaming")] == ["error"]
+    (request,) = sink.get_metrics(metric_type="request")
+    assert request.error_class == "SoftTimeLimitExceeded"
 
 
 class _Hostile(Exception):
@@ -843,3 +845,37 @@ def test_a_time_limit_the_caller_already_handled_is_not_raised_into_it_again(mak
             with pytest.raises(_Hostile, match="the caller's own"):
                 fallback()
     assert collector.stats().dropped["invalid"] == 1
+
+
+def test_a_dropped_stream_whose_source_s_cleanup_is_interrupted_is_still_recorded(
+    make_collector,
+):
+    """A tracked stream dropped half read, its source's cleanup interrupted by a soft time
+    limit while the collector closes it: the call is recorded (cancelled), not lost; the
+    limit is reported as an exception no one could catch (as Python reports one raised in
+    any collected generator's cleanup)."""
+    sink = InMemoryMetricsSink()
+    collector = make_collector(sinks=[sink])
+
+    @collector.track_request("openai", model="m")
+    def chunks() -> Iterator[str]:
+        try:
+            yield from "abc"
+        finally:
+            signal.raise_signal(signal.SIGUSR1)
+
+    stream = chunks()
+    assert next(stream) == "a"
+    unraisable: List[str] = []
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = lambda info: unraisable.append(info.exc_type.__name__)
+    try:
+        with handler_for(signal.SIGUSR1, _soft_limit):
+            del stream
+            gc.collect()
+    finally:
+        sys.unraisablehook = previous_hook
+    assert unraisable == ["SoftTimeLimitExceeded"]
+    assert collector.flush(5)
+    assert [r.status for r in sink.get_metrics(metric_type="streaming")] == ["cancelled"]
+    assert len(sink.get_metrics(metric_type="request")) == 1

@@ -52,6 +52,10 @@ def _nothing() -> None:
     pass
 
 
+def _always() -> bool:
+    return True
+
+
 class StreamMeter:
     """Measures one stream while :meth:`measure` iterates it. Not thread-safe: one stream,
     consumed on one thread.
@@ -107,6 +111,7 @@ class StreamMeter:
         text_only: bool = False,
         clock: Callable[[], float] = perf_counter,
         control: Any = None,
+        reachable: Callable[[], bool] = _always,
     ) -> Generator[Any, Any, Any]:
         """Iterate ``inner``, yielding each item unchanged and measuring it.
 
@@ -120,6 +125,12 @@ class StreamMeter:
         the chunks. ``clock`` is read once per chunk and once at the end (``perf_counter``
         seconds). ``control``, when given, receives what is sent or thrown in instead of
         ``inner`` (a source whose steps run elsewhere, in a context of their own).
+
+        Closed (``close()``) while suspended, it closes ``inner`` (or ``control``) at once
+        when ``reachable()`` says someone still holds this generator: an error from that
+        close (a generator's own cleanup failing) reaches whoever closed it, as closing
+        ``inner`` would raise it, and ends the stream as failed. When it is being collected
+        (nobody holds it: ``reachable()`` is False) ``on_end`` closes ``inner`` quietly.
         """
         # Only the chunk loop lives here. What runs once a stream (its start and end) or
         # rarely (a new shortest or longest gap, the first content, a value sent or an
@@ -196,7 +207,7 @@ class StreamMeter:
                     try:
                         sent = yield chunk
                     except BaseException as thrown:
-                        source = _thrown(target, thrown, returned)
+                        source = _thrown(target, thrown, returned, reachable)
                         break
                     if sent is not None:
                         source = _sent(target, sent, source, returned)
@@ -339,15 +350,33 @@ class _Answer:
             raise StopIteration from None
 
 
-def _thrown(target: Any, thrown: BaseException, returned: List[Any]) -> Any:
+def _thrown(
+    target: Any, thrown: BaseException, returned: List[Any], reachable: Callable[[], bool]
+) -> Any:
     """The source to read after ``thrown`` was thrown in at a yield: the answer of the
-    iterator's ``throw()``. ``close()``'s GeneratorExit, and an exception thrown into an
-    iterator without ``throw()``, are raised again where the items are taken, as a plain
-    loop would raise them."""
-    throw = None if isinstance(thrown, GeneratorExit) else getattr(target, "throw", None)
+    iterator's ``throw()``. ``close()``'s GeneratorExit closes the iterator first (see
+    :meth:`StreamMeter.measure`) and is raised again where the items are taken, as a plain
+    loop would raise it; so is an exception thrown into an iterator without ``throw()``."""
+    if isinstance(thrown, GeneratorExit):
+        close = getattr(target, "close", None)
+        if close is not None and reachable():
+            return _closing(close, thrown)
+        return _raising(thrown)
+    throw = getattr(target, "throw", None)
     if throw is None:
         return _raising(thrown)
     return _Answer(throw, thrown, returned)
+
+
+def _closing(close: Callable[[], Any], exc: BaseException) -> Generator[Any, None, None]:
+    """An iterator whose first step calls ``close()`` (what it raises propagates) and then
+    raises ``exc``."""
+    try:
+        close()
+        raise exc
+    finally:
+        del exc  # the traceback keeps this frame: it must not keep ``exc`` (a cycle)
+    yield
 
 
 def _raising(exc: BaseException) -> Generator[Any, None, None]:
@@ -627,7 +656,11 @@ def open_stream(
     def end() -> None:
         once.finish()
 
-    gen = meter.measure(inner, start, end, control=control)
+    def reachable() -> bool:  # False while the generator is being collected
+        ref = once._ref
+        return ref is not None and ref() is not None
+
+    gen = meter.measure(inner, start, end, control=control, reachable=reachable)
     once = FinishOnce(gen, finish, meter.capture)
     return gen, once
 
