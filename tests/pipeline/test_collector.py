@@ -83,6 +83,43 @@ def test_failing_sink_is_isolated_and_counted(make_collector, sink):
     assert_balanced(collector)
 
 
+class _Rewriting:
+    """A batch sink that changes the list it is given: keeps every other record, or adds
+    one."""
+
+    nonblocking = True  # delivered on the flush thread, before the other sinks get the batch
+
+    def __init__(self, name: str, how: str) -> None:
+        self.name, self.how = name, how
+
+    def record_batch(self, batch):
+        if self.how == "filters":
+            batch[:] = batch[::2]
+        else:
+            batch.append(batch[0])
+
+    def record(self, metrics):
+        pass
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("how", ["filters", "appends"])
+def test_a_sink_that_changes_its_batch_changes_neither_other_sinks_nor_counts(
+    make_collector, sink, how
+):
+    collector = make_collector([_Rewriting("rewriting", how), sink])
+    for i in range(10):
+        collector.record(request_record(i))
+    assert collector.flush(5)
+    assert len(sink.records) == 10
+    stats = collector.stats()
+    assert (stats.sinks["rewriting"].received, stats.sinks["rewriting"].delivered) == (10, 10)
+    assert stats.sinks["rewriting"].pending == 0
+    assert_balanced(collector)
+
+
 def test_hanging_sink_does_not_delay_others_and_flush_meets_deadline(make_collector, sink):
     hanging = HangingSink()
     collector = make_collector([hanging, sink], batch_timeout_seconds=0.02)

@@ -194,15 +194,20 @@ class Channel:
                 self.handle(item)
 
     def deliver(self, batch: List[BaseMetrics]) -> None:
-        """Hand one batch to the sink, counting per record when the sink has no batch call."""
+        """Hand one batch to the sink, counting per record when the sink has no batch call.
+
+        ``record_batch`` gets a list of its own: every channel is given the same ``batch``,
+        and a sink that changes what it got (filters it, appends to it) must change neither
+        what the other sinks get nor the counts, which are of ``batch`` as it came."""
         sink = self.sink
+        size = len(batch)
         ok = errors = 0
         record_batch = getattr(sink, "record_batch", None)
         try:
             if record_batch is not None:
                 try:
-                    record_batch(batch)
-                    ok = len(batch)
+                    record_batch(list(batch))
+                    ok = size
                 except BaseException as exc:  # noqa: B036 - user code: SystemExit too
                     errors = 1
                     self.on_failure(f"sink_error:{self.name}", sink, exc)
@@ -221,9 +226,9 @@ class Channel:
             # which is the caller's. What was not handed to the sink counts as failed.
             with self.lock:
                 self.delivered += ok
-                self.failed += len(batch) - ok
+                self.failed += size - ok
                 self.errors += errors
-                self.pending -= len(batch)
+                self.pending -= size
 
     def call(self, fn: Callable[[MetricsSink], None]) -> bool:
         """``fn(sink)`` (flush or close), counting a failure. Returns whether it succeeded."""
