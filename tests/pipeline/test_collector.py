@@ -208,6 +208,37 @@ def test_after_shutdown_records_are_counted(make_collector, sink):
     assert collector.shutdown(1)  # idempotent
 
 
+def test_a_record_queued_while_shutdown_ran_is_counted_after_shutdown(make_collector, sink):
+    """A thread already inside ``record()`` when ``shutdown()`` closes the collector (here
+    held in the validation of its record, whose model's ``str()`` waits) queues its record
+    after the flush thread's last pass: it is counted as ``after_shutdown``, not left
+    queued forever, and ``flush()`` does not wait for it."""
+    inside, release = threading.Event(), threading.Event()
+
+    class SlowModel:
+        def __str__(self) -> str:
+            inside.set()
+            release.wait(10)
+            return "gpt-4o-mini"
+
+    collector = make_collector([sink])
+    collector.record(request_record(1))
+    record = RequestMetrics(time.time(), "r-late", "openai", SlowModel())
+    late = threading.Thread(target=collector.record, args=(record,))
+    late.start()
+    try:
+        assert inside.wait(5)
+        assert collector.shutdown(5)
+    finally:
+        release.set()
+        late.join(5)
+    stats = collector.stats()
+    assert (stats.queued, stats.dropped["after_shutdown"]) == (0, 1)
+    assert [r.request_id for r in sink.records] == ["r1"]
+    assert_balanced(collector)
+    assert collector.flush(1)
+
+
 def test_flush_from_inside_sink_returns_without_deadlock(make_collector):
     results = []
 

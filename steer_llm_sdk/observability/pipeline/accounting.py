@@ -63,6 +63,13 @@ class Accounting:
             self.taken += count
             self.in_flight = count
 
+    def lost_queued(self, reason: Drop, count: int) -> None:
+        """``count`` records taken from the queue by someone other than the flush thread,
+        which will never deliver them, lost for ``reason``."""
+        with self.lock:
+            self.taken += count
+            self.lost_taken[reason] += count
+
     def settle(self, sanitized: int, filtered: int, filter_errors: int, invalid: int) -> None:
         """The batch in flight was admitted: what sanitising and the filters did to it."""
         with self.lock:

@@ -349,7 +349,8 @@ class Pipeline:
             return False
         if not self.running:
             if self.stopping:  # after stop(): the sinks are closed; nothing to call
-                return not self.intake.queue
+                self.refuse_late()
+                return True
             if not self.start():  # only at interpreter shutdown: no thread may start
                 return self.drain_inline(time.monotonic() + timeout)
         marker = FlushMarker()
@@ -389,7 +390,30 @@ class Pipeline:
         for channel in channels:
             if channel.thread is None:  # never ran: close on this thread
                 channel.call(close)
+        if not self.running:
+            self.refuse_late()
         return complete and ended
+
+    def refuse_late(self) -> None:
+        """After the flush thread's last pass (stopped, and not running): count what is
+        still queued as ``after_shutdown``. A thread that was already inside the admission
+        function when :meth:`close` took effect queues its record after that pass, where
+        nothing will ever deliver it. Flush markers among it complete, failed. Called again
+        wherever the counts are read or awaited, for a record queued later still."""
+        with self.lock:
+            queue = self.intake.queue
+            if not queue:
+                return
+            records = 0
+            while queue:
+                item = queue.popleft()
+                if type(item) is FlushMarker:
+                    self.markers_queued -= 1
+                    item.failed = True
+                    arrive(self.lock, item)
+                else:
+                    records += 1
+            self.accounting.lost_queued(Drop.AFTER_SHUTDOWN, records)
 
     def drain_inline(self, deadline: float) -> bool:
         """Deliver everything queued on the calling thread (threads not running).
@@ -414,6 +438,8 @@ class Pipeline:
     # ------------------------------------------------------------------ accounting
     def snapshot(self) -> dict:
         """Consistent copy of every counter (see ``CollectorStats``)."""
+        if self.stopping and not self.running:
+            self.refuse_late()
         with self.lock:
             return self.accounting.snapshot(
                 len(self.intake.queue), self.markers_queued, self.channels
