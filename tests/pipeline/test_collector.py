@@ -1,5 +1,6 @@
 """MetricsCollector: delivery, accounting, isolation of sinks, deadlines, re-entrancy."""
 
+import logging
 import threading
 import time
 
@@ -237,6 +238,77 @@ def test_a_record_queued_while_shutdown_ran_is_counted_after_shutdown(make_colle
     assert [r.request_id for r in sink.records] == ["r1"]
     assert_balanced(collector)
     assert collector.flush(1)
+
+
+def test_a_batch_finished_after_the_shutdown_deadline_is_counted_dropped(make_collector):
+    """``shutdown()`` gives up while a filter still holds the flush thread's batch; the
+    batch it finishes later meets sinks already closed: counted as their ``dropped``, not
+    left pending for ever."""
+    inside, release = threading.Event(), threading.Event()
+
+    def slow(record):
+        inside.set()
+        release.wait(10)
+        return record
+
+    sink = RecordingSink()
+    collector = make_collector([sink], filters=(slow,), batch_size=5)
+    for i in range(5):
+        collector.record(request_record(i))
+    assert inside.wait(5)
+    try:
+        assert collector.shutdown(0.2) is False
+    finally:
+        release.set()
+
+    def settled():
+        counts = collector.stats().sinks["recording"]
+        return counts.dropped == 5 and counts.pending == 0
+
+    assert wait_until(settled, 5), collector.stats()
+    assert sink.records == []
+    assert_balanced(collector)
+
+
+class _Holding(logging.Handler):
+    """Holds the thread that writes a "not keeping up" warning until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "not keeping up" in record.getMessage():
+            self.inside.set()
+            self.release.wait(10)
+
+
+def test_recording_never_waits_for_the_logging_of_a_full_sink_backlog(make_collector):
+    """The flush thread warns that a sink's backlog is full through the application's
+    logging handlers, which may be slow: meanwhile a record on the caller's thread (the
+    first of a batch, which checks the threads) does not wait for them."""
+    sink = HangingSink()
+    sink.name = "hanging-while-logged"  # a warning key of its own: the log is rate-limited
+    collector = make_collector([sink], batch_size=5, sink_queue_size=1)
+    handler = _Holding()
+    logger = logging.getLogger("steer_llm_sdk")
+    logger.addHandler(handler)
+    recorder = threading.Thread(target=collector.record, args=(request_record(5),))
+    try:
+        for i in range(5):
+            collector.record(request_record(i))
+        assert handler.inside.wait(5)  # the flush thread is in the warning
+        recorder.start()
+        recorder.join(2)
+        assert not recorder.is_alive(), "record() waited for a logging handler"
+    finally:
+        handler.release.set()
+        sink.release.set()
+        logger.removeHandler(handler)
+        if recorder.ident is not None:
+            recorder.join(5)
+    assert collector.flush(5)
+    assert_balanced(collector)
 
 
 def test_flush_from_inside_sink_returns_without_deadlock(make_collector):

@@ -72,6 +72,7 @@ class Channel:
         "errors",
         "dropped",
         "thread",
+        "stopped",
     )
 
     def __init__(
@@ -90,8 +91,9 @@ class Channel:
         self.delivered = 0
         self.failed = 0  # records in calls that raised
         self.errors = 0  # calls that raised (record, record_batch, flush, close)
-        self.dropped = 0  # records refused because the backlog was full
+        self.dropped = 0  # records refused: the backlog was full, or the channel stopped
         self.thread: Optional[Any] = None  # a threading.Thread or _native.NativeThread
+        self.stopped = False  # STOP was posted: nothing offered later will be delivered
 
     def counters(self) -> Dict[str, int]:
         return {
@@ -119,25 +121,34 @@ class Channel:
         self.thread = thread  # before start(): an interrupted start is noticed as not alive
         thread.start()
 
-    def offer(self, batch: List[BaseMetrics]) -> None:
-        """Append to the backlog within its bound (lock held)."""
+    def offer(self, batch: List[BaseMetrics]) -> int:
+        """Append to the backlog within its bound (lock held). Returns how many records
+        were refused (counted as ``dropped``): those beyond the bound, or all of them once
+        :data:`STOP` was posted (a batch the flush thread finished after a ``shutdown()``
+        deadline); the caller says so once it has released the lock (:meth:`refused`)."""
         self.received += len(batch)
-        room = self.limit - self.pending
+        room = 0 if self.stopped else self.limit - self.pending
         if room < len(batch):
             refused = len(batch) - max(room, 0)
             self.dropped += refused
-            rate_limited.warning(
-                f"sink_queue_full:{self.name}",
-                "steer_llm_sdk sink is not keeping up; dropping records for it",
-                sink=self.name,
-                dropped=refused,
-            )
             if room <= 0:
-                return
+                return refused
             batch = batch[:room]
+        else:
+            refused = 0
         self.backlog.append(batch)
         self.pending += len(batch)
         self.wake.set()
+        return refused
+
+    def refused(self, count: int) -> None:
+        """Log that :meth:`offer` refused ``count`` records (without the lock: a logging
+        handler is the application's code, and may be slow)."""
+        if self.stopped:
+            event, key = "steer_llm_sdk sink is closed; dropping records for it", "closed"
+        else:
+            event, key = "steer_llm_sdk sink is not keeping up; dropping records for it", "full"
+        rate_limited.warning(f"sink_queue_{key}:{self.name}", event, sink=self.name, dropped=count)
 
     def accept_direct(self, batch: List[BaseMetrics]) -> None:
         """Count a batch the flush thread will deliver itself (lock held)."""
@@ -148,6 +159,8 @@ class Channel:
         """Queue a flush marker or :data:`STOP` (lock held)."""
         if type(item) is FlushMarker:
             item.remaining += 1
+        elif item is STOP:
+            self.stopped = True
         self.backlog.append(item)
         self.wake.set()
 

@@ -299,7 +299,9 @@ class Pipeline:
             if rollup is not None:
                 requests = (r for r in kept if r.metric_type == "request")
                 _each(rollup.add, requests, self._rollup_failed)
-            direct = self._dispatch(kept, markers)
+            direct, refused = self._dispatch(kept, markers)
+        for channel, count in refused:  # said outside the lock: logging is the app's code
+            channel.refused(count)
         for channel in direct:  # on this thread, outside the lock
             if kept:
                 channel.deliver(kept)
@@ -324,20 +326,26 @@ class Pipeline:
             self.accounting.take(len(ready))
         self._run_batch(ready, [])
 
-    def _dispatch(self, kept: List[BaseMetrics], markers: List[FlushMarker]) -> List[Channel]:
+    def _dispatch(
+        self, kept: List[BaseMetrics], markers: List[FlushMarker]
+    ) -> Tuple[List[Channel], List[Tuple[Channel, int]]]:
         """Offer a batch and markers to every channel (lock held); returns the channels the
-        flush thread delivers to itself."""
+        flush thread delivers to itself, and each channel that refused records with how
+        many."""
         direct = []
+        refused = []
         for channel in self.channels:
             if channel.nonblocking:
                 direct.append(channel)
                 channel.accept_direct(kept)
                 continue
             if kept:
-                channel.offer(kept)
+                count = channel.offer(kept)
+                if count:
+                    refused.append((channel, count))
             for marker in markers:
                 channel.post(marker)
-        return direct
+        return direct, refused
 
     # ------------------------------------------------------------------ flush / stop
     def flush(self, timeout: float) -> bool:
