@@ -189,7 +189,7 @@ class Wedged(Exception):
     """The watchdog fired: something blocked after the storm."""
 
 
-def _frames(frame: Any, depth: int = 12) -> List[str]:
+def _frames(frame: Any, depth: int = 24) -> List[str]:
     """``file:line function`` of ``frame`` and its callers, innermost first."""
     found = []
     while frame is not None and len(found) < depth:
@@ -232,11 +232,11 @@ class Storm:
         """Every exception raised reached the caller, or was lost by Python itself."""
         assert self.fired >= 100, self.fired  # the storm did land
         lost = {n: self.where[n] for n in sorted(set(self.where) - self.seen)}
-        assert self.caught + len(self.unraisable) == self.fired, (
-            self.caught,
-            self.unraisable,
-            self.fired,
-            lost,
+        # A text, which pytest shows whole (a tuple's repr is cut in the middle).
+        assert self.caught + len(self.unraisable) == self.fired, "\n".join(
+            [f"caught {self.caught}, unraisable {len(self.unraisable)}, fired {self.fired}"]
+            + [f"lost {n}, raised in: {' < '.join(frames)}" for n, frames in lost.items()]
+            + [f"unraisable in {where}" for where in self.unraisable]
         )
         assert not [where for where in self.unraisable if "steer_llm_sdk" in where]
 
