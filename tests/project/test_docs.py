@@ -27,6 +27,7 @@ How a block is checked follows from its language:
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -339,11 +340,30 @@ def test_the_local_server_command_serves_both_protocols(tmp_path):
     finally:
         server.send_signal(signal.SIGINT)  # the README's Ctrl-C
         try:
-            server.communicate(timeout=10)
+            server.communicate(timeout=20)
         except subprocess.TimeoutExpired:
+            stuck = _stuck_process(server.pid)
             server.kill()
             server.communicate()
+            pytest.fail(f"the server did not stop at SIGINT within 20 s:\n{stuck}")
     assert server.returncode == 0
+
+
+def _stuck_process(pid: int) -> str:
+    """What a process that does not stop is doing: its signal masks and dispositions (from
+    ``/proc``), and its Python stacks where ``py-spy`` is installed."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            found = [line.strip() for line in status if line.startswith(("Sig", "State"))]
+    except OSError as exc:
+        found = [f"no /proc status: {exc}"]
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if os.path.exists(spy):
+        dump = subprocess.run(
+            [spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+        )
+        found.append(dump.stdout + dump.stderr)
+    return "\n".join(found)
 
 
 # --------------------------------------------------------------------------- yaml, promql
