@@ -319,9 +319,17 @@ def test_the_local_server_command_serves_both_protocols(tmp_path):
     port = free_port()
     block = block_named(("README.md", "python -m steer_llm_sdk.testing.server"))
     code = block.code.replace(README_PORT, str(port))
-    server = spawn.popen(
-        ["bash", "-c", f"exec {code}"], env=venv_env(), stdout=subprocess.PIPE, text=True
-    )
+    # A run started in the background (nohup, a CI runner's non-interactive shell) has
+    # SIGINT ignored, and a child inherits that: Python then installs no KeyboardInterrupt
+    # handler and Ctrl-C does nothing. A signal this process catches is reset to the default
+    # in the child instead, as in a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        server = spawn.popen(
+            ["bash", "-c", f"exec {code}"], env=venv_env(), stdout=subprocess.PIPE, text=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         line = server.stdout.readline()  # type: ignore[union-attr]
         assert f"http://127.0.0.1:{port}/v1" in line, line
