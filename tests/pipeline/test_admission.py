@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict
 import pytest
 from support.sdk_clients import closing
 from support.sinks import RecordingSink
-from support.waiting import wait_until
+from support.waiting import Gate, wait_until
 
 from steer_llm_sdk import SteerLLMClient
 from steer_llm_sdk.observability import (
@@ -190,27 +190,21 @@ def test_every_entry_is_admitted_alike(entry, condition, module_server):
 
 @pytest.mark.parametrize("entry", list(ENTRIES))
 def test_every_entry_counts_a_full_queue(entry, module_server):
-    entered, release = threading.Event(), threading.Event()
-
-    def plug(record: Any) -> Any:  # holds the flush thread while the queue fills
-        entered.set()
-        release.wait(10)
-        return record
-
+    plug = Gate()  # holds the flush thread while the queue fills
     sink = RecordingSink()
     collector = MetricsCollector(
         MetricsConfig(**{**_QUIET, "max_queue_size": 1, "filters": [plug]}), [sink]
     )
     try:
         _record(collector, module_server)  # taken by the flush thread, which then waits in plug
-        assert entered.wait(5)
+        assert plug.entered.wait(5)
         _record(collector, module_server)  # fills the queue (max 1)
         before = collector.stats().to_dict()
         ENTRIES[entry](collector, module_server)
         after = collector.stats().to_dict()
         assert _delta(before, after) == {"recorded": 1, "dropped.queue_full": 1}
     finally:
-        release.set()
+        plug.release.set()
         collector.shutdown(5)
     stats = collector.stats()
     assert stats.unaccounted("recording") == 0 and stats.pending == 0

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.records import request_record
 from support.sinks import FailingSink, HangingSink, RecordingSink
-from support.waiting import wait_until
+from support.waiting import Gate, wait_until
 
 from steer_llm_sdk.observability import (
     MetricsCollector,
@@ -214,13 +214,11 @@ def test_a_record_queued_while_shutdown_ran_is_counted_after_shutdown(make_colle
     held in the validation of its record, whose model's ``str()`` waits) queues its record
     after the flush thread's last pass: it is counted as ``after_shutdown``, not left
     queued forever, and ``flush()`` does not wait for it."""
-    inside, release = threading.Event(), threading.Event()
+    gate = Gate()
 
     class SlowModel:
         def __str__(self) -> str:
-            inside.set()
-            release.wait(10)
-            return "gpt-4o-mini"
+            return gate("gpt-4o-mini")
 
     collector = make_collector([sink])
     collector.record(request_record(1))
@@ -228,10 +226,10 @@ def test_a_record_queued_while_shutdown_ran_is_counted_after_shutdown(make_colle
     late = threading.Thread(target=collector.record, args=(record,))
     late.start()
     try:
-        assert inside.wait(5)
+        assert gate.entered.wait(5)
         assert collector.shutdown(5)
     finally:
-        release.set()
+        gate.release.set()
         late.join(5)
     stats = collector.stats()
     assert (stats.queued, stats.dropped["after_shutdown"]) == (0, 1)
@@ -244,22 +242,16 @@ def test_a_batch_finished_after_the_shutdown_deadline_is_counted_dropped(make_co
     """``shutdown()`` gives up while a filter still holds the flush thread's batch; the
     batch it finishes later meets sinks already closed: counted as their ``dropped``, not
     left pending for ever."""
-    inside, release = threading.Event(), threading.Event()
-
-    def slow(record):
-        inside.set()
-        release.wait(10)
-        return record
-
+    gate = Gate()
     sink = RecordingSink()
-    collector = make_collector([sink], filters=(slow,), batch_size=5)
+    collector = make_collector([sink], filters=(gate,), batch_size=5)
     for i in range(5):
         collector.record(request_record(i))
-    assert inside.wait(5)
+    assert gate.entered.wait(5)
     try:
         assert collector.shutdown(0.2) is False
     finally:
-        release.set()
+        gate.release.set()
 
     def settled():
         counts = collector.stats().sinks["recording"]

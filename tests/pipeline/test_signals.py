@@ -622,6 +622,33 @@ def test_a_batch_left_by_a_time_limit_while_its_failure_is_logged_is_settled():
     assert (channel.errors, channel.pending) == (1, 0)
 
 
+def _interrupted_cleanup(collector: MetricsCollector) -> Callable[[bool], Iterator[str]]:
+    """A tracked generator function over "abc" whose cleanup raises SIGUSR1 (a soft time
+    limit under :func:`_soft_limit`) when called with True."""
+
+    @collector.track_request("openai", model="m")
+    def chunks(interrupted: bool = True) -> Iterator[str]:
+        try:
+            yield from "abc"
+        finally:
+            if interrupted:
+                signal.raise_signal(signal.SIGUSR1)
+
+    return chunks
+
+
+@contextlib.contextmanager
+def _unraisable() -> Iterator[List[str]]:
+    """Collect the type names of what Python reports as unraisable meanwhile."""
+    found: List[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda info: found.append(info.exc_type.__name__)
+    try:
+        yield found
+    finally:
+        sys.unraisablehook = previous
+
+
 # ---------------------------------------------------------------------- loops that must finish
 def test_every_step_runs_and_the_limit_is_raised_after_the_last():
     """A soft time limit in one step of a loop that must finish (fork resets, exit drain):
@@ -705,12 +732,9 @@ def test_every_reset_runs_in_a_child_when_a_limit_lands_in_the_logging_of_a_fail
         on_fork(part, "fail", CLIENTS)
     logger = logging.getLogger("steer_llm_sdk")
     installed = _SignallingHandler()
-    unraisable: List[str] = []
-    previous_hook = sys.unraisablehook
     logger.addHandler(installed)
     try:
-        with handler_for(signal.SIGUSR1, _soft_limit):
-            sys.unraisablehook = lambda info: unraisable.append(info.exc_type.__name__)
+        with handler_for(signal.SIGUSR1, _soft_limit), _unraisable() as unraisable:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child
                 code = 1
@@ -720,9 +744,7 @@ def test_every_reset_runs_in_a_child_when_a_limit_lands_in_the_logging_of_a_fail
                         code = 4
                 finally:
                     os._exit(code)
-            sys.unraisablehook = previous_hook
     finally:
-        sys.unraisablehook = previous_hook
         logger.removeHandler(installed)
     assert reap(pid, 20.0) == 0  # 3: a reset was left undone; 4: the limit was not raised
     assert calls == []  # the parent resets nothing
@@ -770,14 +792,7 @@ def test_streams_left_open_at_exit_are_all_ended_when_a_limit_lands_in_one():
             sink = InMemoryMetricsSink()
             collector = MetricsCollector(sinks=[sink])
 
-            @collector.track_request("openai", model="m")
-            def chunks(interrupted: bool) -> Iterator[str]:
-                try:
-                    yield from "abc"
-                finally:
-                    if interrupted:
-                        signal.raise_signal(signal.SIGUSR1)
-
+            chunks = _interrupted_cleanup(collector)
             streams = [chunks(n == 0) for n in range(3)]
             for stream in streams:
                 next(stream)
@@ -801,15 +816,7 @@ def test_a_stream_closed_while_its_source_s_cleanup_is_interrupted_is_still_reco
     limit reaches the caller, and the call is recorded (failed, by the limit), not lost."""
     sink = InMemoryMetricsSink()
     collector = make_collector(sinks=[sink])
-
-    @collector.track_request("openai", model="m")
-    def chunks() -> Iterator[str]:
-        try:
-            yield from "abc"
-        finally:
-            signal.raise_signal(signal.SIGUSR1)
-
-    stream = chunks()
+    stream = _interrupted_cleanup(collector)()
     assert next(stream) == "a"
     with handler_for(signal.SIGUSR1, _soft_limit), pytest.raises(SoftTimeLimitExceeded):
         stream.close()
@@ -856,25 +863,11 @@ def test_a_dropped_stream_whose_source_s_cleanup_is_interrupted_is_still_recorde
     any collected generator's cleanup)."""
     sink = InMemoryMetricsSink()
     collector = make_collector(sinks=[sink])
-
-    @collector.track_request("openai", model="m")
-    def chunks() -> Iterator[str]:
-        try:
-            yield from "abc"
-        finally:
-            signal.raise_signal(signal.SIGUSR1)
-
-    stream = chunks()
+    stream = _interrupted_cleanup(collector)()
     assert next(stream) == "a"
-    unraisable: List[str] = []
-    previous_hook = sys.unraisablehook
-    sys.unraisablehook = lambda info: unraisable.append(info.exc_type.__name__)
-    try:
-        with handler_for(signal.SIGUSR1, _soft_limit):
-            del stream
-            gc.collect()
-    finally:
-        sys.unraisablehook = previous_hook
+    with _unraisable() as unraisable, handler_for(signal.SIGUSR1, _soft_limit):
+        del stream
+        gc.collect()
     assert unraisable == ["SoftTimeLimitExceeded"]
     assert collector.flush(5)
     assert [r.status for r in sink.get_metrics(metric_type="streaming")] == ["cancelled"]

@@ -7,7 +7,7 @@ from typing import List
 
 import pytest
 from support.sinks import HangingSink, RecordingSink
-from support.waiting import wait_until
+from support.waiting import Gate, wait_until
 
 from steer_llm_sdk.observability.models import RequestMetrics
 from steer_llm_sdk.observability.pipeline import Drop, Pipeline
@@ -153,23 +153,17 @@ def test_filters_and_their_failures_are_counted(pipelines):
 
 
 def test_a_full_queue_refuses_and_counts(pipelines):
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(record):
-        entered.set()
-        release.wait(10)
-        return record
-
+    hold = Gate()
     sink = RecordingSink()
     pipeline = make_pipeline([sink], batch_timeout=0.01, max_queue_size=2, filters=[hold])
     pipelines.append(pipeline)
     admit = pipeline.admission(True, None)
     batch = records(4)
     assert admit(batch[0])
-    assert entered.wait(5)
+    assert hold.entered.wait(5)
     assert admit(batch[1]) and admit(batch[2])
     assert not admit(batch[3])
-    release.set()
+    hold.release.set()
     assert pipeline.flush(5)
     snapshot = pipeline.snapshot()
     assert snapshot["dropped"]["queue_full"] == 1

@@ -74,3 +74,19 @@ def reap(pid: int, timeout: float) -> Optional[int]:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return None
+
+
+class Gate:
+    """A callable that holds whoever calls it until :attr:`release` is set (at most 10 s,
+    so that a failed test leaves no thread held for good): a filter holding the flush
+    thread, a ``__str__`` holding a caller. :attr:`entered` is set once someone is held.
+    Returns its argument (a filter keeps the record)."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, value: Any = None) -> Any:
+        self.entered.set()
+        self.release.wait(10)
+        return value
