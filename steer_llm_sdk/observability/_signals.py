@@ -157,14 +157,21 @@ def _code_of(handler: Any) -> Optional[Any]:
     return None
 
 
-def run_each(steps: Iterable[Callable[[], Any]], failed: Callable[[Exception], Any]) -> None:
+def _unreported(exc: Exception) -> None:
+    pass
+
+
+def run_each(
+    steps: Iterable[Callable[[], Any]], failed: Callable[[Exception], Any] = _unreported
+) -> None:
     """Call every step in turn, for loops whose every step must run (resets after a fork,
     the exit drain), even when a signal handler's exception lands in one of them.
 
     Args:
         steps: the calls to make; an ``Exception`` one raises goes to ``failed(exc)`` and
             the next step runs.
-        failed: reports a step's own failure; may raise only a signal handler's exception.
+        failed: reports a step's own failure (by default nothing does); may raise only a
+            signal handler's exception.
 
     Raises:
         The first exception a signal handler raised (in a step, or while ``failed`` reported

@@ -359,29 +359,21 @@ def _thrown(
     loop would raise it; so is an exception thrown into an iterator without ``throw()``."""
     if isinstance(thrown, GeneratorExit):
         close = getattr(target, "close", None)
-        if close is not None and reachable():
-            return _closing(close, thrown)
-        return _raising(thrown)
+        return _raising(thrown, close if reachable() else None)
     throw = getattr(target, "throw", None)
     if throw is None:
         return _raising(thrown)
     return _Answer(throw, thrown, returned)
 
 
-def _closing(close: Callable[[], Any], exc: BaseException) -> Generator[Any, None, None]:
-    """An iterator whose first step calls ``close()`` (what it raises propagates) and then
-    raises ``exc``."""
+def _raising(
+    exc: BaseException, first: Optional[Callable[[], Any]] = None
+) -> Generator[Any, None, None]:
+    """An iterator whose first step calls ``first()`` if given (what it raises propagates)
+    and raises ``exc`` (a generator: nothing runs before that step)."""
     try:
-        close()
-        raise exc
-    finally:
-        del exc  # the traceback keeps this frame: it must not keep ``exc`` (a cycle)
-    yield
-
-
-def _raising(exc: BaseException) -> Generator[Any, None, None]:
-    """An iterator whose first step raises ``exc`` (a generator: nothing runs before)."""
-    try:
+        if first is not None:
+            first()
         raise exc
     finally:
         del exc  # the traceback keeps this frame: it must not keep ``exc`` (a cycle)
@@ -509,12 +501,8 @@ def end_open_streams() -> int:
         once._end_at_exit()
         ended[0] += 1
 
-    run_each([partial(end, once) for once in list(_OPEN.values())], _skip)
+    run_each([partial(end, once) for once in list(_OPEN.values())])
     return ended[0]
-
-
-def _skip(exc: Exception) -> None:
-    pass
 
 
 def _forget_inherited_streams() -> None:

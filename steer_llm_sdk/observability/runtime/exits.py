@@ -144,11 +144,7 @@ def _prepare_exit() -> None:
 def _run_exit_hooks() -> None:
     """Every exit hook; a failing one is skipped silently (the drain that follows reports
     what was lost). A signal handler's exception is raised once all have run."""
-    run_each(list(_exit_hooks), _ignore)
-
-
-def _ignore(exc: Exception) -> None:
-    pass
+    run_each(list(_exit_hooks))
 
 
 def _drain_at_exit() -> None:
