@@ -7,6 +7,7 @@ import types
 
 import pytest
 from support.cassettes import stream_chunks
+from support.consuming import FORMS
 
 from steer_llm_sdk.observability import TrackedStream
 
@@ -512,3 +513,29 @@ def test_a_dropped_stream_s_failing_cleanup_is_not_reported_to_anyone(make_colle
     gc.collect()
     _, streaming = finished(collector, sink)
     assert streaming.status == "cancelled"
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_way_of_consuming_a_stream_whose_cleanup_fails(make_collector, sink, kind, form):
+    """Every way users consume a stream, over a source whose cleanup raises: the caller gets
+    that exception where the source alone would give it (a generator's ``finally`` runs at
+    its end too; an iterator's ``close()`` only when closed), and the call is recorded once:
+    failed with it then, cancelled when the stream was left without a close."""
+    consume, full = FORMS[form]
+    collector = make_collector([sink])
+    source = _failing_cleanup_source(kind, collector)
+    raises = form == "next_then_close" or (kind == "generator" and full)
+    if raises:
+        with pytest.raises(_CleanupFailed, match="cleanup"):
+            consume(source)
+    else:
+        assert consume(source)
+    gc.collect()  # a stream left half read ends when collected
+    assert collector.flush(5)
+    (request,) = sink.of_type("request")
+    (streaming,) = sink.of_type("streaming")
+    if raises:
+        assert request.error_class == "_CleanupFailed" and streaming.status == "error"
+    else:
+        assert streaming.status in ("completed", "cancelled") and request.success
